@@ -1,0 +1,452 @@
+"""The TOML config file (SPEC section 3) as frozen dataclasses.
+
+Loading is strict: an unknown key, a wrong type, a bad duration or Arrow type name is a ConfigError
+that names the file, the dotted key and what is wrong, so `arros check` can print one line.
+"""
+
+from __future__ import annotations
+
+import socket
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import pyarrow as pa
+
+from arros_mqtt.arrow_types import parse_arrow_type
+from arros_mqtt.durations import parse_duration
+from arros_mqtt.errors import ConfigError
+from arros_mqtt.topics import OutputTemplate, TopicPattern
+
+FORMATS_IN = ("json", "msgpack", "sparkplug", "csv", "influx", "arrow")
+FORMATS_IMPLEMENTED_IN = ("json", "msgpack")
+FORMATS_OUT = ("json", "msgpack", "arrow")
+FORMATS_IMPLEMENTED_OUT = ("json", "msgpack")
+METADATA_COLUMNS = ("_topic", "_received_at")
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    url: str = "mqtt://127.0.0.1:1883"
+    client_id: str = field(default_factory=lambda: f"arros-{socket.gethostname()}")
+    protocol: str = "5"
+    username: str | None = None
+    password: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    keepalive: int = 30
+    session_expiry: float = 3600.0
+    clean_start: bool = False
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme == "mqtts" or self.tls_ca is not None
+
+
+@dataclass(frozen=True)
+class EmbeddedConfig:
+    listen: str = "127.0.0.1:1883"
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    batch_max_rows: int = 10000
+    batch_max_delay: float = 0.02
+    state_dir: str = "./arros-state"
+
+
+@dataclass(frozen=True)
+class ArchiveConfig:
+    dir: str = "./archive"
+    roll_rows: int = 1_000_000
+    roll_interval: float = 300.0
+    compression: str = "zstd"
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    prefix: str = "arros"
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    name: str
+    topic: TopicPattern | None
+    format: str = "json"
+    schema: pa.Schema | None = None
+    event_time: str | None = None
+    watermark: float = 0.0
+    qos: int = 1
+    archive: bool = False
+
+    def full_schema(self) -> pa.Schema:
+        """Declared columns, then topic captures, then `_topic` and `_received_at`."""
+        fields = list(self.schema or [])
+        if self.topic is not None:
+            fields += [pa.field(name, pa.string()) for name, _ in self.topic.captures]
+        fields += [pa.field("_topic", pa.string()), pa.field("_received_at", pa.timestamp("ms", tz="UTC"))]
+        return pa.schema(fields)
+
+
+@dataclass(frozen=True)
+class TableConfig:
+    name: str
+    path: str
+
+
+@dataclass(frozen=True)
+class SubscriptionConfig:
+    name: str
+    sql: str
+    output: OutputTemplate | None = None
+    format: str = "json"
+    qos: int = 1
+    retain: bool = False
+    batch: bool = False
+    timestamps: str = "rfc3339"
+    archive: bool = False
+    late_output: OutputTemplate | None = None
+    origin: str = "config"
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str = "<defaults>"
+    broker: BrokerConfig | None = None
+    embedded: EmbeddedConfig = field(default_factory=EmbeddedConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    archive: ArchiveConfig = field(default_factory=ArchiveConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
+    streams: dict[str, StreamConfig] = field(default_factory=dict)
+    tables: dict[str, TableConfig] = field(default_factory=dict)
+    subscriptions: dict[str, SubscriptionConfig] = field(default_factory=dict)
+
+    def with_broker_url(self, url: str) -> Config:
+        """The same config attached to `url` (the `--broker` option), keeping other [broker] settings."""
+        try:
+            broker = _parse_broker_url(url, self.broker or BrokerConfig())
+        except ValueError as exc:
+            raise ConfigError("--broker", "", str(exc)) from None
+        return replace(self, broker=broker)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a config file; every problem is a ConfigError naming file and key."""
+    source = str(path)
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(source, "", "file not found") from None
+    except OSError as exc:
+        raise ConfigError(source, "", f"cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, "", f"invalid TOML: {exc}") from None
+    return parse_config(data, source)
+
+
+def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
+    root = _Section(data, source, "")
+    root.only(
+        "broker", "embedded", "engine", "archive", "control", "streams", "tables", "subscriptions",
+        "connectors", "metrics",
+    )
+    config = Config(
+        source=source,
+        broker=_broker(root.section("broker")) if "broker" in data else None,
+        embedded=EmbeddedConfig(listen=root.section("embedded").string("listen", "127.0.0.1:1883")),
+        engine=_engine(root.section("engine")),
+        archive=_archive(root.section("archive")),
+        control=ControlConfig(prefix=_prefix(root.section("control"))),
+        streams={name: _stream(sec, name) for name, sec in root.section("streams").sections()},
+        tables={name: _table(sec, name) for name, sec in root.section("tables").sections()},
+        subscriptions={name: _subscription(sec, name) for name, sec in root.section("subscriptions").sections()},
+    )
+    _check_names(config)
+    return config
+
+
+class _Section:
+    """A TOML table with its dotted key path, for error messages that name the key."""
+
+    def __init__(self, data: Any, source: str, path: str) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(source, path, f"expected a table, got {_kind(data)}")
+        self.data, self.source, self.path = data, source, path
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def error(self, name: str, message: str) -> ConfigError:
+        return ConfigError(self.source, self.key(name), message)
+
+    def only(self, *allowed: str) -> None:
+        for name in self.data:
+            if name not in allowed:
+                raise self.error(name, f"unknown key (known keys: {', '.join(allowed)})")
+
+    def section(self, name: str) -> _Section:
+        return _Section(self.data.get(name, {}), self.source, self.key(name))
+
+    def sections(self) -> list[tuple[str, _Section]]:
+        return [(name, self.section(name)) for name in self.data]
+
+    def get(self, name: str, kind: type | tuple[type, ...], default: Any) -> Any:
+        value = self.data.get(name, default)
+        if value is default:
+            return value
+        if isinstance(value, bool) and kind in (int, float, (int, float)):
+            raise self.error(name, f"expected a number, got {_kind(value)}")
+        if not isinstance(value, kind):
+            raise self.error(name, f"expected {_expected(kind)}, got {_kind(value)}")
+        return value
+
+    def string(self, name: str, default: Any = None) -> Any:
+        return self.get(name, str, default)
+
+    def required_string(self, name: str) -> str:
+        if name not in self.data:
+            raise self.error(name, "is required")
+        return self.string(name)
+
+    def boolean(self, name: str, default: bool) -> bool:
+        return self.get(name, bool, default)
+
+    def integer(self, name: str, default: int, minimum: int = 0) -> int:
+        value = self.get(name, int, default)
+        if value < minimum:
+            raise self.error(name, f"must be at least {minimum}, got {value}")
+        return value
+
+    def duration(self, name: str, default: float) -> float:
+        if name not in self.data:
+            return default
+        try:
+            return parse_duration(self.data[name])
+        except ValueError as exc:
+            raise self.error(name, str(exc)) from None
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str, implemented: tuple[str, ...]) -> str:
+        value = self.string(name, default)
+        if value not in choices:
+            raise self.error(name, f"unknown value {value!r} (choose one of: {', '.join(choices)})")
+        if value not in implemented:
+            raise self.error(name, f"{value!r} is not implemented yet (implemented: {', '.join(implemented)})")
+        return value
+
+    def qos(self, name: str = "qos") -> int:
+        value = self.integer(name, 1)
+        if value not in (0, 1):
+            raise self.error(name, f"must be 0 or 1, got {value} (QoS 2 is not supported)")
+        return value
+
+    def topic(self, name: str) -> TopicPattern:
+        try:
+            return TopicPattern.parse(self.required_string(name))
+        except ValueError as exc:
+            raise self.error(name, str(exc)) from None
+
+    def template(self, name: str) -> OutputTemplate | None:
+        if name not in self.data:
+            return None
+        try:
+            return OutputTemplate.parse(self.string(name))
+        except ValueError as exc:
+            raise self.error(name, str(exc)) from None
+
+
+def _broker(sec: _Section) -> BrokerConfig:
+    sec.only(
+        "url", "client_id", "protocol", "username", "password", "tls_ca", "tls_cert", "tls_key",
+        "keepalive", "session_expiry", "clean_start",
+    )
+    defaults = BrokerConfig()
+    protocol = str(sec.get("protocol", (str, int, float), "5"))
+    if protocol not in ("5", "3.1.1"):
+        raise sec.error("protocol", f"must be \"5\" or \"3.1.1\", got {protocol!r}")
+    broker = BrokerConfig(
+        client_id=sec.string("client_id", defaults.client_id),
+        protocol=protocol,
+        username=sec.string("username"),
+        password=sec.string("password"),
+        tls_ca=sec.string("tls_ca"),
+        tls_cert=sec.string("tls_cert"),
+        tls_key=sec.string("tls_key"),
+        keepalive=sec.integer("keepalive", 30, minimum=1),
+        session_expiry=sec.duration("session_expiry", 3600.0),
+        clean_start=sec.boolean("clean_start", False),
+    )
+    for key in ("tls_ca", "tls_cert", "tls_key"):
+        value = getattr(broker, key)
+        if value is not None and not Path(value).is_file():
+            raise sec.error(key, f"file {value!r} not found")
+    if (broker.tls_cert is None) != (broker.tls_key is None):
+        raise sec.error("tls_cert", "tls_cert and tls_key must be given together")
+    try:
+        return _parse_broker_url(sec.string("url", defaults.url), broker)
+    except ValueError as exc:
+        raise sec.error("url", str(exc)) from None
+
+
+def _parse_broker_url(url: str, base: BrokerConfig) -> BrokerConfig:
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+        raise ValueError(f"unsupported broker URL {url!r} (use mqtt://host:1883 or mqtts://host:8883)")
+    if not parts.hostname:
+        raise ValueError(f"broker URL {url!r} has no host")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ValueError(f"broker URL {url!r} has an invalid port") from None
+    scheme = {"tcp": "mqtt", "ssl": "mqtts"}.get(parts.scheme, parts.scheme)
+    netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+    return replace(
+        base,
+        url=f"{scheme}://{netloc}",
+        username=unquote(parts.username) if parts.username else base.username,
+        password=unquote(parts.password) if parts.password else base.password,
+    )
+
+
+def _engine(sec: _Section) -> EngineConfig:
+    sec.only("batch_max_rows", "batch_max_delay", "state_dir")
+    return EngineConfig(
+        batch_max_rows=sec.integer("batch_max_rows", 10000, minimum=1),
+        batch_max_delay=sec.duration("batch_max_delay", 0.02),
+        state_dir=sec.string("state_dir", "./arros-state"),
+    )
+
+
+def _archive(sec: _Section) -> ArchiveConfig:
+    sec.only("dir", "roll_rows", "roll_interval", "compression", "retention")
+    compression = sec.string("compression", "zstd")
+    if compression not in ("zstd", "snappy", "gzip", "lz4", "brotli", "none"):
+        raise sec.error("compression", f"unknown codec {compression!r} (zstd, snappy, gzip, lz4, brotli, none)")
+    return ArchiveConfig(
+        dir=sec.string("dir", "./archive"),
+        roll_rows=sec.integer("roll_rows", 1_000_000, minimum=1),
+        roll_interval=sec.duration("roll_interval", 300.0),
+        compression=compression,
+    )
+
+
+def _prefix(sec: _Section) -> str:
+    sec.only("prefix", "max_subscriptions", "max_state_bytes", "max_output_rate")
+    prefix = sec.string("prefix", "arros")
+    if not prefix or any(c in prefix for c in "+#") or prefix.startswith("/") or prefix.endswith("/"):
+        raise sec.error("prefix", f"invalid topic prefix {prefix!r}")
+    return prefix
+
+
+def _schema(sec: _Section) -> pa.Schema | None:
+    if "schema" not in sec.data:
+        return None
+    schema_sec = sec.section("schema")
+    fields = []
+    for name, type_name in schema_sec.data.items():
+        try:
+            fields.append(pa.field(name, parse_arrow_type(type_name)))
+        except ValueError as exc:
+            raise schema_sec.error(name, str(exc)) from None
+        if name in METADATA_COLUMNS:
+            raise schema_sec.error(name, f"{name} is a column Arros adds itself; rename the field")
+    if not fields:
+        raise sec.error("schema", "declares no columns")
+    return pa.schema(fields)
+
+
+def _stream(sec: _Section, name: str) -> StreamConfig:
+    sec.only("topic", "format", "schema", "event_time", "watermark", "qos", "archive", "host_id", "header")
+    topic = sec.topic("topic") if "topic" in sec.data else None
+    schema = _schema(sec)
+    if topic is not None and schema is None:
+        raise sec.error("schema", "is required for now (schema inference is not implemented yet)")
+    stream = StreamConfig(
+        name=name,
+        topic=topic,
+        format=sec.choice("format", FORMATS_IN, "json", FORMATS_IMPLEMENTED_IN),
+        schema=schema,
+        event_time=sec.string("event_time"),
+        watermark=sec.duration("watermark", 0.0),
+        qos=sec.qos(),
+        archive=sec.boolean("archive", False),
+    )
+    if topic is None and schema is None:
+        raise sec.error("topic", "is required (a stream without a topic is fed by a connector and needs a schema)")
+    captured = [c for c, _ in topic.captures] if topic else []
+    for capture in captured:
+        if schema is not None and capture in schema.names:
+            raise sec.error("topic", f"capture {{{capture}}} has the same name as a schema column")
+    if stream.event_time is not None:
+        full = stream.full_schema()
+        if stream.event_time not in full.names:
+            columns = ", ".join(full.names)
+            raise sec.error("event_time", f"{stream.event_time!r} is not a column of the stream ({columns})")
+        if not pa.types.is_timestamp(full.field(stream.event_time).type):
+            raise sec.error("event_time", f"column {stream.event_time!r} must be a timestamp type")
+    return stream
+
+
+def _table(sec: _Section, name: str) -> TableConfig:
+    sec.only("path")
+    path = sec.required_string("path")
+    if not path.endswith((".csv", ".parquet")):
+        raise sec.error("path", f"{path!r}: lookup tables are .csv or .parquet files")
+    return TableConfig(name=name, path=path)
+
+
+def _subscription(sec: _Section, name: str) -> SubscriptionConfig:
+    sec.only("sql", "output", "format", "qos", "retain", "batch", "timestamps", "archive", "late_output")
+    timestamps = sec.string("timestamps", "rfc3339")
+    if timestamps not in ("rfc3339", "epoch_ms"):
+        raise sec.error("timestamps", f"must be \"rfc3339\" or \"epoch_ms\", got {timestamps!r}")
+    sql = sec.required_string("sql")
+    if not sql.strip():
+        raise sec.error("sql", "is empty")
+    subscription = SubscriptionConfig(
+        name=name,
+        sql=sql,
+        output=sec.template("output"),
+        format=sec.choice("format", FORMATS_OUT, "json", FORMATS_IMPLEMENTED_OUT),
+        qos=sec.qos(),
+        retain=sec.boolean("retain", False),
+        batch=sec.boolean("batch", False),
+        timestamps=timestamps,
+        archive=sec.boolean("archive", False),
+        late_output=sec.template("late_output"),
+    )
+    if subscription.output is None and not subscription.archive:
+        raise sec.error("output", "is required (or set archive = true): where should results go?")
+    return subscription
+
+
+def _check_names(config: Config) -> None:
+    for name in config.tables:
+        if name in config.streams:
+            raise ConfigError(config.source, f"tables.{name}", "a stream has the same name; names must be unique")
+    for name in list(config.streams) + list(config.tables) + list(config.subscriptions):
+        if not name.replace("_", "a").isalnum() or name[0].isdigit():
+            kind = next(k for k in ("streams", "tables", "subscriptions") if name in getattr(config, k))
+            raise ConfigError(config.source, f"{kind}.{name}", "names must be SQL identifiers (letters, digits, _)")
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a table", list: "an array", str: "a string", bool: "a boolean", int: "an integer",
+            float: "a number"}.get(type(value), type(value).__name__)
+
+
+def _expected(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(_kind(k()) for k in kinds)

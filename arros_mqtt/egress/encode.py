@@ -1,0 +1,89 @@
+"""Result tables -> MQTT messages (topic, payload), per SPEC section 7.
+
+Conversions that JSON and msgpack cannot express are done per column in Arrow before rows are
+built: timestamps become RFC 3339 UTC strings (or epoch milliseconds), decimals floats, dates
+ISO strings. Then one message per row, or one per micro-batch and topic with `batch = true`.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+from collections.abc import Callable
+
+import msgpack
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from arros_mqtt.config import SubscriptionConfig
+from arros_mqtt.topics import OutputTemplate
+
+Message = tuple[str, bytes]
+
+
+def encode_results(table: pa.Table, config: SubscriptionConfig, template: OutputTemplate) -> list[Message]:
+    topics = template.render(table)
+    rows = json_ready(table, config.timestamps).to_pylist()
+    dump = _DUMPERS[config.format]
+    if not config.batch:
+        if isinstance(topics, str):
+            return [(topics, dump(row)) for row in rows]
+        return [(topic, dump(row)) for topic, row in zip(topics, rows, strict=True)]
+    if isinstance(topics, str):
+        return [(topics, dump(rows))]
+    grouped: dict[str, list] = {}
+    for topic, row in zip(topics, rows, strict=True):
+        grouped.setdefault(topic, []).append(row)
+    return [(topic, dump(group)) for topic, group in grouped.items()]
+
+
+def json_ready(table: pa.Table, timestamps: str = "rfc3339") -> pa.Table:
+    """Columns converted to what JSON and msgpack can carry, in Arrow (per column, not per row)."""
+    columns = [_convert(column, timestamps) for column in table.columns]
+    return pa.Table.from_arrays(columns, names=table.column_names)
+
+
+def _convert(column: pa.ChunkedArray, timestamps: str) -> pa.ChunkedArray:
+    kind = column.type
+    if pa.types.is_timestamp(kind):
+        utc = pc.cast(column, pa.timestamp(kind.unit, tz="UTC"))  # naive means UTC; aware ones shift to UTC
+        if timestamps == "epoch_ms":
+            return pc.cast(pc.cast(utc, pa.timestamp("ms", tz="UTC"), safe=False), pa.int64())
+        return pc.strftime(utc, format="%Y-%m-%dT%H:%M:%SZ")
+    if pa.types.is_date(kind) or pa.types.is_time(kind):
+        return pc.cast(column, pa.string())
+    if pa.types.is_decimal(kind):
+        return pc.cast(column, pa.float64())
+    if pa.types.is_duration(kind):
+        return pc.cast(column, pa.int64())
+    return column
+
+
+def _default(value: object) -> object:
+    """Values nested in structs/lists that the column pass did not reach."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def _dump_json(value: object) -> bytes:
+    return orjson.dumps(value, default=_default, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _dump_msgpack(value: object) -> bytes:
+    return msgpack.packb(value, default=_default, use_bin_type=True)
+
+
+_DUMPERS: dict[str, Callable[[object], bytes]] = {"json": _dump_json, "msgpack": _dump_msgpack}

@@ -1,0 +1,1 @@
+"""Where messages come from: an MQTT broker in client mode (and, later, the embedded broker)."""

@@ -1,0 +1,79 @@
+"""paho-mqtt 2 clients built from `[broker]`: protocol, TLS, auth, persistent session, reconnect.
+
+Ingress and egress each get a client of their own (`{client_id}` and `{client_id}-out`), so a
+burst of results never queues behind incoming telemetry on one socket. paho's network thread
+reconnects by itself; we add jitter to its backoff so a fleet of Arros instances restarted together
+does not reconnect in lockstep.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import ssl
+from collections.abc import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from arros_mqtt.config import BrokerConfig
+
+log = logging.getLogger(__name__)
+RECONNECT_MIN, RECONNECT_MAX = 0.5, 30.0
+
+
+def new_client(broker: BrokerConfig, suffix: str = "", persistent: bool = True) -> mqtt.Client:
+    """A configured but unconnected client; `connect()` starts it."""
+    v5 = broker.protocol == "5"
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=broker.client_id + suffix,
+        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+        clean_session=None if v5 else (broker.clean_start or not persistent),
+    )
+    if broker.username is not None:
+        client.username_pw_set(broker.username, broker.password)
+    if broker.tls:
+        client.tls_set(
+            ca_certs=broker.tls_ca, certfile=broker.tls_cert, keyfile=broker.tls_key,
+            cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT,
+        )
+    client.reconnect_delay_set(RECONNECT_MIN, RECONNECT_MAX)
+    client.max_queued_messages_set(0)
+    return client
+
+
+def connect(
+    client: mqtt.Client, broker: BrokerConfig, persistent: bool = True,
+    on_connect: Callable[[mqtt.Client, bool], None] | None = None,
+) -> None:
+    """Start the network thread; it keeps (re)connecting with jittered backoff until `disconnect`."""
+
+    def connected(client, _userdata, flags, reason_code, _properties) -> None:
+        if reason_code.is_failure:
+            log.warning("broker %s refused %s: %s", broker.url, client._client_id.decode(), reason_code)
+            return
+        log.info("connected to %s as %s (session present: %s)", broker.url, client._client_id.decode(),
+                 flags.session_present)
+        if on_connect is not None:
+            on_connect(client, flags.session_present)
+
+    def disconnected(client, _userdata, _flags, reason_code, _properties) -> None:
+        jitter = random.uniform(0.5, 1.5)
+        client.reconnect_delay_set(RECONNECT_MIN * jitter, RECONNECT_MAX * jitter)
+        if reason_code.value != 0:
+            log.warning("lost connection to %s (%s); reconnecting", broker.url, reason_code)
+
+    client.on_connect = connected
+    client.on_disconnect = disconnected
+    properties = None
+    clean_start: bool | int = mqtt.MQTT_CLEAN_START_FIRST_ONLY
+    if broker.protocol == "5":
+        clean_start = broker.clean_start or not persistent
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = int(broker.session_expiry) if persistent else 0
+    client.connect_async(broker.host, broker.port, keepalive=broker.keepalive, clean_start=clean_start,
+                         properties=properties)
+    client.loop_start()

@@ -1,0 +1,142 @@
+"""Real things for tests: a Mosquitto on a free 127.0.0.1 port, paho clients that collect and
+publish, and the service itself, in-process or as the `arros` command."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from arros_mqtt.local_broker import (  # noqa: F401 - re-exported for tests
+    HOST,
+    Mosquitto,
+    free_port,
+    mosquitto_config,
+    run_as_me,
+    start_mosquitto,
+    wait_for_port,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def unique(prefix: str = "t") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+def new_client(port: int, client_id: str = "", protocol: int = mqtt.MQTTv5, **kwargs) -> mqtt.Client:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or unique("test-"), protocol=protocol,
+                         **kwargs)
+    return client
+
+
+@dataclass
+class Collector:
+    """A real subscriber that keeps every message it receives on `topics`."""
+
+    port: int
+    topics: list[str]
+    qos: int = 1
+    messages: list[tuple[str, bytes]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Condition()
+        self._subscribed = threading.Event()
+        self.client = new_client(self.port)
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *_: self._subscribed.set()
+        self.client.connect(HOST, self.port)
+        self.client.subscribe([(t, self.qos) for t in self.topics])
+        self.client.loop_start()
+        if not self._subscribed.wait(10):
+            raise TimeoutError("collector did not get SUBACK")
+
+    def _on_message(self, _client, _userdata, message) -> None:
+        with self._lock:
+            self.messages.append((message.topic, message.payload))
+            self._lock.notify_all()
+
+    def wait_for(self, count: int, timeout: float = 30.0) -> list[tuple[str, bytes]]:
+        """Wait until `count` messages arrived (or timeout), then a short grace for extra ones."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while len(self.messages) < count and time.monotonic() < deadline:
+                self._lock.wait(0.1)
+        time.sleep(0.3)  # anything beyond `count` would be a duplicate: let it show
+        with self._lock:
+            return list(self.messages)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def publish_all(port: int, messages: list[tuple[str, bytes]], qos: int = 1, protocol: int = mqtt.MQTTv5) -> None:
+    """Publish and wait until the broker acknowledged every QoS 1 message."""
+    client = new_client(port, protocol=protocol)
+    client.max_inflight_messages_set(1000)
+    client.connect(HOST, port)
+    client.loop_start()
+    infos = [client.publish(topic, payload, qos=qos) for topic, payload in messages]
+    for info in infos:
+        info.wait_for_publish(30)
+    client.disconnect()
+    client.loop_stop()
+
+
+def mosquitto_pub_lines(port: int, topic: str, lines: list[bytes], qos: int = 1) -> None:
+    """`mosquitto_pub -l`: one message per line on stdin."""
+    subprocess.run(["mosquitto_pub", "-h", HOST, "-p", str(port), "-t", topic, "-q", str(qos), "-l"],
+                   input=b"\n".join(lines) + b"\n", check=True, timeout=60)
+
+
+@contextlib.contextmanager
+def running_service(config_text: str, directory: Path, broker_url: str) -> Iterator:
+    """The service in-process, from a config text, attached to `broker_url`."""
+    from arros_mqtt.config import load_config
+    from arros_mqtt.runtime import Service
+
+    path = directory / f"{unique('arros-')}.toml"
+    path.write_text(config_text)
+    service = Service(load_config(path).with_broker_url(broker_url))
+    service.start()
+    wait_subscribed(service)
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+def wait_subscribed(service, timeout: float = 10.0) -> None:
+    """Until the broker acknowledged the service's SUBSCRIBE."""
+    if not service.source.subscribed.wait(timeout):
+        raise TimeoutError("the service did not subscribe")
+
+
+def arros_command(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "arros_mqtt", *args], capture_output=True, text=True,
+                          timeout=kwargs.pop("timeout", 60), cwd=kwargs.pop("cwd", ROOT), **kwargs)
+
+
+def start_arros(*args: str, log: Path) -> subprocess.Popen:
+    handle = open(log, "wb")  # noqa: SIM115 - lives as long as the process
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "arros_mqtt", *args], stdout=handle, stderr=subprocess.STDOUT,
+                            cwd=ROOT, env=env)
+
+
+def stop_process(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+    if process.poll() is None:
+        process.send_signal(sig)
+    return process.wait(timeout)

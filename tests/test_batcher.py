@@ -1,0 +1,59 @@
+"""Micro-batching by rows and by delay; bounded buffering."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from arros_mqtt.decode.batcher import MicroBatcher
+
+
+def fill(batcher: MicroBatcher, stream: str, n: int) -> None:
+    for i in range(n):
+        batcher.add(stream, f"t/{i}", b"{}", i)
+
+
+def test_batch_closes_at_max_rows_without_waiting_for_the_delay():
+    batcher = MicroBatcher(["a"], max_rows=100, max_delay=3600)
+    fill(batcher, "a", 250)
+    batches = batcher.take(timeout=0)
+    assert [len(b) for b in batches] == [100]
+    assert [len(b) for b in batcher.take(timeout=0)] == [100]
+    assert batcher.take(timeout=0) == []  # 50 left, younger than an hour
+    assert batcher.pending == 50
+
+
+def test_batch_closes_after_max_delay():
+    batcher = MicroBatcher(["a", "b"], max_rows=1000, max_delay=0.05)
+    fill(batcher, "a", 10)
+    assert batcher.take(timeout=0) == []
+    batches = batcher.take(timeout=5)  # returns once the oldest row is 50 ms old, not after 5 s
+    assert [(b.stream, len(b)) for b in batches] == [("a", 10)]
+    assert batches[0].topics[:2] == ["t/0", "t/1"] and batches[0].received_ms[-1] == 9
+
+
+def test_close_returns_everything():
+    batcher = MicroBatcher(["a", "b"], max_rows=1000, max_delay=3600)
+    fill(batcher, "a", 3)
+    fill(batcher, "b", 4)
+    batcher.close()
+    assert sorted((b.stream, len(b)) for b in batcher.take(timeout=0)) == [("a", 3), ("b", 4)]
+
+
+def test_add_blocks_when_full_until_the_engine_takes():
+    batcher = MicroBatcher(["a"], max_rows=10, max_delay=3600, max_pending=20)
+    done = threading.Event()
+
+    def producer():
+        fill(batcher, "a", 50)
+        done.set()
+
+    thread = threading.Thread(target=producer)
+    thread.start()
+    time.sleep(0.2)
+    assert not done.is_set() and batcher.pending == 20  # bounded: the producer waits
+    taken = 0
+    while taken < 50:
+        taken += sum(len(b) for b in batcher.take(timeout=1))
+    thread.join(5)
+    assert done.is_set() and taken == 50

@@ -1,0 +1,137 @@
+"""Config loading: every error names the file, the key and what is wrong."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from arros_mqtt.config import Config, load_config, parse_config
+from arros_mqtt.errors import ConfigError
+from tests.support import arros_command
+
+GOOD = """
+[broker]
+url = "mqtt://user:secret@127.0.0.1:1884"
+client_id = "arros-edge-1"
+protocol = "3.1.1"
+session_expiry = "2h"
+
+[engine]
+batch_max_rows = 5000
+batch_max_delay = "50ms"
+
+[streams.telemetry]
+topic = "factory/{line}/{machine}/telemetry"
+format = "msgpack"
+schema = { ts = "timestamp[ms]", temp = "float64", rpm = "int64", ok = "bool", status = "string" }
+event_time = "ts"
+watermark = "5s"
+qos = 0
+
+[subscriptions.hot]
+sql = "SELECT line, machine, ts, temp FROM telemetry WHERE temp > 90"
+output = "alerts/{line}/{machine}"
+format = "msgpack"
+retain = true
+batch = true
+timestamps = "epoch_ms"
+"""
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "arros.toml"
+    path.write_text(text)
+    return path
+
+
+def test_good_config(tmp_path):
+    config = load_config(write(tmp_path, GOOD))
+    assert config.broker.host == "127.0.0.1" and config.broker.port == 1884
+    assert config.broker.username == "user" and config.broker.password == "secret"
+    assert config.broker.protocol == "3.1.1" and config.broker.session_expiry == 7200
+    assert config.engine.batch_max_rows == 5000 and config.engine.batch_max_delay == pytest.approx(0.05)
+    stream = config.streams["telemetry"]
+    assert stream.topic.filter == "factory/+/+/telemetry"
+    assert stream.format == "msgpack" and stream.qos == 0 and stream.watermark == 5
+    assert stream.full_schema().names == ["ts", "temp", "rpm", "ok", "status", "line", "machine", "_topic",
+                                          "_received_at"]
+    assert stream.full_schema().field("_received_at").type == pa.timestamp("ms", tz="UTC")
+    sub = config.subscriptions["hot"]
+    assert sub.output.columns == ["line", "machine"] and sub.retain and sub.batch and sub.timestamps == "epoch_ms"
+
+
+def test_defaults_without_file():
+    config = Config()
+    assert config.broker is None and config.control.prefix == "arros" and config.engine.batch_max_rows == 10000
+
+
+def test_broker_url_override_keeps_other_settings(tmp_path):
+    config = load_config(write(tmp_path, GOOD)).with_broker_url("mqtt://10.0.0.5:1999")
+    assert config.broker.port == 1999 and config.broker.client_id == "arros-edge-1"
+
+
+@pytest.mark.parametrize(("text", "key", "words"), [
+    ("[streams.t\ntopic = 1", "", "invalid TOML"),
+    ('[streams.t]\ntopic = "a/b"\nformat = "xml"\nschema = {a = "int64"}', "streams.t.format", "unknown value 'xml'"),
+    ('[engine]\nbatch_max_delay = "5 parsecs"', "engine.batch_max_delay", "invalid duration"),
+    ('[engine]\nbatch_max_delay = 5', "engine.batch_max_delay", "duration"),
+    ('[engine]\nbatch_max_rows = "many"', "engine.batch_max_rows", "expected an integer"),
+    ('[engine]\nbatch_max_rows = 0', "engine.batch_max_rows", "at least 1"),
+    ('[engine]\nbach_max_rows = 10', "engine.bach_max_rows", "unknown key"),
+    ('[streams.t]\ntopic = "a/b"\nschema = {a = "flaot64"}', "streams.t.schema.a", "unknown Arrow type"),
+    ('[streams.t]\ntopic = "a/#/b"\nschema = {a = "int64"}', "streams.t.topic", "'#' must be the last level"),
+    ('[streams.t]\ntopic = "a/{m}"\nschema = {m = "int64"}', "streams.t.topic", "same name as a schema column"),
+    ('[streams.t]\ntopic = "a/b"', "streams.t.schema", "is required"),
+    ('[streams.t]\ntopic = "a/b"\nschema = {a = "int64"}\nqos = 2', "streams.t.qos", "must be 0 or 1"),
+    ('[streams.t]\ntopic = "a/b"\nschema = {a = "int64"}\nevent_time = "b"', "streams.t.event_time", "not a column"),
+    ('[streams.t]\ntopic = "a/b"\nschema = {a = "int64"}\nevent_time = "a"', "streams.t.event_time", "timestamp"),
+    ('[subscriptions.s]\nsql = "SELECT 1"', "subscriptions.s.output", "is required"),
+    ('[subscriptions.s]\noutput = "x"', "subscriptions.s.sql", "is required"),
+    ('[subscriptions.s]\nsql = "SELECT 1"\noutput = "x/#"', "subscriptions.s.output", "wildcards"),
+    ('[subscriptions.s]\nsql = "SELECT 1"\noutput = "x"\nformat = "arrow"', "subscriptions.s.format",
+     "not implemented yet"),
+    ('[broker]\nurl = "http://x"', "broker.url", "unsupported broker URL"),
+    ('[broker]\nprotocol = "4"', "broker.protocol", "must be"),
+    ('[broker]\ntls_ca = "/nonexistent/ca.pem"', "broker.tls_ca", "not found"),
+    ('[tables.m]\npath = "m.xlsx"', "tables.m.path", ".csv or .parquet"),
+    ('streams = 5', "streams", "expected a table"),
+])
+def test_config_errors_name_file_key_and_problem(tmp_path, text, key, words):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.file == str(path)
+    assert info.value.key == key
+    assert words in str(info.value)
+
+
+def test_check_command_reports_one_line_and_nonzero_exit(tmp_path):
+    path = write(tmp_path, '[engine]\nbatch_max_delay = "soon"\n')
+    result = arros_command("check", "-c", str(path))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(path) in lines[0] and "engine.batch_max_delay" in lines[0]
+
+
+def test_check_command_validates_sql(tmp_path):
+    text = GOOD.replace("WHERE temp > 90", "WHERE tmp > 90")
+    result = arros_command("check", "-c", str(write(tmp_path, text)))
+    assert result.returncode == 2 and "subscriptions.hot.sql" in result.stderr and "tmp" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_check_command_ok(tmp_path):
+    result = arros_command("check", "-c", str(write(tmp_path, GOOD)))
+    assert result.returncode == 0, result.stderr
+    assert "subscription hot: per_row on telemetry -> alerts/{line}/{machine}" in result.stdout
+
+
+def test_check_missing_file():
+    result = arros_command("check", "-c", "/nonexistent/arros.toml")
+    assert result.returncode == 2 and "file not found" in result.stderr
+
+
+def test_parse_config_rejects_duplicate_names():
+    with pytest.raises(ConfigError, match="unique"):
+        parse_config({"streams": {"m": {"topic": "a", "schema": {"x": "int64"}}}, "tables": {"m": {"path": "m.csv"}}})

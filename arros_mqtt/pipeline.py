@@ -1,7 +1,9 @@
-"""One micro-batch through the stages: decode -> engine -> encode -> publish.
+"""One micro-batch through the stages: decode -> engine -> sinks.
 
-Transport-agnostic: client mode and the embedded broker both feed `RawBatch`es in and give a
-`publish` function for what comes out. Counters live here so status and logs see the same numbers.
+Transport-agnostic: client mode and the embedded broker feed `RawBatch`es in (connectors feed
+decoded tables through `process_table`) and give a `publish` function for what comes out. Other
+sinks (archives) attach with `add_row_sink` (decoded stream rows) and `add_result_sink`
+(subscription results). Counters live here so status and logs see the same numbers.
 """
 
 from __future__ import annotations
@@ -10,15 +12,20 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import pyarrow as pa
+
 from arros_mqtt.config import Config
 from arros_mqtt.decode import CODECS, StreamDecoder
 from arros_mqtt.decode.batcher import RawBatch
+from arros_mqtt.decode.stream_decoder import BadMessage
 from arros_mqtt.egress.deadletter import deadletter_payload, deadletter_topic
 from arros_mqtt.egress.encode import encode_results
-from arros_mqtt.engine import Engine
+from arros_mqtt.engine import Engine, Result
 
 log = logging.getLogger(__name__)
 Publish = Callable[[str, bytes, int, bool], None]  # (topic, payload, qos, retain)
+RowSink = Callable[[str, pa.Table], None]  # (stream, decoded rows with metadata columns)
+ResultSink = Callable[[Result], None]
 
 
 @dataclass
@@ -35,32 +42,58 @@ class Pipeline:
         self.publish = publish
         self.decoders = {
             name: StreamDecoder(stream, CODECS[stream.format](stream.schema))
-            for name, stream in config.streams.items() if stream.schema is not None
+            for name, stream in config.streams.items() if stream.schema is not None and stream.topic is not None
         }
         self.stats = {name: StreamStats() for name in config.streams}
+        self._row_sinks: list[RowSink] = []
+        self._result_sinks: list[ResultSink] = [self._publish_result]
+
+    def add_row_sink(self, sink: RowSink) -> None:
+        self._row_sinks.append(sink)
+
+    def add_result_sink(self, sink: ResultSink) -> None:
+        self._result_sinks.append(sink)
 
     def process(self, batch: RawBatch) -> None:
+        """Decode a micro-batch of raw messages and run it through the engine."""
         stats = self.stats[batch.stream]
         stats.messages += len(batch)
         table, bad = self.decoders[batch.stream].decode(batch.topics, batch.payloads, batch.received_ms)
-        stats.rows += table.num_rows
         if bad:
             self._deadletter(batch.stream, bad)
-        for result in self.engine.process(batch.stream, table):
-            sub = result.subscription.config
-            if sub.output is None:
-                continue
-            try:
-                messages = encode_results(result.table, sub, sub.output)
-            except Exception as exc:  # a value our encoders cannot express: count it, keep going
-                result.subscription.stats.errors += 1
-                result.subscription.stats.last_error = f"cannot encode results: {exc}"
-                log.warning("subscription %s: cannot encode results: %s", sub.name, exc)
-                continue
-            for topic, payload in messages:
-                self.publish(topic, payload, sub.qos, sub.retain)
+        self.process_table(batch.stream, table)
 
-    def _deadletter(self, stream: str, bad: list) -> None:
+    def process_table(self, stream: str, table: pa.Table) -> None:
+        """Rows already decoded (with the stream's full schema): sinks, then the engine."""
+        self.stats[stream].rows += table.num_rows
+        if table.num_rows == 0:
+            return
+        for row_sink in self._row_sinks:
+            row_sink(stream, table)
+        self._emit(self.engine.process(stream, table))
+
+    def tick(self, now: float) -> None:
+        """Called on the engine thread every few hundred ms: time-driven work (idle windows, rolls)."""
+        self._emit(self.engine.tick(now))
+
+    def _emit(self, results: list[Result]) -> None:
+        for result in results:
+            for sink in self._result_sinks:
+                try:
+                    sink(result)
+                except Exception as exc:  # one failing sink must not starve the others
+                    result.subscription.stats.errors += 1
+                    result.subscription.stats.last_error = f"{type(exc).__name__}: {exc}"
+                    log.warning("subscription %s: result sink failed: %s", result.subscription.name, exc)
+
+    def _publish_result(self, result: Result) -> None:
+        sub = result.subscription.config
+        if sub.output is None:
+            return
+        for topic, payload in encode_results(result.table, sub, sub.output):
+            self.publish(topic, payload, sub.qos, sub.retain)
+
+    def _deadletter(self, stream: str, bad: list[BadMessage]) -> None:
         stats = self.stats[stream]
         stats.deadletters += len(bad)
         topic = deadletter_topic(self.config.control.prefix, stream)

@@ -1,24 +1,41 @@
-"""The running service in client mode: MQTT source -> micro-batcher -> pipeline -> MQTT sink.
+"""The running service: transport (broker) -> micro-batcher -> pipeline -> transport and sinks.
 
-Three threads: paho's ingress network thread (fills the batcher), the engine thread (decodes,
-queries, publishes) and paho's egress network thread. `stop()` drains in that order so nothing
-received is left unprocessed and every result is handed to the broker before exit.
+Threads: the transport's network side fills the batcher; the engine thread decodes, queries and
+hands results to the sinks, and calls `Pipeline.tick` a few times a second for time-driven work.
+`stop()` drains in flow order so nothing received is left unprocessed and every result is handed to
+the broker (and every closer, e.g. an archive, is flushed) before exit.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
 
 from arros_mqtt.config import Config
 from arros_mqtt.decode.batcher import MicroBatcher
-from arros_mqtt.egress.mqtt_sink import MqttSink
 from arros_mqtt.engine import Engine
 from arros_mqtt.errors import ConfigError
-from arros_mqtt.ingress.mqtt_source import MqttSource
+from arros_mqtt.ingress.mqtt_source import Sink
 from arros_mqtt.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
+TICK_SECONDS = 0.2
+
+
+class Transport(Protocol):
+    """Where raw messages come from and where published messages go."""
+
+    subscribed: threading.Event  # set once the transport receives the streams' topics
+    description: str
+
+    def start(self, deliver: Sink, connect_wait: float) -> None: ...
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None: ...
+    def stop_receiving(self) -> None: ...
+    def flush(self, timeout: float) -> bool: ...
+    def close(self) -> None: ...
 
 
 def build_engine(config: Config) -> Engine:
@@ -32,52 +49,71 @@ def build_engine(config: Config) -> Engine:
     return engine
 
 
+def default_transport(config: Config) -> Transport:
+    if config.broker is None:
+        raise ConfigError(config.source, "broker", "the embedded broker is not available yet: "
+                          "add a [broker] table or pass --broker mqtt://host:1883")
+    from arros_mqtt.client_mode import ClientTransport
+
+    return ClientTransport(config.broker, list(config.streams.values()))
+
+
 class Service:
-    def __init__(self, config: Config) -> None:
-        if config.broker is None:
-            raise ConfigError(config.source, "broker", "the embedded broker is not available yet: "
-                              "add a [broker] table or pass --broker mqtt://host:1883")
+    def __init__(self, config: Config, transport: Transport | None = None) -> None:
         self.config = config
         self.engine = build_engine(config)
-        self.sink = MqttSink(config.broker)
-        self.pipeline = Pipeline(config, self.engine, self.sink.publish)
+        self.transport = transport or default_transport(config)
+        self.pipeline = Pipeline(config, self.engine, self.transport.publish)
         engine_cfg = config.engine
         self.batcher = MicroBatcher(list(config.streams), engine_cfg.batch_max_rows, engine_cfg.batch_max_delay)
-        self.source = MqttSource(config.broker, list(config.streams.values()), self.batcher.add)
+        self._closers: list[Callable[[], None]] = []
         self._stopping = threading.Event()
         self._engine_thread = threading.Thread(target=self._run_engine, name="arros-engine", daemon=True)
+
+    def add_closer(self, close: Callable[[], None]) -> None:
+        """Called on the engine thread after the last batch, before the transport closes."""
+        self._closers.append(close)
 
     def start(self, connect_wait: float = 10.0) -> None:
         """Start all stages; waits up to `connect_wait` for the broker, then runs anyway (and retries)."""
         for stream in self.config.streams.values():
             if stream.archive:
                 log.warning("stream %s: archive = true is not implemented yet; rows are not archived", stream.name)
-        self.sink.start(wait=connect_wait)
         self._engine_thread.start()
-        self.source.start()
-        log.info("arros running: %d streams, %d subscriptions, broker %s", len(self.config.streams),
-                 len(self.engine.subscriptions), self.config.broker.url)
+        self.transport.start(self.batcher.add, connect_wait)
+        log.info("arros running: %d streams, %d subscriptions, %s", len(self.config.streams),
+                 len(self.engine.subscriptions), self.transport.description)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop receiving, process what was received, publish it, disconnect."""
-        self.source.stop()
+        """Stop receiving, process what was received, publish it, flush sinks, disconnect."""
+        self.transport.stop_receiving()
         self._stopping.set()
         self.batcher.close()
         self._engine_thread.join(timeout)
-        if not self.sink.flush(timeout):
-            log.warning("stopped with %d results not acknowledged by the broker", self.sink.sent - self.sink.acked)
-        self.sink.stop(0)
+        if not self.transport.flush(timeout):
+            log.warning("stopped before the broker acknowledged every result")
+        self.transport.close()
         for name, stats in self.pipeline.stats.items():
             log.info("stream %s: %d messages, %d rows, %d dead letters", name, stats.messages, stats.rows,
                      stats.deadletters)
 
     def _run_engine(self) -> None:
+        next_tick = time.monotonic() + TICK_SECONDS
         while True:
-            batches = self.batcher.take(timeout=0.2)
+            batches = self.batcher.take(timeout=TICK_SECONDS)
             for batch in batches:
-                try:
-                    self.pipeline.process(batch)
-                except Exception:  # our bug: log it loudly, keep the service alive
-                    log.exception("internal error processing a batch of %s (%d messages)", batch.stream, len(batch))
+                self._guard(self.pipeline.process, batch)
+            now = time.monotonic()
+            if now >= next_tick:
+                self._guard(self.pipeline.tick, time.time())
+                next_tick = now + TICK_SECONDS
             if self._stopping.is_set() and not batches and self.batcher.pending == 0:
-                return
+                break
+        for close in self._closers:
+            self._guard(close)
+
+    def _guard(self, step: Callable, *args: object) -> None:
+        try:
+            step(*args)
+        except Exception:  # our bug: log it loudly, keep the service alive
+            log.exception("internal error in %s", getattr(step, "__qualname__", step))

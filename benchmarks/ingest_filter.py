@@ -69,7 +69,7 @@ def arros(port: int, data: bytes, n: int, hot: int, protocol: str) -> tuple[floa
     }, "<bench>")
     service = Service(config)
     service.start()
-    service.source.subscribed.wait(10)
+    service.transport.subscribed.wait(10)
     stats = service.pipeline.stats["telemetry"]
     start = time.perf_counter()
     publish(port, data)

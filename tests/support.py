@@ -120,7 +120,7 @@ def running_service(config_text: str, directory: Path, broker_url: str) -> Itera
 
 def wait_subscribed(service, timeout: float = 10.0) -> None:
     """Until the broker acknowledged the service's SUBSCRIBE."""
-    if not service.source.subscribed.wait(timeout):
+    if not service.transport.subscribed.wait(timeout):
         raise TimeoutError("the service did not subscribe")
 
 

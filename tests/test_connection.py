@@ -82,8 +82,8 @@ def test_reconnects_after_broker_restart(tmp_path):
             broker.stop()
             time.sleep(1.0)
             broker.start()
-            service.source.subscribed.clear()
-            assert service.source.subscribed.wait(30), "no resubscribe after the broker came back"
+            service.transport.subscribed.clear()
+            assert service.transport.subscribed.wait(30), "no resubscribe after the broker came back"
             out = Collector(port, [f"{prefix}/out/#"])
             publish_all(port, [(f"{prefix}/in/d2", orjson.dumps({"v": i})) for i in range(2, 52)])
             assert values(out.wait_for(50)) == list(range(2, 52))
@@ -153,7 +153,7 @@ def test_wrong_password_is_retried_not_fatal(tmp_path):
     service = Service(load_config(path).with_broker_url(broker.url))
     try:
         service.start(connect_wait=0.5)  # does not raise, does not exit: it keeps retrying with backoff
-        assert not service.source.subscribed.wait(2)
+        assert not service.transport.subscribed.wait(2)
     finally:
         service.stop(timeout=1)
         broker.stop()

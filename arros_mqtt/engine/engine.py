@@ -81,6 +81,10 @@ class Engine:
         self._register(stream, self.streams[stream].full_schema().empty_table())  # release the batch
         return results
 
+    def tick(self, now: float) -> list[Result]:
+        """Time-driven results (windows closed by an idle timeout); none for per-row subscriptions."""
+        return []
+
     def _register(self, name: str, table: pa.Table) -> None:
         if self._ctx.table_exist(name):
             self._ctx.deregister_table(name)

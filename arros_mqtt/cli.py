@@ -47,6 +47,16 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="validate a config file and its SQL without connecting")
     check.add_argument("-c", "--config", required=True, help="config file (TOML)")
     check.set_defaults(handler=_check)
+
+    query = commands.add_parser("query", help="read-only SQL over the Parquet archives")
+    query.add_argument("sql", help='e.g. "SELECT machine, max(temp) FROM telemetry WHERE date = \'2026-11-25\' '
+                       'GROUP BY machine"')
+    query.add_argument("-c", "--config", help="config file whose [archive] dir to read (default ./archive)")
+    query.add_argument("--dir", help="archive folder (overrides the config's [archive] dir)")
+    query.add_argument("--format", choices=("table", "csv", "json", "parquet"), default="table",
+                       help="output format (json: one object per line)")
+    query.add_argument("--output", help="write to this file instead of stdout (required for parquet)")
+    query.set_defaults(handler=_query)
     return parser
 
 
@@ -73,6 +83,16 @@ def _check(args: argparse.Namespace) -> int:
         output = sub.config.output.text if sub.config.output else "(archive only)"
         columns = ", ".join(f"{f.name} {f.type}" for f in sub.shape.output_schema)
         print(f"  subscription {sub.name}: {sub.shape.kind} on {sub.shape.stream} -> {output} ({columns})")
+    return 0
+
+
+def _query(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from arros_mqtt.query import run_query, write_result
+
+    root = Path(args.dir or _load(args).archive.dir)
+    write_result(run_query(root, args.sql), args.format, args.output)
     return 0
 
 

@@ -73,6 +73,7 @@ class ArchiveConfig:
     roll_rows: int = 1_000_000
     roll_interval: float = 300.0
     compression: str = "zstd"
+    retention: float | None = None  # seconds; partitions older than this are deleted
 
 
 @dataclass(frozen=True)
@@ -334,11 +335,15 @@ def _archive(sec: _Section) -> ArchiveConfig:
     compression = sec.string("compression", "zstd")
     if compression not in ("zstd", "snappy", "gzip", "lz4", "brotli", "none"):
         raise sec.error("compression", f"unknown codec {compression!r} (zstd, snappy, gzip, lz4, brotli, none)")
+    for key in ("roll_interval", "retention"):
+        if key in sec.data and sec.duration(key, 0.0) == 0:
+            raise sec.error(key, "must be longer than 0s")
     return ArchiveConfig(
         dir=sec.string("dir", "./archive"),
         roll_rows=sec.integer("roll_rows", 1_000_000, minimum=1),
         roll_interval=sec.duration("roll_interval", 300.0),
         compression=compression,
+        retention=sec.duration("retention", 0.0) or None,
     )
 
 

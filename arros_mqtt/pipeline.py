@@ -3,7 +3,8 @@
 Transport-agnostic: client mode and the embedded broker feed `RawBatch`es in (connectors feed
 decoded tables through `process_table`) and give a `publish` function for what comes out. Other
 sinks (archives) attach with `add_row_sink` (decoded stream rows) and `add_result_sink`
-(subscription results). Counters live here so status and logs see the same numbers.
+(subscription results), and `add_ticker` for their time-driven work. Counters live here so status
+and logs see the same numbers.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 Publish = Callable[[str, bytes, int, bool], None]  # (topic, payload, qos, retain)
 RowSink = Callable[[str, pa.Table], None]  # (stream, decoded rows with metadata columns)
 ResultSink = Callable[[Result], None]
+Ticker = Callable[[float], None]  # (wall-clock now)
 
 
 @dataclass
@@ -47,12 +49,16 @@ class Pipeline:
         self.stats = {name: StreamStats() for name in config.streams}
         self._row_sinks: list[RowSink] = []
         self._result_sinks: list[ResultSink] = [self._publish_result]
+        self._tickers: list[Ticker] = []
 
     def add_row_sink(self, sink: RowSink) -> None:
         self._row_sinks.append(sink)
 
     def add_result_sink(self, sink: ResultSink) -> None:
         self._result_sinks.append(sink)
+
+    def add_ticker(self, ticker: Ticker) -> None:
+        self._tickers.append(ticker)
 
     def process(self, batch: RawBatch) -> None:
         """Decode a micro-batch of raw messages and run it through the engine."""
@@ -69,12 +75,20 @@ class Pipeline:
         if table.num_rows == 0:
             return
         for row_sink in self._row_sinks:
-            row_sink(stream, table)
+            try:
+                row_sink(stream, table)
+            except Exception:  # a failing sink must not keep the rows from the engine
+                log.exception("stream %s: row sink failed", stream)
         self._emit(self.engine.process(stream, table))
 
     def tick(self, now: float) -> None:
         """Called on the engine thread every few hundred ms: time-driven work (idle windows, rolls)."""
         self._emit(self.engine.tick(now))
+        for ticker in self._tickers:
+            try:
+                ticker(now)
+            except Exception:
+                log.exception("ticker %s failed", getattr(ticker, "__qualname__", ticker))
 
     def _emit(self, results: list[Result]) -> None:
         for result in results:

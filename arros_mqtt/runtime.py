@@ -16,6 +16,7 @@ from typing import Protocol
 
 from arros_mqtt.config import Config
 from arros_mqtt.decode.batcher import MicroBatcher
+from arros_mqtt.egress.archive import Archive
 from arros_mqtt.engine import Engine
 from arros_mqtt.errors import ConfigError
 from arros_mqtt.ingress.mqtt_source import Sink
@@ -64,11 +65,16 @@ class Service:
         self.engine = build_engine(config)
         self.transport = transport or default_transport(config)
         self.pipeline = Pipeline(config, self.engine, self.transport.publish)
+        self.archive = Archive(config)
+        self.pipeline.add_row_sink(self.archive.write_rows)
+        self.pipeline.add_result_sink(self.archive.write_result)
+        self.pipeline.add_ticker(self.archive.tick)
         engine_cfg = config.engine
         self.batcher = MicroBatcher(list(config.streams), engine_cfg.batch_max_rows, engine_cfg.batch_max_delay)
         self._closers: list[Callable[[], None]] = []
         self._stopping = threading.Event()
         self._engine_thread = threading.Thread(target=self._run_engine, name="arros-engine", daemon=True)
+        self.add_closer(self.archive.close)
 
     def add_closer(self, close: Callable[[], None]) -> None:
         """Called on the engine thread after the last batch, before the transport closes."""
@@ -76,9 +82,7 @@ class Service:
 
     def start(self, connect_wait: float = 10.0) -> None:
         """Start all stages; waits up to `connect_wait` for the broker, then runs anyway (and retries)."""
-        for stream in self.config.streams.values():
-            if stream.archive:
-                log.warning("stream %s: archive = true is not implemented yet; rows are not archived", stream.name)
+        self.archive.open()
         self._engine_thread.start()
         self.transport.start(self.batcher.add, connect_wait)
         log.info("arros running: %d streams, %d subscriptions, %s", len(self.config.streams),

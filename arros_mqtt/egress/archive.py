@@ -1,0 +1,117 @@
+"""The Parquet archive (SPEC section 7): decoded rows of `archive = true` streams and result rows of
+`archive = true` subscriptions, partitioned by hour of event time under `[archive] dir`.
+
+The pipeline calls `write_rows` and `write_result` with each micro-batch, `tick` a few times a second
+(files open for `roll_interval` are closed, retention is applied once a minute) and `close` at stop,
+all on the engine thread. Each file records in its key/value metadata which stream or subscription
+wrote it (`arros.stream` / `arros.subscription`, `arros.sql`), the time it is partitioned by
+(`arros.partitioned_by`) and the Arros version (`arros.version`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pyarrow as pa
+
+from arros_mqtt import __version__
+from arros_mqtt.config import Config
+from arros_mqtt.egress.archive_layout import STREAMS, SUBSCRIPTIONS, TEMP_GLOB, archive_folders
+from arros_mqtt.egress.partition_time import PartitionTime, result_partition_time, stream_partition_time
+from arros_mqtt.egress.partitioned_writer import PartitionedWriter, RollPolicy
+from arros_mqtt.egress.retention import expire_partitions
+from arros_mqtt.engine import Result
+from arros_mqtt.errors import ConfigError
+
+log = logging.getLogger(__name__)
+RETENTION_CHECK_SECONDS = 60.0
+
+
+class Archive:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.root = Path(config.archive.dir)
+        archive = config.archive
+        self.policy = RollPolicy(archive.roll_rows, archive.roll_interval, archive.compression)
+        self._stream_times = {name: stream_partition_time(s) for name, s in config.streams.items() if s.archive}
+        self._writers: dict[tuple[str, str], PartitionedWriter] = {}
+        # per subscription: (result schema, sql) -> how its results are partitioned and labelled
+        self._result_layout: dict[str, tuple[pa.Schema, str, PartitionTime, dict[str, str]]] = {}
+        self._next_retention = 0.0
+
+    def open(self) -> None:
+        """Create the folder when something is archived; remove temporary files a crash left behind."""
+        if self._stream_times or any(s.archive for s in self.config.subscriptions.values()):
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(self.config.source, "archive.dir",
+                                  f"cannot create {str(self.root)!r}: {exc.strerror}") from None
+        if not self.root.is_dir():
+            return
+        stale = [p for folders in archive_folders(self.root).values() for folder in folders.values()
+                 for p in folder.glob(f"date=*/hour=*/{TEMP_GLOB}")]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        if stale:
+            log.warning("archive: removed %d unfinished files left by a previous run (their rows were not "
+                        "archived)", len(stale))
+
+    def write_rows(self, stream: str, table: pa.Table) -> None:
+        """Row sink: a micro-batch of decoded rows (with metadata columns) of `stream`."""
+        partition_time = self._stream_times.get(stream)
+        if partition_time is None or table.num_rows == 0:
+            return
+        metadata = {"arros.stream": stream, "arros.partitioned_by": partition_time.description,
+                    "arros.version": __version__}
+        hours = partition_time.hours(table, _now_ms())
+        self._writer(STREAMS, stream).write(table.replace_schema_metadata(metadata), hours)
+
+    def write_result(self, result: Result) -> None:
+        """Result sink: the rows one subscription produced from one micro-batch (or a tick)."""
+        subscription = result.subscription
+        if not subscription.config.archive or result.table.num_rows == 0:
+            return
+        name, table = subscription.name, result.table
+        layout = self._result_layout.get(name)
+        if layout is None or not layout[0].equals(table.schema) or layout[1] != subscription.config.sql:
+            stream = self.config.streams.get(subscription.shape.stream)
+            partition_time = result_partition_time(table.schema, stream.event_time if stream else None)
+            metadata = {"arros.subscription": name, "arros.sql": subscription.config.sql,
+                        "arros.partitioned_by": partition_time.description, "arros.version": __version__}
+            layout = (table.schema, subscription.config.sql, partition_time, metadata)
+            self._result_layout[name] = layout
+        _, _, partition_time, metadata = layout
+        hours = partition_time.hours(table, _now_ms())
+        self._writer(SUBSCRIPTIONS, name).write(table.replace_schema_metadata(metadata), hours)
+
+    def tick(self, now: float) -> None:
+        """Roll files open too long; apply retention once a minute (`now` is wall-clock time)."""
+        monotonic = time.monotonic()
+        for writer in self._writers.values():
+            writer.roll_due(monotonic)
+        retention = self.config.archive.retention
+        if retention is not None and now >= self._next_retention and self.root.is_dir():
+            self._next_retention = now + RETENTION_CHECK_SECONDS
+            keep = set().union(*(w.open_partitions for w in self._writers.values()))
+            expire_partitions(self.root, retention, now, keep)
+
+    def close(self) -> None:
+        """Write and rename every open file (at stop, after the last micro-batch)."""
+        for (kind, name), writer in self._writers.items():
+            writer.close()
+            lost = f", {writer.rows_lost} rows lost to write errors" if writer.rows_lost else ""
+            log.info("archive %s/%s: %d rows written, %d files%s", kind, name, writer.rows_written,
+                     writer.files_written, lost)
+
+    def _writer(self, kind: str, name: str) -> PartitionedWriter:
+        writer = self._writers.get((kind, name))
+        if writer is None:
+            writer = self._writers[(kind, name)] = PartitionedWriter(self.root / kind / name, self.policy)
+        return writer
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000

@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-slow lint bench-ingest mosquitto clean
+.PHONY: demo test test-slow lint bench-ingest bench-archive mosquitto clean
 
 $(BIN)/arros: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ lint: $(BIN)/arros
 
 bench-ingest: $(BIN)/arros mosquitto
 	$(BIN)/python benchmarks/ingest_filter.py
+
+bench-archive: $(BIN)/arros
+	$(BIN)/python benchmarks/archive_write.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -43,14 +43,13 @@ class Archive:
 
     def open(self) -> None:
         """Create the folder when something is archived; remove temporary files a crash left behind."""
-        if self._stream_times or any(s.archive for s in self.config.subscriptions.values()):
-            try:
-                self.root.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise ConfigError(self.config.source, "archive.dir",
-                                  f"cannot create {str(self.root)!r}: {exc.strerror}") from None
-        if not self.root.is_dir():
+        if not self._stream_times and not any(s.archive for s in self.config.subscriptions.values()):
             return
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(self.config.source, "archive.dir",
+                              f"cannot create {str(self.root)!r}: {exc.strerror}") from None
         stale = [p for folders in archive_folders(self.root).values() for folder in folders.values()
                  for p in folder.glob(f"date=*/hour=*/{TEMP_GLOB}")]
         for path in stale:

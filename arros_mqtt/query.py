@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import decimal
 import io
+import os
 import sys
 from pathlib import Path
 
@@ -29,8 +30,6 @@ from arros_mqtt.egress.archive_layout import KINDS, PARTITION_COLUMNS, archive_f
 from arros_mqtt.egress.encode import json_ready
 from arros_mqtt.engine.readonly_sql import read_only_options
 from arros_mqtt.errors import UserError
-
-FORMATS = ("table", "csv", "json", "parquet")
 
 
 def archive_context(root: Path) -> tuple[SessionContext, list[str]]:
@@ -66,18 +65,23 @@ def run_query(root: Path, sql: str) -> pa.Table:
 
 def write_result(table: pa.Table, fmt: str, output: str | None) -> None:
     """Print `table` (or write it to `output`) as an aligned text table, CSV, JSON Lines or Parquet."""
-    if fmt == "parquet":
+    if fmt == "parquet" and output is None:
+        raise UserError("--format parquet needs --output FILE")
+    try:
+        if fmt == "parquet":
+            pq.write_table(table, output, compression="zstd")
+            return
+        data = {"table": _text_table, "csv": _csv, "json": _json_lines}[fmt](table)
         if output is None:
-            raise UserError("--format parquet needs --output FILE")
-        pq.write_table(table, output, compression="zstd")
-        return
-    data = {"table": _text_table, "csv": _csv, "json": _json_lines}[fmt](table)
-    if output is None:
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
-        return
-    with open(output, "wb") as handle:
-        handle.write(data)
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
+            return
+        with open(output, "wb") as handle:
+            handle.write(data)
+    except BrokenPipeError:  # `arros query ... | head`: the reader has what it wanted (Python docs' recipe)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except OSError as exc:
+        raise UserError(f"cannot write {output!r}: {exc.strerror or exc}") from None
 
 
 def _register(ctx: SessionContext, name: str, folder: Path) -> None:
@@ -114,13 +118,16 @@ def _message(text: str, names: list[str]) -> str:
 
 
 def _text_table(table: pa.Table) -> bytes:
-    columns = [table.column_names] + [_cells(column) for column in table.columns]
-    header, cells = columns[0], columns[1:]
-    widths = [max([len(h), *(len(c) for c in col)]) for h, col in zip(header, cells, strict=True)]
+    """Aligned columns; a value with line breaks (an EXPLAIN plan) spans several lines of its row."""
+    header = table.column_names
+    rows = [[cell.split("\n") for cell in row] for row in zip(*(_cells(c) for c in table.columns), strict=True)]
+    widths = [max([len(h), *(len(line) for row in rows for line in row[i])]) for i, h in enumerate(header)]
     lines = [" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)),
              "-+-".join("-" * w for w in widths)]
-    for row in zip(*cells, strict=True):
-        lines.append(" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+    for row in rows:
+        for k in range(max(len(cell) for cell in row)):
+            lines.append(" | ".join((cell[k] if k < len(cell) else "").ljust(w)
+                                    for cell, w in zip(row, widths, strict=True)))
     lines.append(f"({table.num_rows} row{'' if table.num_rows == 1 else 's'})")
     return ("\n".join(line.rstrip() for line in lines) + "\n").encode()
 
@@ -130,7 +137,7 @@ def _cells(column: pa.ChunkedArray) -> list[str]:
         text = pc.cast(column, pa.string()).to_pylist()
     except pa.ArrowNotImplementedError:  # nested types: Python's rendering, per value
         text = [None if v is None else str(v) for v in column.to_pylist()]
-    return ["NULL" if v is None else v.replace("\n", "\\n") for v in text]
+    return ["NULL" if v is None else v.rstrip("\n") for v in text]
 
 
 def _csv(table: pa.Table) -> bytes:

@@ -211,6 +211,14 @@ def test_emit_time_and_null_fallback_hours():
     hours = PartitionTime("ts").hours(table, now_ms)
     assert hours.tolist() == [(BASE_MS + 3 * HOUR_MS) // HOUR_MS, (BASE_MS + HOUR_MS) // HOUR_MS]
     assert PartitionTime(None).hours(table, now_ms).tolist() == [now_ms // HOUR_MS] * 2
+    ts = pa.timestamp("us")
+    windows = pa.table({
+        "w": pa.array([{"start": BASE_MS * 1000, "end": 0}, None, {"start": None, "end": 0}],
+                      pa.struct([("start", ts), ("end", ts)])),
+        "_received_at": pa.array([0, BASE_MS + 2 * HOUR_MS, None], pa.timestamp("ms", tz="UTC")),
+    })
+    by_window = PartitionTime("w", "start", fallback="_received_at").hours(windows, now_ms)
+    assert by_window.tolist() == [BASE_MS // HOUR_MS, BASE_MS // HOUR_MS + 2, now_ms // HOUR_MS]
     old = pa.table({"ts": pa.array([-1, -HOUR_MS - 1], pa.timestamp("ms"))})  # before 1970: floor, not truncate
     assert PartitionTime("ts").hours(old, now_ms).tolist() == [-1, -2]
 

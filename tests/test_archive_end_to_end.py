@@ -170,3 +170,27 @@ def test_kill_9_leaves_only_readable_files(mosquitto, tmp_path):
     Archive(load_config(config)).open()
     assert temp_files(archive_dir) == []
     assert parquet_files(archive_dir) == files
+
+
+def test_files_roll_by_interval_while_running(mosquitto, tmp_path):
+    """The service's tick closes files after `roll_interval`, without more rows or a stop."""
+    prefix, archive_dir = unique(), tmp_path / "archive"
+
+    def visible_rows(wanted: int) -> list[Path]:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            files = parquet_files(archive_dir / "streams")
+            if sum(pq.read_metadata(p).num_rows for p in files) >= wanted:
+                return files
+            time.sleep(0.05)
+        raise TimeoutError(f"fewer than {wanted} rows in closed files")
+
+    with running_service(config_text(prefix, archive_dir, roll_interval='"300ms"'), tmp_path, mosquitto.url):
+        messages, _ = make_messages(prefix, 20)
+        publish_all(mosquitto.port, messages[:10])
+        first = visible_rows(10)
+        publish_all(mosquitto.port, messages[10:])
+        running = visible_rows(20)
+    assert set(first) < set(running)  # closed files stay as they were; new rows went to new files
+    seqs = duckdb_read(archive_dir / "streams" / "telemetry", "SELECT seq FROM archive ORDER BY seq")
+    assert seqs.column("seq").to_pylist() == list(range(20))

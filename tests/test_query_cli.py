@@ -76,6 +76,9 @@ def test_partition_filter_prunes_files_and_matches_duckdb(capsys, archive_dir):
     physical = next(r["plan"] for r in json_rows(out) if r["plan_type"] == "physical_plan")
     scanned = [part for part in physical.split("date=")[1:]]
     assert code == 0 and len(scanned) == 2 and all(p.startswith("2025-11-24/hour=17/part-") for p in scanned)
+    code, out, _ = query(capsys, archive_dir, f"EXPLAIN {sql}")  # the text table keeps a plan's lines apart
+    assert code == 0 and any(line.split("|")[-1].strip().startswith("DataSourceExec: file_groups=")
+                             for line in out.splitlines())
 
 
 def test_tables_are_registered_by_name_and_by_kind(capsys, archive_dir):
@@ -135,6 +138,8 @@ def test_config_file_names_the_archive(archive_dir, tmp_path):
     ("SELECT * FROM '/etc/passwd'", [], "unknown table '/etc/passwd'"),
     ("SELECT nope FROM telemetry", [], "nope"),
     ("SELECT 1", ["--format", "parquet"], "--format parquet needs --output FILE"),
+    ("SELECT 1", ["--format", "csv", "--output", "/no/such/dir/x.csv"], "cannot write '/no/such/dir/x.csv'"),
+    ("SELECT 1", ["--format", "parquet", "--output", "/no/such/dir/x.parquet"], "cannot write"),
 ])
 def test_errors_are_one_line(capsys, archive_dir, sql, args, message):
     code, out, err = query(capsys, archive_dir, sql, *args)

@@ -42,15 +42,14 @@ class PartitionTime:
 
     def hours(self, table: pa.Table, now_ms: int) -> np.ndarray:
         """The epoch hour (UTC) of every row, as int64."""
-        fallback = _as_ms(table.column(self.fallback)) if self.fallback else None
         if self.column is None:
             return np.full(table.num_rows, now_ms // _MS_PER_HOUR, dtype=np.int64)
         values = table.column(self.column)
         if self.field is not None:
             values = pc.struct_field(values, self.field)
         ms = _as_ms(values)
-        if ms.null_count and fallback is not None:
-            ms = pc.coalesce(ms, fallback)
+        if ms.null_count and self.fallback is not None:
+            ms = pc.coalesce(ms, _as_ms(table.column(self.fallback)))
         if ms.null_count:
             ms = pc.fill_null(ms, now_ms)
         return np.floor_divide(ms.to_numpy(), _MS_PER_HOUR)

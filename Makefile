@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-slow lint bench-ingest bench-archive mosquitto clean
+.PHONY: demo test test-slow lint bench-ingest bench-archive bench-plc mosquitto spb-venv sparkplug-proto clean
 
 $(BIN)/arros: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,13 +15,22 @@ $(BIN)/arros: pyproject.toml
 mosquitto:
 	@scripts/ensure-mosquitto.sh
 
+# mqtt-spb-wrapper (the independent Sparkplug B edge node of the tests) in a venv of its own
+spb-venv:
+	@scripts/ensure-spb-venv.sh .venv-spb
+
+# Regenerate arros_mqtt/sparkplug/sparkplug_b_pb2.py from sparkplug_b.proto (protoc ships in grpcio-tools)
+sparkplug-proto: $(BIN)/arros
+	$(BIN)/pip install --quiet 'grpcio-tools>=1.85.1'
+	cd arros_mqtt/sparkplug && ../../$(BIN)/python -m grpc_tools.protoc -I. --python_out=. sparkplug_b.proto
+
 demo: $(BIN)/arros mosquitto
 	$(BIN)/python examples/factory/run_demo.py
 
-test: $(BIN)/arros mosquitto
+test: $(BIN)/arros mosquitto spb-venv
 	$(BIN)/pytest -q
 
-test-slow: $(BIN)/arros mosquitto
+test-slow: $(BIN)/arros mosquitto spb-venv
 	$(BIN)/pytest -q -m slow
 
 lint: $(BIN)/arros
@@ -33,5 +42,8 @@ bench-ingest: $(BIN)/arros mosquitto
 bench-archive: $(BIN)/arros
 	$(BIN)/python benchmarks/archive_write.py
 
+bench-plc: $(BIN)/arros
+	$(BIN)/python benchmarks/plc.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .venv-spb .pytest_cache .ruff_cache *.egg-info

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from arros_mqtt import __version__
 from arros_mqtt.config import Config, load_config
-from arros_mqtt.errors import ArrosError, UserError
+from arros_mqtt.errors import ArrosError, ConfigError, UserError
 
 log = logging.getLogger("arros")
 
@@ -57,6 +57,13 @@ def _parser() -> argparse.ArgumentParser:
                        help="output format (json: one object per line)")
     query.add_argument("--output", help="write to this file instead of stdout (required for parquet)")
     query.set_defaults(handler=_query)
+
+    connector = commands.add_parser("connector", help="run one connector alone, publishing its readings to its "
+                                    "output topic (a gateway box)")
+    connector.add_argument("name", help="the connector's name ([connectors.NAME])")
+    connector.add_argument("-c", "--config", required=True, help="config file (TOML)")
+    connector.add_argument("--broker", help="publish to this broker, e.g. mqtt://10.0.0.5:1883")
+    connector.set_defaults(handler=_connector)
     return parser
 
 
@@ -79,6 +86,12 @@ def _check(args: argparse.Namespace) -> int:
         print(f"  stream {stream.name}: {topic} [{stream.format}] ({columns})")
     for table in config.tables.values():
         print(f"  table {table.name}: {table.path}")
+    for connector in config.connectors.values():
+        from connectors.registry import load_kind
+
+        target = " and ".join(t for t in (connector.stream and f"stream {connector.stream}",
+                                          connector.output and f"topic {connector.output}") if t)
+        print(f"  connector {connector.name}: {load_kind(connector.kind).describe(connector.options)} -> {target}")
     for sub in engine.subscriptions.values():
         output = sub.config.output.text if sub.config.output else "(archive only)"
         columns = ", ".join(f"{f.name} {f.type}" for f in sub.shape.output_schema)
@@ -93,6 +106,34 @@ def _query(args: argparse.Namespace) -> int:
 
     root = Path(args.dir or _load(args).archive.dir)
     write_result(run_query(root, args.sql), args.format, args.output)
+    return 0
+
+
+def _connector(args: argparse.Namespace) -> int:
+    from arros_mqtt.egress.mqtt_sink import MqttSink
+    from connectors.runner import ConnectorSet
+
+    config = _load(args)
+    spec = config.connectors.get(args.name)
+    if spec is None:
+        raise ConfigError(config.source, f"connectors.{args.name}",
+                          f"no such connector (known: {', '.join(config.connectors) or 'none'})")
+    if spec.output is None:
+        raise ConfigError(config.source, f"connectors.{args.name}.output",
+                          "is required to run the connector alone: its readings are published there")
+    if config.broker is None:
+        raise ConfigError(config.source, "broker", "add a [broker] table or pass --broker mqtt://host:1883")
+    sink = MqttSink(config.broker)
+    running = ConnectorSet(config, None, sink.publish, names=[args.name])
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    sink.start()
+    running.start()
+    while not stop.wait(1.0):
+        pass
+    running.stop()
+    sink.stop()
     return 0
 
 

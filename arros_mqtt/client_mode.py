@@ -6,15 +6,16 @@ import threading
 
 from arros_mqtt.config import BrokerConfig, StreamConfig
 from arros_mqtt.egress.mqtt_sink import MqttSink
-from arros_mqtt.ingress.mqtt_source import MqttSource, Sink
+from arros_mqtt.ingress.mqtt_source import MqttSource, Presence, Sink
 
 
 class ClientTransport:
     """The `Transport` of client mode: paho source + paho sink on the configured broker."""
 
-    def __init__(self, broker: BrokerConfig, streams: list[StreamConfig]) -> None:
+    def __init__(self, broker: BrokerConfig, streams: list[StreamConfig], presence: Presence | None = None) -> None:
         self.broker = broker
         self._streams = streams
+        self._presence = presence
         self.sink = MqttSink(broker)
         self.source: MqttSource | None = None
 
@@ -28,7 +29,7 @@ class ClientTransport:
         return self.source.subscribed
 
     def start(self, deliver: Sink, connect_wait: float) -> None:
-        self.source = MqttSource(self.broker, self._streams, deliver)
+        self.source = MqttSource(self.broker, self._streams, deliver, self._presence)
         self.sink.start(wait=connect_wait)
         self.source.start()
 

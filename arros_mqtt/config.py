@@ -6,6 +6,7 @@ that names the file, the dotted key and what is wrong, so `arros check` can prin
 
 from __future__ import annotations
 
+import importlib.util
 import socket
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -18,13 +19,15 @@ import pyarrow as pa
 from arros_mqtt.arrow_types import parse_arrow_type
 from arros_mqtt.durations import parse_duration
 from arros_mqtt.errors import ConfigError
+from arros_mqtt.sparkplug.schema import SPARKPLUG_SCHEMA
 from arros_mqtt.topics import OutputTemplate, TopicPattern
 
 FORMATS_IN = ("json", "msgpack", "sparkplug", "csv", "influx", "arrow")
-FORMATS_IMPLEMENTED_IN = ("json", "msgpack")
+FORMATS_IMPLEMENTED_IN = ("json", "msgpack", "sparkplug")
 FORMATS_OUT = ("json", "msgpack", "arrow")
 FORMATS_IMPLEMENTED_OUT = ("json", "msgpack")
-METADATA_COLUMNS = ("_topic", "_received_at")
+METADATA_COLUMNS = ("_topic", "_received_at", "_connector")
+CONNECTOR_KEYS = ("kind", "stream", "output", "qos", "interval")  # the rest of [connectors.X] is the kind's
 
 
 @dataclass(frozen=True)
@@ -91,13 +94,19 @@ class StreamConfig:
     watermark: float = 0.0
     qos: int = 1
     archive: bool = False
+    host_id: str | None = None  # sparkplug: the host application id (STATE topic)
+    reorder_timeout: float = 2.0  # sparkplug: how long a seq gap may stay open before a rebirth request
 
     def full_schema(self) -> pa.Schema:
-        """Declared columns, then topic captures, then `_topic` and `_received_at`."""
+        """Declared columns, then topic captures and `_topic` (`_connector` for a connector-fed stream
+        without topic), then `_received_at`."""
         fields = list(self.schema or [])
         if self.topic is not None:
             fields += [pa.field(name, pa.string()) for name, _ in self.topic.captures]
-        fields += [pa.field("_topic", pa.string()), pa.field("_received_at", pa.timestamp("ms", tz="UTC"))]
+            fields.append(pa.field("_topic", pa.string()))
+        else:
+            fields.append(pa.field("_connector", pa.string()))
+        fields.append(pa.field("_received_at", pa.timestamp("ms", tz="UTC")))
         return pa.schema(fields)
 
 
@@ -123,6 +132,19 @@ class SubscriptionConfig:
 
 
 @dataclass(frozen=True)
+class ConnectorConfig:
+    """A `[connectors.NAME]` table: where rows go, and the kind's own options (see `connectors/`)."""
+
+    name: str
+    kind: str
+    stream: str | None  # rows go into this stream (declared without topic), no broker hop
+    output: str | None  # and/or to this MQTT topic as JSON (a connector on a separate gateway)
+    qos: int = 1
+    interval: float = 1.0
+    options: Any = None
+
+
+@dataclass(frozen=True)
 class Config:
     source: str = "<defaults>"
     broker: BrokerConfig | None = None
@@ -133,6 +155,7 @@ class Config:
     streams: dict[str, StreamConfig] = field(default_factory=dict)
     tables: dict[str, TableConfig] = field(default_factory=dict)
     subscriptions: dict[str, SubscriptionConfig] = field(default_factory=dict)
+    connectors: dict[str, ConnectorConfig] = field(default_factory=dict)
 
     def with_broker_url(self, url: str) -> Config:
         """The same config attached to `url` (the `--broker` option), keeping other [broker] settings."""
@@ -164,6 +187,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         "broker", "embedded", "engine", "archive", "control", "streams", "tables", "subscriptions",
         "connectors", "metrics",
     )
+    streams = {name: _stream(sec, name) for name, sec in root.section("streams").sections()}
     config = Config(
         source=source,
         broker=_broker(root.section("broker")) if "broker" in data else None,
@@ -171,9 +195,10 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         engine=_engine(root.section("engine")),
         archive=_archive(root.section("archive")),
         control=ControlConfig(prefix=_prefix(root.section("control"))),
-        streams={name: _stream(sec, name) for name, sec in root.section("streams").sections()},
+        streams=streams,
         tables={name: _table(sec, name) for name, sec in root.section("tables").sections()},
         subscriptions={name: _subscription(sec, name) for name, sec in root.section("subscriptions").sections()},
+        connectors={name: _connector(sec, name, streams) for name, sec in root.section("connectors").sections()},
     )
     _check_names(config)
     return config
@@ -373,20 +398,30 @@ def _schema(sec: _Section) -> pa.Schema | None:
 
 
 def _stream(sec: _Section, name: str) -> StreamConfig:
-    sec.only("topic", "format", "schema", "event_time", "watermark", "qos", "archive", "host_id", "header")
+    sec.only("topic", "format", "schema", "event_time", "watermark", "qos", "archive", "host_id", "header",
+             "reorder_timeout")
     topic = sec.topic("topic") if "topic" in sec.data else None
-    schema = _schema(sec)
+    fmt = sec.choice("format", FORMATS_IN, "json", FORMATS_IMPLEMENTED_IN)
+    if fmt == "sparkplug":
+        schema = _sparkplug(sec, topic)
+    else:
+        for key in ("host_id", "reorder_timeout"):
+            if key in sec.data:
+                raise sec.error(key, "applies to format = \"sparkplug\" streams only")
+        schema = _schema(sec)
     if topic is not None and schema is None:
         raise sec.error("schema", "is required for now (schema inference is not implemented yet)")
     stream = StreamConfig(
         name=name,
         topic=topic,
-        format=sec.choice("format", FORMATS_IN, "json", FORMATS_IMPLEMENTED_IN),
+        format=fmt,
         schema=schema,
         event_time=sec.string("event_time"),
         watermark=sec.duration("watermark", 0.0),
         qos=sec.qos(),
         archive=sec.boolean("archive", False),
+        host_id=sec.string("host_id"),
+        reorder_timeout=sec.duration("reorder_timeout", 2.0),
     )
     if topic is None and schema is None:
         raise sec.error("topic", "is required (a stream without a topic is fed by a connector and needs a schema)")
@@ -402,6 +437,65 @@ def _stream(sec: _Section, name: str) -> StreamConfig:
         if not pa.types.is_timestamp(full.field(stream.event_time).type):
             raise sec.error("event_time", f"column {stream.event_time!r} must be a timestamp type")
     return stream
+
+
+def _sparkplug(sec: _Section, topic: TopicPattern | None) -> pa.Schema:
+    """A sparkplug stream's columns are fixed (SPEC section 5); it reads Sparkplug B topics only."""
+    if "schema" in sec.data:
+        raise sec.error("schema", "a sparkplug stream has fixed columns (group_id, edge_node_id, ..., value_string): "
+                        "remove schema")
+    if topic is None:
+        raise sec.error("topic", "is required (e.g. \"spBv1.0/#\" or \"spBv1.0/my_group/#\")")
+    if not topic.filter.startswith(("spBv1.0/", "#", "+/")):
+        raise sec.error("topic", f"{topic.text!r} is not a Sparkplug B topic filter (spBv1.0/...)")
+    for capture, _ in topic.captures:
+        if capture in SPARKPLUG_SCHEMA.names:
+            raise sec.error("topic", f"capture {{{capture}}} has the same name as a sparkplug column")
+    host_id = sec.string("host_id")
+    if host_id is not None and (not host_id or any(c in host_id for c in "/+#")):
+        raise sec.error("host_id", f"invalid host id {host_id!r} (one topic level, no + or #)")
+    return SPARKPLUG_SCHEMA
+
+
+def _connector(sec: _Section, name: str, streams: dict[str, StreamConfig]) -> ConnectorConfig:
+    """Common keys here; the kind parses (strictly) the rest, found by name in the connector registry."""
+    from connectors.registry import OptionError, load_kind
+
+    kind = sec.required_string("kind")
+    try:
+        connector_class = load_kind(kind)
+    except LookupError as exc:
+        raise sec.error("kind", str(exc)) from None
+    requires = getattr(connector_class, "requires", None)
+    if requires and importlib.util.find_spec(requires) is None:
+        raise sec.error("kind", f"the {kind} connector needs the {requires} package "
+                        f"(pip install 'arros-mqtt[{kind}]')")
+    try:
+        options = connector_class.parse_options({k: v for k, v in sec.data.items() if k not in CONNECTOR_KEYS})
+    except OptionError as exc:
+        raise sec.error(exc.key, exc.message) from None
+    stream_name = sec.string("stream")
+    output = sec.string("output")
+    if stream_name is None and output is None:
+        raise sec.error("stream", "is required (or output = \"some/topic\"): where should the readings go?")
+    if output is not None and (not output or any(c in output for c in "+#")):
+        raise sec.error("output", f"invalid topic {output!r} (no + or #)")
+    if stream_name is not None:
+        stream = streams.get(stream_name)
+        if stream is None:
+            raise sec.error("stream", f"unknown stream {stream_name!r} (declare [streams.{stream_name}] with a schema "
+                            "and no topic)")
+        if stream.topic is not None:
+            raise sec.error("stream", f"stream {stream_name!r} has a topic; a connector feeds a stream without topic")
+        missing = [c for c in connector_class.columns(options) if c not in stream.schema.names]
+        if missing:
+            raise sec.error("stream", f"stream {stream_name!r} has no column {missing[0]!r} "
+                            f"(it has: {', '.join(stream.schema.names)})")
+    interval = sec.duration("interval", 1.0)
+    if interval <= 0:
+        raise sec.error("interval", "must be more than 0")
+    return ConnectorConfig(name=name, kind=kind, stream=stream_name, output=output, qos=sec.qos(), interval=interval,
+                           options=options)
 
 
 def _table(sec: _Section, name: str) -> TableConfig:
@@ -445,6 +539,11 @@ def _check_names(config: Config) -> None:
         if not name.replace("_", "a").isalnum() or name[0].isdigit():
             kind = next(k for k in ("streams", "tables", "subscriptions") if name in getattr(config, k))
             raise ConfigError(config.source, f"{kind}.{name}", "names must be SQL identifiers (letters, digits, _)")
+    host_ids = {s.host_id or "arros" for s in config.streams.values() if s.format == "sparkplug"}
+    if len(host_ids) > 1:
+        name = next(s.name for s in config.streams.values() if s.format == "sparkplug" and s.host_id)
+        raise ConfigError(config.source, f"streams.{name}.host_id", "all sparkplug streams must use the same host_id "
+                          f"(one STATE message per service), got {', '.join(sorted(host_ids))}")
 
 
 def _kind(value: Any) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from arros_mqtt.config import Config
-from arros_mqtt.decode import CODECS, StreamDecoder
+from arros_mqtt.decode import build_decoder
 from arros_mqtt.decode.batcher import RawBatch
 from arros_mqtt.decode.stream_decoder import BadMessage
 from arros_mqtt.egress.deadletter import deadletter_payload, deadletter_topic
@@ -43,7 +43,7 @@ class Pipeline:
         self.engine = engine
         self.publish = publish
         self.decoders = {
-            name: StreamDecoder(stream, CODECS[stream.format](stream.schema))
+            name: build_decoder(stream, publish)
             for name, stream in config.streams.items() if stream.schema is not None and stream.topic is not None
         }
         self.stats = {name: StreamStats() for name in config.streams}
@@ -83,6 +83,8 @@ class Pipeline:
 
     def tick(self, now: float) -> None:
         """Called on the engine thread every few hundred ms: time-driven work (idle windows, rolls)."""
+        for decoder in self.decoders.values():
+            decoder.tick(now)
         self._emit(self.engine.tick(now))
         for ticker in self._tickers:
             try:

@@ -1,7 +1,8 @@
 """The running service: transport (broker) -> micro-batcher -> pipeline -> transport and sinks.
 
-Threads: the transport's network side fills the batcher; the engine thread decodes, queries and
-hands results to the sinks, and calls `Pipeline.tick` a few times a second for time-driven work.
+Threads: the transport's network side fills the batcher; connectors (`connectors/`) hand decoded
+tables to `submit_table`; the engine thread decodes, queries and hands results to the sinks, and
+calls `Pipeline.tick` a few times a second for time-driven work.
 `stop()` drains in flow order so nothing received is left unprocessed and every result is handed to
 the broker (and every closer, e.g. an archive, is flushed) before exit.
 """
@@ -9,10 +10,13 @@ the broker (and every closer, e.g. an archive, is flushed) before exit.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
 from typing import Protocol
+
+import pyarrow as pa
 
 from arros_mqtt.config import Config
 from arros_mqtt.decode.batcher import MicroBatcher
@@ -24,6 +28,7 @@ from arros_mqtt.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 0.2
+MAX_PENDING_TABLES = 10_000  # connector tables waiting for the engine; past this `submit_table` blocks
 
 
 class Transport(Protocol):
@@ -55,8 +60,10 @@ def default_transport(config: Config) -> Transport:
         raise ConfigError(config.source, "broker", "the embedded broker is not available yet: "
                           "add a [broker] table or pass --broker mqtt://host:1883")
     from arros_mqtt.client_mode import ClientTransport
+    from arros_mqtt.sparkplug.presence import host_presence
 
-    return ClientTransport(config.broker, list(config.streams.values()))
+    streams = list(config.streams.values())
+    return ClientTransport(config.broker, streams, host_presence(streams))
 
 
 class Service:
@@ -75,21 +82,36 @@ class Service:
         self._stopping = threading.Event()
         self._engine_thread = threading.Thread(target=self._run_engine, name="arros-engine", daemon=True)
         self.add_closer(self.archive.close)
+        self._tables: queue.Queue[tuple[str, pa.Table]] = queue.Queue(MAX_PENDING_TABLES)
+        self.connectors = None
+        if config.connectors:
+            from connectors.runner import ConnectorSet
+
+            self.connectors = ConnectorSet(config, self.submit_table, self.transport.publish)
 
     def add_closer(self, close: Callable[[], None]) -> None:
         """Called on the engine thread after the last batch, before the transport closes."""
         self._closers.append(close)
+
+    def submit_table(self, stream: str, table: pa.Table) -> None:
+        """Thread-safe: decoded rows (the stream's full schema), processed in order on the engine thread."""
+        self._tables.put((stream, table))
+        self.batcher.wake()
 
     def start(self, connect_wait: float = 10.0) -> None:
         """Start all stages; waits up to `connect_wait` for the broker, then runs anyway (and retries)."""
         self.archive.open()
         self._engine_thread.start()
         self.transport.start(self.batcher.add, connect_wait)
+        if self.connectors is not None:
+            self.connectors.start()
         log.info("arros running: %d streams, %d subscriptions, %s", len(self.config.streams),
                  len(self.engine.subscriptions), self.transport.description)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop receiving, process what was received, publish it, flush sinks, disconnect."""
+        if self.connectors is not None:
+            self.connectors.stop(timeout)
         self.transport.stop_receiving()
         self._stopping.set()
         self.batcher.close()
@@ -107,14 +129,28 @@ class Service:
             batches = self.batcher.take(timeout=TICK_SECONDS)
             for batch in batches:
                 self._guard(self.pipeline.process, batch)
+            tables = self._take_tables()
+            for stream, table in tables:
+                self._guard(self.pipeline.process_table, stream, table)
             now = time.monotonic()
             if now >= next_tick:
                 self._guard(self.pipeline.tick, time.time())
                 next_tick = now + TICK_SECONDS
-            if self._stopping.is_set() and not batches and self.batcher.pending == 0:
+            if self._stopping.is_set() and not batches and not tables and self.batcher.pending == 0:
                 break
         for close in self._closers:
             self._guard(close)
+
+    def _take_tables(self) -> list[tuple[str, pa.Table]]:
+        """Connector tables waiting now, one concatenated table per stream (one query each)."""
+        grouped: dict[str, list[pa.Table]] = {}
+        while True:
+            try:
+                stream, table = self._tables.get_nowait()
+            except queue.Empty:
+                break
+            grouped.setdefault(stream, []).append(table)
+        return [(stream, pa.concat_tables(tables)) for stream, tables in grouped.items()]
 
     def _guard(self, step: Callable, *args: object) -> None:
         try:

@@ -32,6 +32,7 @@ class MicroBatcher:
         self._opened: dict[str, float] = {}  # stream -> monotonic time of its oldest buffered message
         self._pending = 0
         self._closed = False
+        self._woken = False
         self._cond = threading.Condition()
 
     def add(self, stream: str, topic: str, payload: bytes, received_ms: int) -> None:
@@ -56,10 +57,17 @@ class MicroBatcher:
                 now = time.monotonic()
                 due = [s for s, opened in self._opened.items()
                        if self._closed or now - opened >= self.max_delay or len(self._buffers[s]) >= self.max_rows]
-                if due or now >= deadline:
+                if due or now >= deadline or self._woken:
+                    self._woken = False
                     return [self._cut(stream, now) for stream in due]
                 next_due = min((opened + self.max_delay for opened in self._opened.values()), default=deadline)
                 self._cond.wait(max(0.0, min(next_due, deadline) - now))
+
+    def wake(self) -> None:
+        """Make a waiting `take` return now (with what is due): other work arrived for its caller."""
+        with self._cond:
+            self._woken = True
+            self._cond.notify_all()
 
     def close(self) -> None:
         """No more waiting: `take` returns everything buffered, `add` no longer blocks."""

@@ -46,3 +46,6 @@ class StreamDecoder:
         columns = list(decoded.table.columns)
         columns += [array if identity else array.take(index) for array in per_message.values()]
         return pa.Table.from_arrays(columns, schema=self.schema), bad
+
+    def tick(self, now: float) -> None:
+        """Stateless formats have nothing time-driven."""

@@ -11,6 +11,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 
@@ -22,9 +23,25 @@ Sink = Callable[[str, str, bytes, int], None]  # (stream, topic, payload, receiv
 ROUTE_CACHE_SIZE = 100_000
 
 
+@dataclass(frozen=True)
+class Presence:
+    """A retained online message published on every connect, and its offline twin as the will.
+
+    Used for the Sparkplug host application's STATE (`arros_mqtt.sparkplug.presence`).
+    """
+
+    topic: str
+    online: bytes
+    offline: bytes
+    qos: int = 1
+
+
 class MqttSource:
-    def __init__(self, broker: BrokerConfig, streams: list[StreamConfig], sink: Sink) -> None:
+    def __init__(
+        self, broker: BrokerConfig, streams: list[StreamConfig], sink: Sink, presence: Presence | None = None
+    ) -> None:
         self.broker = broker
+        self._presence = presence
         self._sink = sink
         self._filters: dict[str, list[str]] = defaultdict(list)  # topic filter -> streams
         self._subscriptions: dict[str, int] = {}
@@ -39,6 +56,8 @@ class MqttSource:
         self.client = new_client(broker)
         self.client.on_subscribe = lambda *_: self.subscribed.set()
         self.client.on_message = self._on_message
+        if presence is not None:
+            self.client.will_set(presence.topic, presence.offline, qos=presence.qos, retain=True)
 
     def start(self) -> None:
         connect(self.client, self.broker, on_connect=self._subscribe)
@@ -71,3 +90,7 @@ class MqttSource:
         if self._subscriptions:
             client.subscribe(list(self._subscriptions.items()))
             log.info("subscribed to %s", ", ".join(self._subscriptions))
+        else:  # only connector-fed streams: nothing to wait for
+            self.subscribed.set()
+        if self._presence is not None:
+            client.publish(self._presence.topic, self._presence.online, qos=self._presence.qos, retain=True)

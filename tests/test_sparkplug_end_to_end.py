@@ -1,0 +1,166 @@
+"""Sparkplug B end to end on a real Mosquitto: an edge node driven by mqtt-spb-wrapper (an independent
+implementation, in a venv of its own) publishes births and data; Arros decodes them as a host
+application, a SQL subscription derives messages, a real subscriber receives them."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import time
+
+import orjson
+import pytest
+
+from arros_mqtt.sparkplug import sparkplug_b_pb2 as pb
+from tests.support import ROOT, Collector, publish_all, running_service, start_arros, stop_process, unique
+
+SPB_PYTHON = ROOT / ".venv-spb" / "bin" / "python"
+EDGE_NODE = ROOT / "tests" / "peers" / "spb_edge_node.py"
+SQL = ("SELECT device_id, seq, metric, datatype, value_double, value_int, value_bool, value_string "
+       "FROM plc WHERE message_type = 'DDATA'")
+
+
+def row_key(row: dict) -> tuple:
+    return row["seq"], row["metric"]
+
+
+@pytest.fixture(scope="module")
+def spb_python() -> str:
+    """The wrapper's own venv (made by `make spb-venv`; made here when pytest runs alone)."""
+    subprocess.run([str(ROOT / "scripts" / "ensure-spb-venv.sh"), str(SPB_PYTHON.parent.parent)], check=True,
+                   timeout=600)
+    return str(SPB_PYTHON)
+
+
+def config(group: str, host: str) -> str:
+    return f"""
+[engine]
+batch_max_delay = "20ms"
+
+[control]
+prefix = "{group}/arros"
+
+[streams.plc]
+topic = "spBv1.0/{group}/#"
+format = "sparkplug"
+host_id = "{host}"
+reorder_timeout = "300ms"
+
+[subscriptions.ddata]
+sql = "{SQL}"
+output = "{group}/out/{{device_id}}"
+"""
+
+
+def run_edge_node(spb_python: str, port: int, group: str, count: int, *extra: str) -> list[dict]:
+    done = subprocess.run([spb_python, str(EDGE_NODE), str(port), group, "n1", "d1", str(count), *extra],
+                          capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def expected_rows(values: list[dict], first_seq: int) -> list[dict]:
+    """What the host must make of the wrapper's DDATA messages (its DBIRTH carries seq first_seq - 1)."""
+    rows = []
+    for i, v in enumerate(values):
+        base = {"device_id": "d1", "seq": first_seq + i, "value_double": None, "value_int": None, "value_bool": None,
+                "value_string": None}
+        rows += [
+            {**base, "metric": "temp", "datatype": "Double", "value_double": v["temp"]},
+            {**base, "metric": "count", "datatype": "Int64", "value_int": v["count"]},
+            {**base, "metric": "running", "datatype": "Boolean", "value_bool": v["running"]},
+            {**base, "metric": "state", "datatype": "Text", "value_string": v["state"]},
+        ]
+    return sorted(rows, key=row_key)
+
+
+def test_wrapper_edge_node_data_reaches_a_derived_topic(mosquitto, tmp_path, spb_python):
+    group, host = unique("g"), unique("host")
+    with running_service(config(group, host), tmp_path, mosquitto.url) as service:
+        out = Collector(mosquitto.port, [f"{group}/out/#"])
+        lines = run_edge_node(spb_python, mosquitto.port, group, 20)
+        values = [line for line in lines if "temp" in line]
+        expected = expected_rows(values, first_seq=2)
+        got = sorted((orjson.loads(p) for _, p in out.wait_for(len(expected))), key=row_key)
+        out.close()
+        decoder = service.pipeline.decoders["plc"]
+        assert {t for t, _ in out.messages} == {f"{group}/out/d1"}
+    assert got == expected
+    # The wrapper's DDEATH turns the device's four metrics into null rows; its NDEATH carries a bdSeq that
+    # does not match its NBIRTH's (the wrapper counts bdSeq across node and device), so it is stale.
+    assert service.pipeline.stats["plc"].rows == 4 + 4 + 80 + 4
+    assert decoder.stats.stale_deaths == 1 and decoder.stats.rebirth_requests == 0
+
+
+def test_data_before_birth_gets_a_rebirth_request_the_wrapper_answers(mosquitto, tmp_path, spb_python):
+    group, host = unique("g"), unique("host")
+    with running_service(config(group, host), tmp_path, mosquitto.url) as service:
+        out = Collector(mosquitto.port, [f"{group}/out/#"])
+        commands = Collector(mosquitto.port, [f"spBv1.0/{group}/NCMD/#"])
+        lines = run_edge_node(spb_python, mosquitto.port, group, 3, "--data-first")
+        assert {"rebirth": True} in lines, "the wrapper received and understood the NCMD"
+        values = [line for line in lines if "count" in line]
+        got = sorted((orjson.loads(p) for _, p in out.wait_for(4 + 12)), key=row_key)
+        ncmd = commands.wait_for(1)
+        out.close()
+        commands.close()
+        assert service.pipeline.decoders["plc"].stats.rebirth_requests == 1
+    assert [t for t, _ in ncmd] == [f"spBv1.0/{group}/NCMD/n1"]
+    request = pb.Payload.FromString(ncmd[0][1])
+    assert [(m.name, m.datatype, m.boolean_value) for m in request.metrics] == [("Node Control/Rebirth", 11, True)]
+    # The DDATA before any birth still carries names and datatypes: its rows are kept (seq 0); then the
+    # births restart seq at 0 (NBIRTH) and 1 (DBIRTH).
+    assert got == sorted(expected_rows(values[:1], first_seq=0) + expected_rows(values[1:], first_seq=2), key=row_key)
+
+
+def test_malformed_payload_is_a_dead_letter_and_others_flow(mosquitto, tmp_path):
+    group, host = unique("g"), unique("host")
+    birth = pb.Payload(timestamp=1_764_000_000_000, seq=0)
+    birth.metrics.add(name="bdSeq", datatype=4, long_value=0)
+    dbirth = pb.Payload(timestamp=1_764_000_000_001, seq=1)
+    dbirth.metrics.add(name="temp", alias=7, datatype=10, double_value=1.25)
+    ddata = pb.Payload(timestamp=1_764_000_000_002, seq=2)
+    ddata.metrics.add(alias=7, double_value=2.5)
+    with running_service(config(group, host), tmp_path, mosquitto.url):
+        out = Collector(mosquitto.port, [f"{group}/out/#"])
+        dead = Collector(mosquitto.port, [f"{group}/arros/deadletter/#"])
+        publish_all(mosquitto.port, [
+            (f"spBv1.0/{group}/NBIRTH/n1", birth.SerializeToString()),
+            (f"spBv1.0/{group}/DBIRTH/n1/d1", dbirth.SerializeToString()),
+            (f"spBv1.0/{group}/DDATA/n1/d1", b"\x0a\xff\xff"),
+            (f"spBv1.0/{group}/DDATA/n1/d1", ddata.SerializeToString()),
+        ])
+        got = [orjson.loads(p) for _, p in out.wait_for(1)]
+        letters = dead.wait_for(1)
+        out.close()
+        dead.close()
+    assert got == [{"device_id": "d1", "seq": 2, "metric": "temp", "datatype": "Double", "value_double": 2.5,
+                    "value_int": None, "value_bool": None, "value_string": None}]
+    assert len(letters) == 1 and letters[0][0] == f"{group}/arros/deadletter/plc"
+    letter = orjson.loads(letters[0][1])
+    assert letter["topic"] == f"spBv1.0/{group}/DDATA/n1/d1" and "invalid Sparkplug B payload" in letter["error"]
+    assert base64.b64decode(letter["payload_b64"]) == b"\x0a\xff\xff"
+
+
+def test_state_is_retained_online_and_the_will_says_offline(mosquitto, tmp_path):
+    group, host = unique("g"), unique("host")
+    path = tmp_path / "arros.toml"
+    path.write_text(config(group, host))
+    state = Collector(mosquitto.port, [f"spBv1.0/STATE/{host}"])
+    process = start_arros("run", "-c", str(path), "--broker", mosquitto.url, log=tmp_path / "arros.log")
+    try:
+        online = orjson.loads(state.wait_for(1)[0][1])
+        assert online["online"] is True and isinstance(online["timestamp"], int)
+        time.sleep(0.3)
+    finally:
+        process.kill()  # no clean disconnect: the broker publishes the will
+        process.wait(10)
+    messages = state.wait_for(2)
+    state.close()
+    assert orjson.loads(messages[1][1]) == {"online": False, "timestamp": online["timestamp"]}
+    late = Collector(mosquitto.port, [f"spBv1.0/STATE/{host}"])  # retained: a newcomer sees the last state
+    retained = late.wait_for(1)
+    late.close()
+    assert orjson.loads(retained[0][1]) == {"online": False, "timestamp": online["timestamp"]}
+    assert stop_process(process) is not None

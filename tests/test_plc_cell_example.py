@@ -76,7 +76,8 @@ def test_the_cell_end_to_end(mosquitto, tmp_path):
                                                                        "pressure": 2.5}
     assert got_slow == [(f"cell/alerts/{node}/conveyor/slow", {"edge_node_id": node, "device_id": "conveyor",
                                                                "timestamp": "2025-11-24T16:00:00.000Z", "speed": 3.5})]
-    assert got_neuron == [{"node_name": neuron_node, "timestamp": "2025-11-24T16:00:00.000Z", "speed": 12.5, "count": 7}]
+    assert got_neuron == [{"node_name": neuron_node, "timestamp": "2025-11-24T16:00:00.000Z", "speed": 12.5,
+                           "count": 7}]
 
 
 def test_readme_pivot_query_gives_one_row_per_device_and_timestamp():

@@ -50,6 +50,7 @@ class Connector(ABC):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
         self._started = threading.Event()
+        self._attempt = 0  # connection attempts since the last success: the backoff exponent
 
     @classmethod
     @abstractmethod
@@ -116,7 +117,6 @@ class Connector(ABC):
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         self._started.set()
-        self._attempt = 0
         while not self._stopping.is_set():
             try:
                 await self.session()

@@ -70,8 +70,8 @@ class _Node:
     missing: set[int] = field(default_factory=set)
     gap_deadline: float | None = None
     rebirth_requested_at: float = float("-inf")
-    metrics: dict[str | None, dict[str, tuple[int | None, int]]] = field(default_factory=dict)  # device -> name ->
-    # (alias, datatype); device None holds the node's own metrics
+    # device (None: the node itself) -> metric name -> (alias, datatype)
+    metrics: dict[str | None, dict[str, tuple[int | None, int]]] = field(default_factory=dict)
     online_devices: set[str] = field(default_factory=set)
     aliases: dict[int, tuple[str, int]] = field(default_factory=dict)  # alias -> (name, datatype)
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from arros_mqtt import __version__
 from arros_mqtt.config import Config, load_config
+from arros_mqtt.control.cli import add_sub_command
 from arros_mqtt.errors import ArrosError, ConfigError, UserError
 
 log = logging.getLogger("arros")
@@ -64,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     connector.add_argument("-c", "--config", required=True, help="config file (TOML)")
     connector.add_argument("--broker", help="publish to this broker, e.g. mqtt://10.0.0.5:1883")
     connector.set_defaults(handler=_connector)
+
+    add_sub_command(commands)
     return parser
 
 

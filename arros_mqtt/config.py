@@ -7,6 +7,7 @@ that names the file, the dotted key and what is wrong, so `arros check` can prin
 from __future__ import annotations
 
 import importlib.util
+import re
 import socket
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -28,6 +29,9 @@ FORMATS_OUT = ("json", "msgpack", "arrow")
 FORMATS_IMPLEMENTED_OUT = ("json", "msgpack")
 METADATA_COLUMNS = ("_topic", "_received_at", "_connector")
 CONNECTOR_KEYS = ("kind", "stream", "output", "qos", "interval")  # the rest of [connectors.X] is the kind's
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*((?:[KMGT]I?)?B)$", re.IGNORECASE)
+_SIZE_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+               "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,15 @@ class ArchiveConfig:
 @dataclass(frozen=True)
 class ControlConfig:
     prefix: str = "arros"
+    max_subscriptions: int = 100  # config-file and run-time ones together; 0 = no limit
+    max_state_bytes: int = 256 * 1024 * 1024  # per subscription (windowed/running state); 0 = no limit
+    max_output_rate: int = 0  # result messages per second per subscription; 0 = no limit
+    status_interval: float = 5.0  # seconds between {prefix}/status/{name} messages
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    listen: str | None = None  # "127.0.0.1:9108" serves Prometheus metrics at /metrics
 
 
 @dataclass(frozen=True)
@@ -152,6 +165,7 @@ class Config:
     engine: EngineConfig = field(default_factory=EngineConfig)
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     streams: dict[str, StreamConfig] = field(default_factory=dict)
     tables: dict[str, TableConfig] = field(default_factory=dict)
     subscriptions: dict[str, SubscriptionConfig] = field(default_factory=dict)
@@ -194,7 +208,8 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         embedded=EmbeddedConfig(listen=root.section("embedded").string("listen", "127.0.0.1:1883")),
         engine=_engine(root.section("engine")),
         archive=_archive(root.section("archive")),
-        control=ControlConfig(prefix=_prefix(root.section("control"))),
+        control=_control(root.section("control")),
+        metrics=_metrics(root.section("metrics")),
         streams=streams,
         tables={name: _table(sec, name) for name, sec in root.section("tables").sections()},
         subscriptions={name: _subscription(sec, name) for name, sec in root.section("subscriptions").sections()},
@@ -263,6 +278,18 @@ class _Section:
             return parse_duration(self.data[name])
         except ValueError as exc:
             raise self.error(name, str(exc)) from None
+
+    def size(self, name: str, default: int) -> int:
+        """Bytes as an integer or a string like "512KB", "64MB", "1GiB" (KB = 1000, KiB = 1024)."""
+        value = self.get(name, (int, str), default)
+        if isinstance(value, int):
+            if value < 0:
+                raise self.error(name, f"must be at least 0, got {value}")
+            return value
+        match = _SIZE.match(value.strip())
+        if match is None:
+            raise self.error(name, f"invalid size {value!r} (use bytes or e.g. \"64MB\", \"512KiB\")")
+        return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()])
 
     def choice(self, name: str, choices: tuple[str, ...], default: str, implemented: tuple[str, ...]) -> str:
         value = self.string(name, default)
@@ -372,12 +399,47 @@ def _archive(sec: _Section) -> ArchiveConfig:
     )
 
 
-def _prefix(sec: _Section) -> str:
-    sec.only("prefix", "max_subscriptions", "max_state_bytes", "max_output_rate")
+def _control(sec: _Section) -> ControlConfig:
+    sec.only("prefix", "max_subscriptions", "max_state_bytes", "max_output_rate", "status_interval")
     prefix = sec.string("prefix", "arros")
     if not prefix or any(c in prefix for c in "+#") or prefix.startswith("/") or prefix.endswith("/"):
         raise sec.error("prefix", f"invalid topic prefix {prefix!r}")
-    return prefix
+    defaults = ControlConfig()
+    status_interval = sec.duration("status_interval", defaults.status_interval)
+    if status_interval <= 0:
+        raise sec.error("status_interval", "must be more than 0s")
+    return ControlConfig(
+        prefix=prefix,
+        max_subscriptions=sec.integer("max_subscriptions", defaults.max_subscriptions),
+        max_state_bytes=sec.size("max_state_bytes", defaults.max_state_bytes),
+        max_output_rate=sec.integer("max_output_rate", defaults.max_output_rate),
+        status_interval=status_interval,
+    )
+
+
+def _metrics(sec: _Section) -> MetricsConfig:
+    sec.only("listen")
+    listen = sec.string("listen")
+    if listen is not None:
+        try:
+            parse_listen(listen)
+        except ValueError as exc:
+            raise sec.error("listen", str(exc)) from None
+    return MetricsConfig(listen=listen)
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """`"host:port"` -> (host, port); ValueError naming what is wrong."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected \"host:port\" like \"127.0.0.1:9108\", got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def parse_subscription(data: dict[str, Any], name: str, source: str) -> SubscriptionConfig:
+    """One subscription from a mapping shaped like a `[subscriptions.NAME]` table (control requests)."""
+    subscription = _subscription(_Section(data, source, ""), name)
+    return replace(subscription, origin="control")
 
 
 def _schema(sec: _Section) -> pa.Schema | None:

@@ -10,6 +10,7 @@ and logs see the same numbers.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,8 +27,10 @@ from arros_mqtt.engine import Engine, Result
 log = logging.getLogger(__name__)
 Publish = Callable[[str, bytes, int, bool], None]  # (topic, payload, qos, retain)
 RowSink = Callable[[str, pa.Table], None]  # (stream, decoded rows with metadata columns)
+BatchObserver = Callable[[str, int, float], None]  # (stream, messages, seconds to decode, query and publish)
 ResultSink = Callable[[Result], None]
 Ticker = Callable[[float], None]  # (wall-clock now)
+ResultGate = Callable[[Result], bool]  # False: the result is not handed to any sink
 
 
 @dataclass
@@ -50,24 +53,38 @@ class Pipeline:
         self._row_sinks: list[RowSink] = []
         self._result_sinks: list[ResultSink] = [self._publish_result]
         self._tickers: list[Ticker] = []
+        self._batch_observers: list[BatchObserver] = []
+        self._result_gates: list[ResultGate] = []
 
     def add_row_sink(self, sink: RowSink) -> None:
         self._row_sinks.append(sink)
 
     def add_result_sink(self, sink: ResultSink) -> None:
+        """Called with each result after it was published (sinks run in the order they were added)."""
         self._result_sinks.append(sink)
 
     def add_ticker(self, ticker: Ticker) -> None:
         self._tickers.append(ticker)
 
+    def add_result_gate(self, gate: ResultGate) -> None:
+        """Asked before a result reaches the sinks; one that says False stops it (output limits)."""
+        self._result_gates.append(gate)
+
+    def add_batch_observer(self, observer: BatchObserver) -> None:
+        """Called after each micro-batch of raw messages went through every stage (metrics)."""
+        self._batch_observers.append(observer)
+
     def process(self, batch: RawBatch) -> None:
         """Decode a micro-batch of raw messages and run it through the engine."""
+        started = time.perf_counter()
         stats = self.stats[batch.stream]
         stats.messages += len(batch)
         table, bad = self.decoders[batch.stream].decode(batch.topics, batch.payloads, batch.received_ms)
         if bad:
             self._deadletter(batch.stream, bad)
         self.process_table(batch.stream, table)
+        for observe in self._batch_observers:
+            observe(batch.stream, len(batch), time.perf_counter() - started)
 
     def process_table(self, stream: str, table: pa.Table) -> None:
         """Rows already decoded (with the stream's full schema): sinks, then the engine."""
@@ -94,6 +111,8 @@ class Pipeline:
 
     def _emit(self, results: list[Result]) -> None:
         for result in results:
+            if not all(admit(result) for admit in self._result_gates):
+                continue
             for sink in self._result_sinks:
                 try:
                     sink(result)
@@ -106,8 +125,11 @@ class Pipeline:
         sub = result.subscription.config
         if sub.output is None:
             return
-        for topic, payload in encode_results(result.table, sub, sub.output):
+        messages = encode_results(result.table, sub, sub.output)
+        for topic, payload in messages:
             self.publish(topic, payload, sub.qos, sub.retain)
+        result.subscription.stats.messages_out += len(messages)
+        result.subscription.stats.last_emit = time.time()
 
     def _deadletter(self, stream: str, bad: list[BadMessage]) -> None:
         stats = self.stats[stream]

@@ -14,21 +14,25 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from concurrent.futures import Future
+from typing import Any, Protocol
 
 import pyarrow as pa
 
 from arros_mqtt.config import Config
+from arros_mqtt.control.plane import ControlPlane
 from arros_mqtt.decode.batcher import MicroBatcher
 from arros_mqtt.egress.archive import Archive
 from arros_mqtt.engine import Engine
 from arros_mqtt.errors import ConfigError
 from arros_mqtt.ingress.mqtt_source import Sink
+from arros_mqtt.metrics import MetricsServer
 from arros_mqtt.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 0.2
 MAX_PENDING_TABLES = 10_000  # connector tables waiting for the engine; past this `submit_table` blocks
+CALLS_PER_ROUND = 100  # engine calls (control requests) run between two rounds of micro-batches
 
 
 class Transport(Protocol):
@@ -53,6 +57,17 @@ def build_engine(config: Config) -> Engine:
         except Exception as exc:
             raise ConfigError(config.source, f"subscriptions.{name}.sql", str(exc)) from None
     return engine
+
+
+def _control_plane(service: Service) -> ControlPlane | None:
+    """The control topic needs a broker to listen on: the [broker] one in client mode."""
+    if service.config.broker is None:
+        return None
+    return ControlPlane(service, service.config.broker)
+
+
+def _metrics_server(service: Service) -> MetricsServer | None:
+    return MetricsServer(service) if service.config.metrics.listen is not None else None
 
 
 def default_transport(config: Config) -> Transport:
@@ -80,6 +95,7 @@ class Service:
         self.batcher = MicroBatcher(list(config.streams), engine_cfg.batch_max_rows, engine_cfg.batch_max_delay)
         self._closers: list[Callable[[], None]] = []
         self._stopping = threading.Event()
+        self._engine_calls: queue.SimpleQueue[tuple[Callable[[], Any], Future]] = queue.SimpleQueue()
         self._engine_thread = threading.Thread(target=self._run_engine, name="arros-engine", daemon=True)
         self.add_closer(self.archive.close)
         self._tables: queue.Queue[tuple[str, pa.Table]] = queue.Queue(MAX_PENDING_TABLES)
@@ -88,6 +104,16 @@ class Service:
             from connectors.runner import ConnectorSet
 
             self.connectors = ConnectorSet(config, self.submit_table, self.transport.publish)
+        self.control = _control_plane(self)
+        self.metrics = _metrics_server(self)
+
+    def call_on_engine(self, call: Callable[[], Any]) -> Future:
+        """Run `call` on the engine thread between micro-batches (the engine and DataFusion are used
+        there without locks); the future holds its result or exception."""
+        future: Future = Future()
+        self._engine_calls.put((call, future))
+        self.batcher.wake()
+        return future
 
     def add_closer(self, close: Callable[[], None]) -> None:
         """Called on the engine thread after the last batch, before the transport closes."""
@@ -101,10 +127,15 @@ class Service:
     def start(self, connect_wait: float = 10.0) -> None:
         """Start all stages; waits up to `connect_wait` for the broker, then runs anyway (and retries)."""
         self.archive.open()
+        if self.metrics is not None:
+            self.metrics.start()
+        deadline = time.monotonic() + connect_wait
         self._engine_thread.start()
         self.transport.start(self.batcher.add, connect_wait)
         if self.connectors is not None:
             self.connectors.start()
+        if self.control is not None:
+            self.control.start(max(0.0, deadline - time.monotonic()))
         log.info("arros running: %d streams, %d subscriptions, %s", len(self.config.streams),
                  len(self.engine.subscriptions), self.transport.description)
 
@@ -112,6 +143,8 @@ class Service:
         """Stop receiving, process what was received, publish it, flush sinks, disconnect."""
         if self.connectors is not None:
             self.connectors.stop(timeout)
+        if self.control is not None:
+            self.control.stop()
         self.transport.stop_receiving()
         self._stopping.set()
         self.batcher.close()
@@ -119,6 +152,8 @@ class Service:
         if not self.transport.flush(timeout):
             log.warning("stopped before the broker acknowledged every result")
         self.transport.close()
+        if self.metrics is not None:
+            self.metrics.stop()
         for name, stats in self.pipeline.stats.items():
             log.info("stream %s: %d messages, %d rows, %d dead letters", name, stats.messages, stats.rows,
                      stats.deadletters)
@@ -132,12 +167,15 @@ class Service:
             tables = self._take_tables()
             for stream, table in tables:
                 self._guard(self.pipeline.process_table, stream, table)
+            self._run_calls()
             now = time.monotonic()
             if now >= next_tick:
                 self._guard(self.pipeline.tick, time.time())
                 next_tick = now + TICK_SECONDS
             if self._stopping.is_set() and not batches and not tables and self.batcher.pending == 0:
                 break
+        while not self._engine_calls.empty():
+            self._run_calls()
         for close in self._closers:
             self._guard(close)
 
@@ -151,6 +189,21 @@ class Service:
                 break
             grouped.setdefault(stream, []).append(table)
         return [(stream, pa.concat_tables(tables)) for stream, tables in grouped.items()]
+
+    def _run_calls(self) -> None:
+        """Up to CALLS_PER_ROUND calls, so a flood of them delays micro-batches by little."""
+        for _ in range(CALLS_PER_ROUND):
+            try:
+                call, future = self._engine_calls.get_nowait()
+            except queue.Empty:
+                return
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(call())
+            except BaseException as exc:  # handed to whoever waits on the future
+                future.set_exception(exc)
+        self.batcher.wake()  # more are waiting: come back without sleeping
 
     def _guard(self, step: Callable, *args: object) -> None:
         try:

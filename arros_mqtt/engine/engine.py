@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from datafusion import SessionConfig, SessionContext
 
 from arros_mqtt.config import StreamConfig, SubscriptionConfig, TableConfig
-from arros_mqtt.engine.readonly_sql import PER_ROW, analyze
+from arros_mqtt.engine.readonly_sql import PER_ROW, analyze, plan
 from arros_mqtt.engine.subscription import Subscription
 from arros_mqtt.errors import ConfigError, SqlError
 
@@ -34,6 +34,7 @@ class Engine:
         self.streams = dict(streams)
         self.tables = dict(tables or {})
         self.subscriptions: dict[str, Subscription] = {}
+        self.paused: dict[str, str] = {}  # name -> reason; paused subscriptions skip micro-batches
         self._ctx = SessionContext(SessionConfig().with_target_partitions(1).with_information_schema(False))
         for name, stream in self.streams.items():
             self._register(name, stream.full_schema().empty_table())
@@ -41,9 +42,11 @@ class Engine:
             self._register(table.name, load_table(table))
 
     def add(self, config: SubscriptionConfig) -> Subscription:
-        """Plan and check a subscription; SqlError if it is not one we can run."""
-        if config.name in self.subscriptions:
-            raise SqlError(f"a subscription named {config.name!r} exists", code="exists")
+        """Plan and check a subscription, then run it from the next micro-batch on."""
+        return self.install(self.build(config))
+
+    def build(self, config: SubscriptionConfig) -> Subscription:
+        """Plan and check a subscription without running it; SqlError if it is not one we can run."""
         shape = analyze(self._ctx, config.sql, set(self.streams), set(self.tables))
         if shape.kind != PER_ROW:
             raise SqlError("aggregates and GROUP BY (windowed and running subscriptions) are not supported yet; "
@@ -53,13 +56,45 @@ class Engine:
             if missing:
                 raise SqlError(f"output topic {template.text!r} uses {{{missing[0]}}}, which the query does not "
                                f"return (it returns: {', '.join(shape.output_schema.names)})")
-        subscription = Subscription(config, shape)
-        self.subscriptions[config.name] = subscription
+        return Subscription(config, shape)
+
+    def install(self, subscription: Subscription, replace: bool = False) -> Subscription:
+        """Run a built subscription; with `replace` it takes the place (and releases the state) of the
+        one with its name in one step, so no micro-batch sees neither or both."""
+        name = subscription.name
+        if name in self.subscriptions and not replace:
+            raise SqlError(f"a subscription named {name!r} exists", code="exists")
+        if name not in self.subscriptions and replace:
+            raise KeyError(name)
+        self.subscriptions[name] = subscription
+        self.paused.pop(name, None)
         return subscription
+
+    def remove(self, name: str) -> Subscription:
+        """Stop running `name` and release its state; KeyError if there is none."""
+        self.paused.pop(name, None)
+        return self.subscriptions.pop(name)
+
+    def pause(self, name: str, reason: str) -> None:
+        """Skip micro-batches for `name` until `resume`; its state is kept. KeyError if there is none."""
+        if name not in self.subscriptions:
+            raise KeyError(name)
+        self.paused[name] = reason
+
+    def resume(self, name: str) -> None:
+        if name not in self.subscriptions:
+            raise KeyError(name)
+        self.paused.pop(name, None)
+
+    def explain(self, subscription: Subscription) -> dict[str, str]:
+        """DataFusion's logical and physical plans for one micro-batch of the subscription's stream."""
+        df = plan(self._ctx, subscription.config.sql)
+        return {"logical_plan": df.optimized_logical_plan().display_indent(),
+                "physical_plan": df.execution_plan().display_indent()}
 
     def process(self, stream: str, batch: pa.Table) -> list[Result]:
         """Run every subscription of `stream` over one micro-batch; a failing one never stops the others."""
-        readers = [s for s in self.subscriptions.values() if s.shape.stream == stream]
+        readers = [s for s in self.subscriptions.values() if s.shape.stream == stream and s.name not in self.paused]
         if not readers or batch.num_rows == 0:
             return []
         self._register(stream, batch)

@@ -18,6 +18,11 @@ class SubscriptionStats:
     rows_out: int = 0
     errors: int = 0
     last_error: str | None = None
+    late_rows: int = 0  # rows behind the watermark (windowed subscriptions)
+    state_rows: int = 0  # rows/groups held between micro-batches (0 for per-row)
+    state_bytes: int = 0
+    messages_out: int = 0  # MQTT messages published (rows, or arrays with batch = true)
+    last_emit: float | None = None  # epoch seconds of the last published result
 
 
 @dataclass

@@ -1,0 +1,65 @@
+"""The requesting side of the control protocol: one MQTT 5 request, one reply (what `arros sub` uses).
+
+The reply topic is `{prefix}/control/replies/{client_id}` (so a broker ACL can grant an operator
+`{prefix}/control/replies/#` only), named in the request's Response Topic; the Correlation Data
+ties the reply to the request.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import replace
+from typing import Any
+
+import orjson
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from arros_mqtt.config import BrokerConfig
+from arros_mqtt.errors import ExternalError
+from arros_mqtt.mqtt_connection import connect, new_client
+
+
+class NoReply(ExternalError):
+    """The broker or the service did not answer in time."""
+
+
+class ControlClient:
+    def __init__(self, broker: BrokerConfig, prefix: str, timeout: float = 10.0) -> None:
+        self.broker = replace(broker, client_id=f"arros-cli-{uuid.uuid4().hex[:12]}", protocol="5")
+        self.prefix = prefix
+        self.timeout = timeout
+        self.reply_topic = f"{prefix}/control/replies/{self.broker.client_id}"
+
+    def request(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Send one request and return the reply object; NoReply on timeout."""
+        correlation = uuid.uuid4().bytes
+        replies: list[dict[str, Any]] = []
+        got_reply, subscribed = threading.Event(), threading.Event()
+
+        def on_message(_client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
+            if getattr(message.properties, "CorrelationData", None) == correlation:
+                replies.append(orjson.loads(message.payload))
+                got_reply.set()
+
+        client = new_client(self.broker, persistent=False)
+        client.on_message = on_message
+        client.on_subscribe = lambda *_: subscribed.set()
+        connect(client, self.broker, persistent=False,
+                on_connect=lambda c, _present: c.subscribe(self.reply_topic, qos=1))
+        try:
+            if not subscribed.wait(self.timeout):
+                raise NoReply(f"could not connect to and subscribe on {self.broker.url} within {self.timeout:g} s")
+            properties = Properties(PacketTypes.PUBLISH)
+            properties.ResponseTopic = self.reply_topic
+            properties.CorrelationData = correlation
+            client.publish(f"{self.prefix}/control", orjson.dumps(body), qos=1, properties=properties)
+            if not got_reply.wait(self.timeout):
+                raise NoReply(f"no reply on {self.reply_topic} within {self.timeout:g} s: is `arros run` attached "
+                              f"to {self.broker.url} with [control] prefix = \"{self.prefix}\"?")
+            return replies[0]
+        finally:
+            client.disconnect()
+            client.loop_stop()

@@ -1,0 +1,371 @@
+"""The control plane: SQL subscriptions created, changed and inspected at run time over MQTT.
+
+It is an MQTT client of its own (`{client_id}-control`, MQTT 5 when the broker config says so, for
+Response Topic and Correlation Data), subscribed to `{prefix}/control`. Requests are parsed on
+paho's network thread; everything that reads or changes subscriptions runs on the engine thread
+(`Service.call_on_engine`), between micro-batches, so a new subscription starts on the next batch
+and the others never see a half-made change. Every request gets exactly one reply.
+
+It also keeps the catalogue (`{prefix}/catalog/{name}`, retained), publishes statuses
+(`{prefix}/status/{name}`), stores run-time subscriptions under `state_dir` and enforces the
+`[control]` limits.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from arros_mqtt.config import BrokerConfig, SubscriptionConfig, parse_subscription
+from arros_mqtt.control.catalog import catalog_entry, catalog_topic, shape_of, status_of, status_topic
+from arros_mqtt.control.limits import Limits
+from arros_mqtt.control.protocol import (
+    ControlError,
+    Envelope,
+    Request,
+    decode_payload,
+    envelope,
+    error_reply,
+    ok_reply,
+    valid_reply_topic,
+    validate,
+)
+from arros_mqtt.control.store import StoredSubscription, SubscriptionStore, definition_of, now_rfc3339
+from arros_mqtt.engine import Subscription
+from arros_mqtt.errors import ConfigError, SqlError
+from arros_mqtt.mqtt_connection import connect, new_client
+
+if TYPE_CHECKING:
+    from arros_mqtt.runtime import Service
+
+log = logging.getLogger(__name__)
+MAX_IN_FLIGHT = 1000  # requests waiting for the engine; past this the network thread waits (backpressure)
+BUSY_SECONDS = 30.0  # ... at most this long, then the request is answered `limit_exceeded`
+CHECK_SECONDS = 0.5  # how often state-size limits are checked
+PAUSED_BY_REQUEST = "paused by request"
+
+
+class ControlPlane:
+    def __init__(self, service: Service, broker: BrokerConfig) -> None:
+        self.service = service
+        self.engine = service.engine
+        self.config = service.config.control
+        self.prefix = self.config.prefix
+        self.topic = f"{self.prefix}/control"
+        self.replies_topic = f"{self.prefix}/control/replies"
+        self.broker = broker
+        self.v5 = broker.protocol == "5"
+        self.store = SubscriptionStore(service.config.engine.state_dir)
+        self.created_at: dict[str, str] = {}
+        self.limits = Limits(self.config, self._pause_for_limit)
+        self.requests: Counter[tuple[str, str]] = Counter()  # (op, "ok" or error code) -> count
+        self.subscribed = threading.Event()  # set once the broker acknowledged our SUBSCRIBE
+        self.client = new_client(broker, suffix="-control", persistent=False)
+        self.client.max_inflight_messages_set(MAX_IN_FLIGHT)
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *_: self.subscribed.set()
+        self._in_flight = threading.BoundedSemaphore(MAX_IN_FLIGHT)
+        self._stopping = threading.Event()
+        self._checker = threading.Thread(target=self._check_periodically, name="arros-control", daemon=True)
+        self._ops: dict[str, Callable[[Request], Any]] = {
+            "create": self._create, "replace": self._replace, "drop": self._drop, "pause": self._pause,
+            "resume": self._resume, "list": self._list, "describe": self._describe, "explain": self._explain,
+        }
+        service.pipeline.add_result_gate(self.limits.admit)
+        self._restore()
+
+    # -- lifecycle (caller's thread) --
+
+    def start(self, connect_wait: float = 10.0) -> None:
+        connect(self.client, self.broker, persistent=False, on_connect=self._on_connect)
+        self.subscribed.wait(connect_wait)
+        self._checker.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """No new requests; answer the ones already taken, then disconnect."""
+        self._stopping.set()
+        self.client.unsubscribe(self.topic)
+        deadline = time.monotonic() + timeout
+        taken = 0
+        while taken < MAX_IN_FLIGHT and self._in_flight.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            taken += 1
+        if self._checker.is_alive():
+            self._checker.join(timeout)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _restore(self) -> None:
+        """Run-time subscriptions from the store (the engine thread is not running yet)."""
+        for name, stored in self.store.load().items():
+            if name in self.engine.subscriptions:
+                log.warning("stored run-time subscription %s is not restored: the config file defines one with "
+                            "that name (it stays stored until dropped)", name)
+                continue
+            try:
+                self.engine.add(parse_subscription(stored.definition, name, str(self.store.path)))
+            except (ConfigError, SqlError) as exc:
+                log.warning("stored run-time subscription %s no longer runs (%s); it stays stored until dropped "
+                            "or replaced", name, exc)
+                continue
+            self.created_at[name] = stored.created_at
+            if stored.paused is not None:
+                self.engine.pause(name, stored.paused)
+        log.info("%d run-time subscriptions restored from %s", len(self.created_at), self.store.path)
+
+    # -- network thread --
+
+    def _on_connect(self, client: mqtt.Client, _session_present: bool) -> None:
+        client.subscribe([(self.topic, 1), (catalog_topic(self.prefix, "+"), 1)])
+        self.service.call_on_engine(self._publish_catalog)
+
+    def _on_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
+        if message.topic == self.topic:
+            if not self._stopping.is_set():
+                self._on_request(message)
+        elif message.payload:  # a retained catalogue entry: clear it if it names no live subscription
+            name = message.topic.rsplit("/", 1)[-1]
+            self.service.call_on_engine(lambda: self._clear_if_stale(name))
+
+    def _on_request(self, message: mqtt.MQTTMessage) -> None:
+        properties = message.properties
+        response_topic = getattr(properties, "ResponseTopic", None)
+        correlation = getattr(properties, "CorrelationData", None)
+        reply_to: Envelope = Envelope()
+        try:
+            data = decode_payload(message.payload)
+            reply_to = envelope(data)
+            request = validate(data)
+        except ControlError as exc:
+            self.requests[("invalid", exc.code)] += 1
+            self._reply(reply_to, response_topic, correlation, error_reply(reply_to.request_id, exc))
+            return
+        reply_to = Envelope(request.request_id, request.reply_to)
+        if not self._in_flight.acquire(timeout=BUSY_SECONDS):
+            busy = ControlError("limit_exceeded", f"{MAX_IN_FLIGHT} requests are waiting for the engine; retry")
+            self._reply(reply_to, response_topic, correlation, error_reply(request.request_id, busy))
+            return
+        future = self.service.call_on_engine(lambda: self._execute(request))
+
+        def answer(done: Future) -> None:
+            self._in_flight.release()
+            if done.exception() is not None:  # _execute answers every error itself; this is our bug
+                log.error("control request %s failed: %r", request.op, done.exception())
+                failure = ControlError("internal_error", "the request failed inside Arros; see its log")
+                self._reply(reply_to, response_topic, correlation, error_reply(request.request_id, failure))
+            else:
+                self._reply(reply_to, response_topic, correlation, done.result())
+
+        future.add_done_callback(answer)
+
+    def _reply(self, to: Envelope, response_topic: str | None, correlation: bytes | None, payload: bytes) -> None:
+        """To the Response Topic, else `reply_to`, else `{prefix}/control/replies`; never to the control topic."""
+        topic = next((t for t in (response_topic, to.reply_to)
+                      if t is not None and valid_reply_topic(t) and t != self.topic), self.replies_topic)
+        properties = None
+        if self.v5 and correlation is not None:
+            properties = Properties(PacketTypes.PUBLISH)
+            properties.CorrelationData = correlation
+        self.client.publish(topic, payload, qos=1, properties=properties)
+
+    # -- engine thread --
+
+    def _execute(self, request: Request) -> bytes:
+        try:
+            result = self._ops[request.op](request)
+        except ControlError as exc:
+            self.requests[(request.op, exc.code)] += 1
+            log.debug("control %s %s refused: %s", request.op, request.name or "", exc)
+            return error_reply(request.request_id, exc)
+        except Exception as exc:
+            self.requests[(request.op, "internal_error")] += 1
+            log.exception("control %s %s failed", request.op, request.name or "")
+            return error_reply(request.request_id, ControlError("internal_error", f"{type(exc).__name__}: {exc}"))
+        self.requests[(request.op, "ok")] += 1
+        if request.op not in ("list", "describe", "explain"):
+            log.info("control: %s %s", request.op, request.name)
+        return ok_reply(request.request_id, result)
+
+    def _create(self, request: Request) -> dict[str, Any]:
+        name = request.name
+        assert name is not None
+        if name in self.engine.subscriptions:
+            raise ControlError("exists", f"a subscription named {name!r} exists ({self._origin(name)}); "
+                               "use replace to change it")
+        self.limits.check_create(len(self.engine.subscriptions))
+        subscription = self._build(self._definition(request))
+        created = now_rfc3339()
+        self._store(StoredSubscription(name, definition_of(subscription.config), created))
+        self.engine.install(subscription)
+        self.created_at[name] = created
+        return self._publish_entry(subscription)
+
+    def _replace(self, request: Request) -> dict[str, Any]:
+        old = self._changeable(request)
+        subscription = self._build(self._definition(request))
+        created = now_rfc3339()
+        self._store(StoredSubscription(old.name, definition_of(subscription.config), created))
+        self.engine.install(subscription, replace=True)
+        self.limits.forget(old.name)
+        self.created_at[old.name] = created
+        return self._publish_entry(subscription)
+
+    def _drop(self, request: Request) -> dict[str, Any]:
+        subscription = self._changeable(request)
+        name = subscription.name
+        try:
+            self.store.remove(name)
+        except OSError as exc:
+            raise ControlError("internal_error", f"cannot write {self.store.path}: {exc}") from None
+        self.engine.remove(name)
+        self.limits.forget(name)
+        self.created_at.pop(name, None)
+        self.client.publish(catalog_topic(self.prefix, name), b"", qos=1, retain=True)
+        return {"name": name, "dropped": True}
+
+    def _pause(self, request: Request) -> dict[str, Any]:
+        subscription = self._live(request.name)
+        self._set_paused(subscription, PAUSED_BY_REQUEST)
+        return self._status(subscription)
+
+    def _resume(self, request: Request) -> dict[str, Any]:
+        subscription = self._live(request.name)
+        self._set_paused(subscription, None)
+        self.limits.forget(subscription.name)
+        return self._status(subscription)
+
+    def _list(self, _request: Request) -> dict[str, Any]:
+        rows = []
+        for name in sorted(self.engine.subscriptions):
+            subscription = self.engine.subscriptions[name]
+            config = subscription.config
+            rows.append({"name": name, "origin": config.origin, "kind": subscription.shape.kind,
+                         "stream": subscription.shape.stream, "output": config.output.text if config.output else None,
+                         "paused": name in self.engine.paused, "rows_out": subscription.stats.rows_out})
+        return {"subscriptions": rows}
+
+    def _describe(self, request: Request) -> dict[str, Any]:
+        subscription = self._live(request.name)
+        return {**catalog_entry(subscription, self.created_at.get(subscription.name)),
+                "status": self._status(subscription)}
+
+    def _explain(self, request: Request) -> dict[str, Any]:
+        if request.name is not None:
+            subscription = self._live(request.name)
+        else:
+            assert request.sql is not None
+            subscription = self._build(SubscriptionConfig(name="explain", sql=request.sql, origin="control"))
+        result = {"name": request.name, "sql": subscription.config.sql, **shape_of(subscription)}
+        if request.name is not None:
+            stats = subscription.stats
+            result.update(state_rows=stats.state_rows, state_bytes=stats.state_bytes)
+        return {**result, **self.engine.explain(subscription)}
+
+    # -- helpers (engine thread) --
+
+    def _live(self, name: str | None) -> Subscription:
+        subscription = self.engine.subscriptions.get(name or "")
+        if subscription is None:
+            raise ControlError("not_found", f"no subscription named {name!r}")
+        return subscription
+
+    def _changeable(self, request: Request) -> Subscription:
+        subscription = self._live(request.name)
+        if subscription.config.origin != "control":
+            raise ControlError("forbidden", f"{subscription.name!r} is defined in the config file; change it there "
+                               "(pause and resume work over MQTT)")
+        return subscription
+
+    def _origin(self, name: str) -> str:
+        return "from the config file" if self.engine.subscriptions[name].config.origin == "config" else "run-time"
+
+    def _definition(self, request: Request) -> SubscriptionConfig:
+        assert request.name is not None
+        try:
+            return parse_subscription(request.definition, request.name, "request")
+        except ConfigError as exc:
+            raise ControlError("invalid_request", f"{exc.key}: {exc.message}") from None
+
+    def _build(self, config: SubscriptionConfig) -> Subscription:
+        try:
+            return self.engine.build(config)
+        except SqlError as exc:
+            code = exc.code if exc.code in ("invalid_sql", "forbidden", "unknown_stream") else "invalid_sql"
+            raise ControlError(code, str(exc)) from None
+
+    def _store(self, entry: StoredSubscription) -> None:
+        try:
+            self.store.put(entry)
+        except OSError as exc:
+            raise ControlError("internal_error", f"cannot write {self.store.path}: {exc}") from None
+
+    def _set_paused(self, subscription: Subscription, reason: str | None) -> None:
+        """Pause (with a reason) or resume; a run-time subscription keeps that across restarts."""
+        name = subscription.name
+        if subscription.config.origin == "control":
+            stored = self.store.entries.get(name)
+            if stored is not None and stored.paused != reason:
+                self._store(StoredSubscription(name, stored.definition, stored.created_at, reason))
+        if reason is None:
+            self.engine.resume(name)
+        else:
+            self.engine.pause(name, reason)
+
+    def _pause_for_limit(self, name: str, reason: str) -> None:
+        subscription = self.engine.subscriptions[name]
+        try:
+            self._set_paused(subscription, reason)
+        except ControlError as exc:  # paused now, but not on disk: say so, keep running
+            self.engine.pause(name, reason)
+            log.error("subscription %s: %s", name, exc.message)
+        log.warning("subscription %s paused: %s", name, reason)
+        self._publish_status(subscription)
+
+    def _status(self, subscription: Subscription) -> dict[str, Any]:
+        return status_of(subscription, self.engine.paused.get(subscription.name))
+
+    def _publish_status(self, subscription: Subscription) -> None:
+        self.client.publish(status_topic(self.prefix, subscription.name), orjson.dumps(self._status(subscription)))
+
+    def _publish_entry(self, subscription: Subscription) -> dict[str, Any]:
+        entry = catalog_entry(subscription, self.created_at.get(subscription.name))
+        self.client.publish(catalog_topic(self.prefix, subscription.name), orjson.dumps(entry), qos=1, retain=True)
+        return entry
+
+    def _publish_catalog(self) -> None:
+        for subscription in list(self.engine.subscriptions.values()):
+            self._publish_entry(subscription)
+
+    def _clear_if_stale(self, name: str) -> None:
+        if name not in self.engine.subscriptions:
+            log.info("clearing the stale catalogue entry %s", catalog_topic(self.prefix, name))
+            self.client.publish(catalog_topic(self.prefix, name), b"", qos=1, retain=True)
+
+    def _check(self, publish_statuses: bool) -> None:
+        self.limits.check_state(list(self.engine.subscriptions.values()), self.engine.paused)
+        if publish_statuses:
+            for subscription in list(self.engine.subscriptions.values()):
+                self._publish_status(subscription)
+
+    # -- checker thread --
+
+    def _check_periodically(self) -> None:
+        """Schedule limit checks and status messages on the engine thread, one at a time."""
+        next_status = time.monotonic()
+        pending: Future | None = None
+        while not self._stopping.wait(min(CHECK_SECONDS, self.config.status_interval)):
+            if pending is not None and not pending.done():
+                continue  # the engine is busy: do not pile up checks behind it
+            due = time.monotonic() >= next_status
+            if due:
+                next_status = time.monotonic() + self.config.status_interval
+            pending = self.service.call_on_engine(lambda due=due: self._check(due))

@@ -1,0 +1,109 @@
+"""Prometheus metrics on `[metrics] listen = "host:port"` (path `/metrics`).
+
+Counters are not incremented on the hot path: they are read at scrape time from the counters the
+pipeline, the engine and the control plane keep anyway. Only the batch latency histogram is
+observed per micro-batch (once per batch, not per message). Each service has a registry of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from arros_mqtt.config import parse_listen
+from arros_mqtt.errors import ConfigError
+
+if TYPE_CHECKING:
+    from arros_mqtt.runtime import Service
+
+BATCH_SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class MetricsServer:
+    def __init__(self, service: Service) -> None:
+        assert service.config.metrics.listen is not None
+        self.listen = service.config.metrics.listen
+        self.source = service.config.source
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(ServiceCollector(service))
+        self.batch_seconds = Histogram(
+            "arros_batch_seconds", "Time to decode, query and publish one micro-batch", ["stream"],
+            buckets=BATCH_SECONDS_BUCKETS, registry=self.registry,
+        )
+        service.pipeline.add_batch_observer(lambda stream, _n, seconds: self.batch_seconds.labels(stream)
+                                            .observe(seconds))
+        self._server = None
+
+    def start(self) -> None:
+        host, port = parse_listen(self.listen)
+        try:
+            self._server, _thread = start_http_server(port, host, registry=self.registry)
+        except OSError as exc:
+            raise ConfigError(self.source, "metrics.listen", f"cannot listen on {self.listen}: {exc.strerror}") \
+                from None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "start() first"
+        return self._server.server_port
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+
+class ServiceCollector(Collector):
+    """Reads the service's counters when Prometheus scrapes."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        streams = list(self.service.pipeline.stats.items())
+        for metric, help_text, value in (
+            ("arros_stream_messages", "MQTT messages received per stream", lambda s: s.messages),
+            ("arros_stream_rows", "Rows decoded per stream", lambda s: s.rows),
+            ("arros_deadletters", "Payloads that could not be decoded, per stream", lambda s: s.deadletters),
+        ):
+            family = CounterMetricFamily(metric, help_text, labels=["stream"])
+            for name, stats in streams:
+                family.add_metric([name], value(stats))
+            yield family
+
+        engine = self.service.engine
+        subscriptions = list(engine.subscriptions.values())
+        paused = dict(engine.paused)
+        for metric, help_text, value in (
+            ("arros_subscription_rows_in", "Rows a subscription read", lambda s: s.rows_in),
+            ("arros_subscription_rows_out", "Result rows a subscription produced", lambda s: s.rows_out),
+            ("arros_subscription_messages_out", "MQTT messages a subscription published", lambda s: s.messages_out),
+            ("arros_subscription_late_rows", "Rows behind the watermark", lambda s: s.late_rows),
+            ("arros_subscription_errors", "Micro-batches a subscription failed on", lambda s: s.errors),
+        ):
+            family = CounterMetricFamily(metric, help_text, labels=["subscription"])
+            for subscription in subscriptions:
+                family.add_metric([subscription.name], value(subscription.stats))
+            yield family
+        for metric, help_text, value in (
+            ("arros_subscription_state_bytes", "Bytes of state a subscription holds", lambda s: s.stats.state_bytes),
+            ("arros_subscription_state_rows", "Rows/groups of state held", lambda s: s.stats.state_rows),
+            ("arros_subscription_paused", "1 while a subscription is paused", lambda s: int(s.name in paused)),
+        ):
+            family = GaugeMetricFamily(metric, help_text, labels=["subscription"])
+            for subscription in subscriptions:
+                family.add_metric([subscription.name], value(subscription))
+            yield family
+        yield GaugeMetricFamily("arros_subscriptions", "Live subscriptions", value=len(subscriptions))
+
+        control = self.service.control
+        if control is not None:
+            family = CounterMetricFamily("arros_control_requests", "Control requests by op and outcome",
+                                         labels=["op", "outcome"])
+            for (op, outcome), count in list(control.requests.items()):
+                family.add_metric([op, outcome], count)
+            yield family

@@ -8,8 +8,10 @@ does not reconnect in lockstep.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
+import socket
 import ssl
 from collections.abc import Callable
 
@@ -43,6 +45,17 @@ def new_client(broker: BrokerConfig, suffix: str = "", persistent: bool = True) 
     client.reconnect_delay_set(RECONNECT_MIN, RECONNECT_MAX)
     client.max_queued_messages_set(0)
     return client
+
+
+def send_at_once(client: mqtt.Client) -> None:
+    """TCP_NODELAY on the client's socket: request/response traffic (the control topic) is a few small
+    packets each way, which Nagle's algorithm together with delayed ACKs held back ~40 ms per hop."""
+
+    def opened(_client: mqtt.Client, _userdata: object, sock) -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    client.on_socket_open = opened
 
 
 def connect(

@@ -29,8 +29,8 @@ def login(port: int, user: str) -> mqtt.Client:
 def publish_reason(port: int, user: str, topic: str, payload: bytes = b"{}") -> int:
     """The PUBACK reason code Mosquitto gives `user`'s QoS 1 publish (135 = not authorized).
 
-    A connection of its own each time: Mosquitto 2.0.11 drops an MQTT 5 connection right after
-    refusing one of its publishes (seen here as "Bad socket read/write" in its log)."""
+    A connection of its own each time: with `max_queued_messages 0` (as in the test brokers)
+    Mosquitto 2.0.11 drops an MQTT 5 connection right after refusing one of its QoS 1 publishes."""
     done, codes = threading.Event(), []
 
     def on_publish(_client, _userdata, _mid, reason_code, _properties) -> None:

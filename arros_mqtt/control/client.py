@@ -19,7 +19,7 @@ from paho.mqtt.properties import Properties
 
 from arros_mqtt.config import BrokerConfig
 from arros_mqtt.errors import ExternalError
-from arros_mqtt.mqtt_connection import connect, new_client
+from arros_mqtt.mqtt_connection import connect, new_client, send_at_once
 
 
 class NoReply(ExternalError):
@@ -45,6 +45,7 @@ class ControlClient:
                 got_reply.set()
 
         client = new_client(self.broker, persistent=False)
+        send_at_once(client)
         client.on_message = on_message
         client.on_subscribe = lambda *_: subscribed.set()
         connect(client, self.broker, persistent=False,

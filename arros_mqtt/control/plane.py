@@ -43,7 +43,7 @@ from arros_mqtt.control.protocol import (
 from arros_mqtt.control.store import StoredSubscription, SubscriptionStore, definition_of, now_rfc3339
 from arros_mqtt.engine import Subscription
 from arros_mqtt.errors import ConfigError, SqlError
-from arros_mqtt.mqtt_connection import connect, new_client
+from arros_mqtt.mqtt_connection import connect, new_client, send_at_once
 
 if TYPE_CHECKING:
     from arros_mqtt.runtime import Service
@@ -72,6 +72,7 @@ class ControlPlane:
         self.subscribed = threading.Event()  # set once the broker acknowledged our SUBSCRIBE
         self.client = new_client(broker, suffix="-control", persistent=False)
         self.client.max_inflight_messages_set(MAX_IN_FLIGHT)
+        send_at_once(self.client)
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *_: self.subscribed.set()
         self._in_flight = threading.BoundedSemaphore(MAX_IN_FLIGHT)

@@ -41,7 +41,7 @@ from arros_mqtt.control.protocol import (
     validate,
 )
 from arros_mqtt.control.store import StoredSubscription, SubscriptionStore, definition_of, now_rfc3339
-from arros_mqtt.engine import Subscription
+from arros_mqtt.engine import Result, Subscription
 from arros_mqtt.errors import ConfigError, SqlError
 from arros_mqtt.mqtt_connection import connect, new_client, send_at_once
 
@@ -82,7 +82,7 @@ class ControlPlane:
             "create": self._create, "replace": self._replace, "drop": self._drop, "pause": self._pause,
             "resume": self._resume, "list": self._list, "describe": self._describe, "explain": self._explain,
         }
-        service.pipeline.add_result_gate(self.limits.admit)
+        service.pipeline.add_result_gate(self._admit)
         self._restore()
 
     # -- lifecycle (caller's thread) --
@@ -350,6 +350,10 @@ class ControlPlane:
         if name not in self.engine.subscriptions:
             log.info("clearing the stale catalogue entry %s", catalog_topic(self.prefix, name))
             self.client.publish(catalog_topic(self.prefix, name), b"", qos=1, retain=True)
+
+    def _admit(self, result: Result) -> bool:
+        """Nothing from a paused subscription (also time-driven results, e.g. windows closed by a tick)."""
+        return result.subscription.name not in self.engine.paused and self.limits.admit(result)
 
     def _check(self, publish_statuses: bool) -> None:
         self.limits.check_state(list(self.engine.subscriptions.values()), self.engine.paused)

@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -109,7 +109,10 @@ def running_service(config_text: str, directory: Path, broker_url: str) -> Itera
 
     path = directory / f"{unique('arros-')}.toml"
     path.write_text(config_text)
-    service = Service(load_config(path).with_broker_url(broker_url))
+    config = load_config(path).with_broker_url(broker_url)
+    if "state_dir" not in config_text:  # never restore run-time subscriptions left in ./arros-state
+        config = replace(config, engine=replace(config.engine, state_dir=str(directory / unique("state-"))))
+    service = Service(config)
     service.start()
     wait_subscribed(service)
     try:

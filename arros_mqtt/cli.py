@@ -98,7 +98,7 @@ def _check(args: argparse.Namespace) -> int:
     for sub in engine.subscriptions.values():
         output = sub.config.output.text if sub.config.output else "(archive only)"
         columns = ", ".join(f"{f.name} {f.type}" for f in sub.shape.output_schema)
-        print(f"  subscription {sub.name}: {sub.shape.kind} on {sub.shape.stream} -> {output} ({columns})")
+        print(f"  subscription {sub.name}: {sub.describe()} on {sub.shape.stream} -> {output} ({columns})")
     return 0
 
 

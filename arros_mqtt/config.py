@@ -105,6 +105,7 @@ class StreamConfig:
     schema: pa.Schema | None = None
     event_time: str | None = None
     watermark: float = 0.0
+    idle_timeout: float = 30.0  # seconds without rows before the watermark follows the wall clock; 0 = never
     qos: int = 1
     archive: bool = False
     host_id: str | None = None  # sparkplug: the host application id (STATE topic)
@@ -460,8 +461,8 @@ def _schema(sec: _Section) -> pa.Schema | None:
 
 
 def _stream(sec: _Section, name: str) -> StreamConfig:
-    sec.only("topic", "format", "schema", "event_time", "watermark", "qos", "archive", "host_id", "header",
-             "reorder_timeout")
+    sec.only("topic", "format", "schema", "event_time", "watermark", "idle_timeout", "qos", "archive", "host_id",
+             "header", "reorder_timeout")
     topic = sec.topic("topic") if "topic" in sec.data else None
     fmt = sec.choice("format", FORMATS_IN, "json", FORMATS_IMPLEMENTED_IN)
     if fmt == "sparkplug":
@@ -480,6 +481,7 @@ def _stream(sec: _Section, name: str) -> StreamConfig:
         schema=schema,
         event_time=sec.string("event_time"),
         watermark=sec.duration("watermark", 0.0),
+        idle_timeout=sec.duration("idle_timeout", 30.0),
         qos=sec.qos(),
         archive=sec.boolean("archive", False),
         host_id=sec.string("host_id"),

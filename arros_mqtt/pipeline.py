@@ -55,6 +55,7 @@ class Pipeline:
         self._tickers: list[Ticker] = []
         self._batch_observers: list[BatchObserver] = []
         self._result_gates: list[ResultGate] = []
+        self._late_sinks: list[ResultSink] = [self._publish_result]  # late rows (Result.late) go only here
 
     def add_row_sink(self, sink: RowSink) -> None:
         self._row_sinks.append(sink)
@@ -109,11 +110,15 @@ class Pipeline:
             except Exception:
                 log.exception("ticker %s failed", getattr(ticker, "__qualname__", ticker))
 
+    def add_late_sink(self, sink: ResultSink) -> None:
+        """Receives late stream rows (`Result.late`), which have the stream's columns, not the query's."""
+        self._late_sinks.append(sink)
+
     def _emit(self, results: list[Result]) -> None:
         for result in results:
             if not all(admit(result) for admit in self._result_gates):
                 continue
-            for sink in self._result_sinks:
+            for sink in self._late_sinks if result.late else self._result_sinks:
                 try:
                     sink(result)
                 except Exception as exc:  # one failing sink must not starve the others
@@ -123,9 +128,10 @@ class Pipeline:
 
     def _publish_result(self, result: Result) -> None:
         sub = result.subscription.config
-        if sub.output is None:
+        template = sub.late_output if result.late else sub.output
+        if template is None:
             return
-        messages = encode_results(result.table, sub, sub.output)
+        messages = encode_results(result.table, sub, template)
         for topic, payload in messages:
             self.publish(topic, payload, sub.qos, sub.retain)
         result.subscription.stats.messages_out += len(messages)

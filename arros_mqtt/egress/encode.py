@@ -45,8 +45,14 @@ def json_ready(table: pa.Table, timestamps: str = "rfc3339") -> pa.Table:
     return pa.Table.from_arrays(columns, names=table.column_names)
 
 
-def _convert(column: pa.ChunkedArray, timestamps: str) -> pa.ChunkedArray:
+def _convert(column: pa.ChunkedArray | pa.Array, timestamps: str) -> pa.ChunkedArray | pa.Array:
     kind = column.type
+    if pa.types.is_struct(kind):  # e.g. a window {start, end}: its timestamps render like top-level ones
+        if isinstance(column, pa.ChunkedArray):
+            return pa.chunked_array([_convert(chunk, timestamps) for chunk in column.chunks],
+                                    type=_converted_type(kind, timestamps))
+        fields = [_convert(column.field(i), timestamps) for i in range(kind.num_fields)]
+        return pa.StructArray.from_arrays(fields, names=[f.name for f in kind], mask=column.is_null())
     if pa.types.is_timestamp(kind):
         utc = pc.cast(column, pa.timestamp(kind.unit, tz="UTC"))  # naive means UTC; aware ones shift to UTC
         if timestamps == "epoch_ms":
@@ -59,6 +65,11 @@ def _convert(column: pa.ChunkedArray, timestamps: str) -> pa.ChunkedArray:
     if pa.types.is_duration(kind):
         return pc.cast(column, pa.int64())
     return column
+
+
+def _converted_type(kind: pa.DataType, timestamps: str) -> pa.DataType:
+    empty = pa.array([], type=kind)
+    return _convert(empty, timestamps).type
 
 
 def _default(value: object) -> object:

@@ -1,32 +1,54 @@
 """The engine: DataFusion over micro-batches. Knows nothing about MQTT or sinks.
 
 Each micro-batch of a stream is registered as that stream's table and every subscription reading
-the stream runs over it. Lookup tables stay registered. Planning per batch costs ~0.1 ms here and a
-DataFrame is bound to the data it was planned over, so plans are not cached.
+the stream runs over it. Lookup tables stay registered (and are swapped when their file changes).
+Planning per batch costs ~0.1 ms here and a DataFrame is bound to the data it was planned over, so
+plans are not cached.
+
+Per-row subscriptions yield rows per batch. Aggregate subscriptions fold each batch into their
+incremental state (aggregate_state.py): running ones yield the groups a batch changed, windowed
+ones yield a window's rows once the stream's watermark passes its end, in `process` or, for idle
+streams, in `tick`.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import pyarrow as pa
-import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 from datafusion import SessionConfig, SessionContext
 
 from arros_mqtt.config import StreamConfig, SubscriptionConfig, TableConfig
-from arros_mqtt.engine.readonly_sql import PER_ROW, analyze, plan
+from arros_mqtt.engine.aggregate_state import AggregateState
+from arros_mqtt.engine.incremental import RAW, WindowCall, rewrite
+from arros_mqtt.engine.lookup import LookupTable, load_table
+from arros_mqtt.engine.readonly_sql import PER_ROW, RUNNING, WINDOWED, QueryShape, analyze, plan
+from arros_mqtt.engine.sql_text import Span, calls, tokenize
 from arros_mqtt.engine.subscription import Subscription
-from arros_mqtt.errors import ConfigError, SqlError
+from arros_mqtt.engine.watermark import Watermark
+from arros_mqtt.engine.window_functions import (
+    HOP,
+    WINDOW_FUNCTIONS,
+    WindowSpec,
+    event_ms,
+    interval_ms,
+    register_window_functions,
+)
+from arros_mqtt.errors import SqlError
+from arros_mqtt.topics import OutputTemplate
 
 log = logging.getLogger(__name__)
+__all__ = ["Engine", "Result", "load_table"]
 
 
 @dataclass(frozen=True)
 class Result:
     subscription: Subscription
     table: pa.Table
+    late: bool = False  # True: stream rows that arrived behind the watermark, for the `late_output` topic
 
 
 class Engine:
@@ -36,10 +58,14 @@ class Engine:
         self.subscriptions: dict[str, Subscription] = {}
         self.paused: dict[str, str] = {}  # name -> reason; paused subscriptions skip micro-batches
         self._ctx = SessionContext(SessionConfig().with_target_partitions(1).with_information_schema(False))
+        register_window_functions(self._ctx)
+        self._aggregate_names = _aggregate_function_names()
+        self.watermarks = {name: Watermark(round(s.watermark * 1000), s.idle_timeout) for name, s in streams.items()}
         for name, stream in self.streams.items():
             self._register(name, stream.full_schema().empty_table())
-        for table in self.tables.values():
-            self._register(table.name, load_table(table))
+        self.lookups = {name: LookupTable.open(table) for name, table in self.tables.items()}
+        for name, lookup in self.lookups.items():
+            self._register(name, lookup.table)
 
     def add(self, config: SubscriptionConfig) -> Subscription:
         """Plan and check a subscription, then run it from the next micro-batch on."""
@@ -48,15 +74,15 @@ class Engine:
     def build(self, config: SubscriptionConfig) -> Subscription:
         """Plan and check a subscription without running it; SqlError if it is not one we can run."""
         shape = analyze(self._ctx, config.sql, set(self.streams), set(self.tables))
-        if shape.kind != PER_ROW:
-            raise SqlError("aggregates and GROUP BY (windowed and running subscriptions) are not supported yet; "
-                           "per-row SELECT ... WHERE ... subscriptions are")
-        for template in (config.output, config.late_output):
-            missing = [c for c in (template.columns if template else []) if c not in shape.output_schema.names]
-            if missing:
-                raise SqlError(f"output topic {template.text!r} uses {{{missing[0]}}}, which the query does not "
-                               f"return (it returns: {', '.join(shape.output_schema.names)})")
-        return Subscription(config, shape)
+        _check_template(config.output, "output topic", "the query does not return", shape.output_schema)
+        _check_template(config.late_output, "late_output topic", f"stream {shape.stream} does not have",
+                        self.streams[shape.stream].full_schema())
+        subscription = Subscription(config, shape)
+        if shape.kind == PER_ROW:
+            _refuse_stray_windows(config.sql)
+        else:
+            subscription.aggregate = self._aggregate_state(config, shape)
+        return subscription
 
     def install(self, subscription: Subscription, replace: bool = False) -> Subscription:
         """Run a built subscription; with `replace` it takes the place (and releases the state) of the
@@ -66,14 +92,26 @@ class Engine:
             raise SqlError(f"a subscription named {name!r} exists", code="exists")
         if name not in self.subscriptions and replace:
             raise KeyError(name)
+        old = self.subscriptions.get(name)
+        if old is not None and subscription.aggregate is None:
+            self._release(old)
         self.subscriptions[name] = subscription
         self.paused.pop(name, None)
         return subscription
 
     def remove(self, name: str) -> Subscription:
         """Stop running `name` and release its state; KeyError if there is none."""
+        subscription = self.subscriptions.pop(name)
         self.paused.pop(name, None)
-        return self.subscriptions.pop(name)
+        self._release(subscription)
+        return subscription
+
+    def _release(self, subscription: Subscription) -> None:
+        """Deregister the state tables of an aggregate subscription (its state object goes with it)."""
+        if subscription.aggregate is not None:
+            for table in subscription.aggregate.table_names:
+                if self._ctx.table_exist(table):
+                    self._ctx.deregister_table(table)
 
     def pause(self, name: str, reason: str) -> None:
         """Skip micro-batches for `name` until `resume`; its state is kept. KeyError if there is none."""
@@ -98,27 +136,151 @@ class Engine:
         if not readers or batch.num_rows == 0:
             return []
         self._register(stream, batch)
+        watermark = self.watermarks[stream]
+        before = watermark.value
         results = []
         for subscription in readers:
             stats = subscription.stats
             stats.batches += 1
             stats.rows_in += batch.num_rows
             try:
-                table = subscription.run(self._ctx)
+                results += self._run(subscription, stream, batch, before)
             except Exception as exc:  # a runtime SQL error (cast, overflow) in one batch
-                stats.errors += 1
-                stats.last_error = str(exc).splitlines()[0][:300]
-                log.warning("subscription %s failed on a batch of %s: %s", subscription.name, stream, stats.last_error)
-                continue
-            stats.rows_out += table.num_rows
-            if table.num_rows:
-                results.append(Result(subscription, table))
+                self._failed(subscription, exc)
+                self._register(stream, batch)
+        watermark.observe(self._max_event_ms(stream, batch), _arrival(batch))
+        results += self._close_windows(stream)
         self._register(stream, self.streams[stream].full_schema().empty_table())  # release the batch
         return results
 
     def tick(self, now: float) -> list[Result]:
-        """Time-driven results (windows closed by an idle timeout); none for per-row subscriptions."""
-        return []
+        """Time-driven work: reload changed lookup tables; close windows of streams idle for `idle_timeout`."""
+        self._reload_lookups()
+        results = []
+        for stream, watermark in self.watermarks.items():
+            if watermark.idle_advance(now):
+                results += self._close_windows(stream)
+        return results
+
+    def _run(self, subscription: Subscription, stream: str, batch: pa.Table, watermark: int | None) -> list[Result]:
+        state, stats = subscription.aggregate, subscription.stats
+        if state is None:
+            table = subscription.run(self._ctx)
+            stats.rows_out += table.num_rows
+            return [Result(subscription, table)] if table.num_rows else []
+        if subscription.shape.kind == RUNNING:
+            table = state.updated(self._ctx, state.ingest(self._ctx))
+            stats.state_rows = state.rows
+            stats.state_bytes = state.table.nbytes
+            stats.rows_out += table.num_rows
+            return [Result(subscription, table)] if table.num_rows else []
+        rows, late = state.split_late(batch, watermark)
+        results = []
+        if late.num_rows:
+            stats.late_rows += late.num_rows
+            if subscription.config.late_output is not None:
+                results.append(Result(subscription, late, late=True))
+        if rows.num_rows:
+            if rows is not batch:
+                self._register(stream, rows)
+            state.ingest(self._ctx)
+            if rows is not batch:
+                self._register(stream, batch)
+        stats.state_rows = state.rows
+        stats.state_bytes = state.table.nbytes
+        return results
+
+    def _close_windows(self, stream: str) -> list[Result]:
+        watermark = self.watermarks[stream].value
+        results = []
+        for subscription in self.subscriptions.values():
+            state = subscription.aggregate
+            if subscription.shape.stream != stream or subscription.shape.kind != WINDOWED or state is None:
+                continue
+            try:
+                table = state.close(self._ctx, watermark)
+            except Exception as exc:
+                self._failed(subscription, exc)
+                continue
+            subscription.stats.state_rows = state.rows
+            subscription.stats.state_bytes = state.table.nbytes
+            if table is not None and table.num_rows:
+                subscription.stats.rows_out += table.num_rows
+                results.append(Result(subscription, table))
+        return results
+
+    def _aggregate_state(self, config: SubscriptionConfig, shape: QueryShape) -> AggregateState:
+        stream = self.streams[shape.stream]
+        event_column = stream.event_time or "_received_at"
+        if shape.kind == WINDOWED and shape.window_column != event_column:
+            where = (f"streams.{stream.name}.event_time = {event_column!r}" if stream.event_time
+                     else "arrival time: set event_time on the stream to window by a column")
+            raise SqlError(f"{shape.window_function}() must be over the stream's event-time column "
+                           f"{event_column!r} ({where}), not {shape.window_column or 'an expression'!r}")
+        query = rewrite(config.sql, self._aggregate_names, shape.output_schema.names)
+        if shape.kind == RUNNING and query.mode == RAW:
+            raise SqlError(f"a running aggregate (GROUP BY without a window) can only use aggregates that merge "
+                           f"incrementally (count, sum, avg, min, max, stddev/var, first/last_value ORDER BY ...); "
+                           f"{', '.join(query.aggregates)} would keep every row forever: use a window")
+        if shape.kind == RUNNING and not query.keys and not query.aggregates:
+            raise SqlError("SELECT DISTINCT over a stream is not supported: use GROUP BY with an aggregate")
+        window = self._window_spec(query.window) if query.window else None
+        try:
+            return AggregateState(config.name, query, window, event_column, shape.output_schema, self._ctx,
+                                  self._register)
+        except SqlError as exc:
+            raise SqlError(f"cannot run this query incrementally: {exc}") from None
+
+    def _window_spec(self, call: WindowCall) -> WindowSpec:
+        values = []
+        for position, arg in enumerate(call.args):
+            what = f"argument {position + 2} of {call.kind}()"
+            try:
+                value = plan(self._ctx, f"SELECT {arg} AS v").to_arrow_table().column(0)[0].as_py()
+            except SqlError:
+                raise SqlError(f"{what} must be an INTERVAL literal such as INTERVAL '10 seconds'") from None
+            values.append(interval_ms(value, what))
+        if call.kind == HOP:
+            slide, size = values
+            if size % slide:
+                raise SqlError(f"hop(): the slide ({slide} ms) must divide the size ({size} ms)")
+            return WindowSpec(HOP, size, slide)
+        return WindowSpec(call.kind, values[0], values[0])
+
+    def _max_event_ms(self, stream: str, batch: pa.Table) -> int | None:
+        column = self.streams[stream].event_time or "_received_at"
+        return pc.max(event_ms(batch.column(column))).as_py()
+
+    def _reload_lookups(self) -> None:
+        for name, lookup in self.lookups.items():
+            table = lookup.changed_file()
+            if table is None:
+                continue
+            self._register(name, table)
+            broken = self._first_unplannable()
+            if broken:
+                self._register(name, lookup.table)
+                lookup.failed(broken)
+                continue
+            lookup.table = table
+            lookup.reloads += 1
+            log.info("lookup table %s reloaded: %d rows", name, table.num_rows)
+
+    def _first_unplannable(self) -> str | None:
+        for subscription in self.subscriptions.values():
+            sql = subscription.aggregate.query.partial if subscription.aggregate else subscription.config.sql
+            try:
+                plan(self._ctx, sql)
+            except SqlError as exc:
+                return f"subscription {subscription.name} would fail: {exc}"
+        return None
+
+    def _failed(self, subscription: Subscription, exc: Exception) -> None:
+        stats = subscription.stats
+        stats.errors += 1
+        stats.last_error = str(exc).splitlines()[0][:300]
+        log.warning("subscription %s failed on a batch of %s: %s", subscription.name, subscription.shape.stream,
+                    stats.last_error)
 
     def _register(self, name: str, table: pa.Table) -> None:
         if self._ctx.table_exist(name):
@@ -127,13 +289,33 @@ class Engine:
         self._ctx.register_record_batches(name, [batches])
 
 
-def load_table(table: TableConfig) -> pa.Table:
-    """A lookup table file as Arrow; ConfigError naming the table when it cannot be read."""
-    try:
-        if table.path.endswith(".parquet"):
-            return pq.read_table(table.path)
-        return pa_csv.read_csv(table.path)
-    except FileNotFoundError:
-        raise ConfigError("tables", f"tables.{table.name}.path", f"file {table.path!r} not found") from None
-    except (pa.ArrowException, OSError) as exc:
-        raise ConfigError("tables", f"tables.{table.name}.path", f"cannot read {table.path!r}: {exc}") from None
+def _arrival(batch: pa.Table) -> float:
+    """Processing time of a batch: when its newest row was received (the wall clock if unknown)."""
+    if "_received_at" in batch.column_names:
+        newest = pc.max(event_ms(batch.column("_received_at"))).as_py()
+        if newest is not None:
+            return newest / 1000
+    return time.time()
+
+
+def _check_template(template: OutputTemplate | None, what: str, lacks: str, schema: pa.Schema) -> None:
+    """Late rows are stream rows, so `late_output` fills its levels from the stream's columns."""
+    missing = [c for c in (template.columns if template else []) if c not in schema.names]
+    if missing:
+        raise SqlError(f"{what} {template.text!r} uses {{{missing[0]}}}, which {lacks} "
+                       f"(it has: {', '.join(schema.names)})")
+
+
+def _refuse_stray_windows(sql: str) -> None:
+    found = calls(Span(tuple(tokenize(sql)), sql), set(WINDOW_FUNCTIONS))
+    if found:
+        raise SqlError(f"{found[0][2]}() is a window: use it in GROUP BY (with aggregates), e.g. SELECT "
+                       f"{found[0][2]}(ts, ...) AS window, count(*) FROM stream GROUP BY window")
+
+
+def _aggregate_function_names() -> set[str]:
+    """Every aggregate function DataFusion knows, by name (so the rewrite can find aggregate calls)."""
+    ctx = SessionContext(SessionConfig().with_information_schema(True))
+    rows = ctx.sql("SELECT DISTINCT routine_name FROM information_schema.routines "
+                   "WHERE function_type = 'AGGREGATE'").to_arrow_table()
+    return {name.lower() for name in rows.column(0).to_pylist()}

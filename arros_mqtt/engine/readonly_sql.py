@@ -12,8 +12,9 @@ import re
 from dataclasses import dataclass
 
 import pyarrow as pa
-from datafusion import DataFrame, LogicalPlan, SessionContext, SQLOptions
+from datafusion import DataFrame, Expr, LogicalPlan, SessionContext, SQLOptions
 
+from arros_mqtt.engine.window_functions import WINDOW_FUNCTIONS
 from arros_mqtt.errors import SqlError
 
 PER_ROW = "per_row"
@@ -38,6 +39,8 @@ class QueryShape:
     stream: str
     tables: tuple[str, ...]
     output_schema: pa.Schema
+    window_function: str | None = None  # tumble, hop or session in the GROUP BY
+    window_column: str | None = None  # the column the window function reads, None if not a column
 
 
 def plan(ctx: SessionContext, sql: str) -> DataFrame:
@@ -75,9 +78,16 @@ def analyze(ctx: SessionContext, sql: str, streams: set[str], tables: set[str]) 
                        "use GROUP BY tumble/hop/session for windows")
     if found.limit:
         raise SqlError("LIMIT is not supported in a continuous subscription (it would apply per micro-batch)")
-    kind = RUNNING if found.aggregates else PER_ROW
+    if found.aggregate_nodes > 1:
+        raise SqlError("aggregates over the stream must all be in the outermost SELECT (one GROUP BY); "
+                       "nested aggregate queries are not supported")
+    if len(found.window_calls) > 1:
+        raise SqlError("a query can GROUP BY only one window function (tumble, hop or session); found "
+                       + ", ".join(name for name, _ in found.window_calls))
+    kind = WINDOWED if found.window_calls else RUNNING if found.aggregates else PER_ROW
+    window_function, window_column = found.window_calls[0] if found.window_calls else (None, None)
     return QueryShape(kind=kind, stream=read_streams[0], tables=tuple(sorted(found.tables & tables)),
-                      output_schema=_schema_of(df))
+                      output_schema=_schema_of(df), window_function=window_function, window_column=window_column)
 
 
 class _Walk:
@@ -89,6 +99,8 @@ class _Walk:
         self.tables: set[str] = set()
         self.stream_scans = 0
         self.aggregates = self.window_functions = self.limit = False
+        self.aggregate_nodes = 0
+        self.window_calls: list[tuple[str, str | None]] = []  # (function, column it reads) in GROUP BY
 
     def merge(self, other: _Walk) -> None:
         self.streams |= other.streams
@@ -116,7 +128,20 @@ class _Walk:
             self.aggregates |= name in ("Aggregate", "Distinct")
             self.window_functions |= name in ("Window", "WindowExpr")
             self.limit |= name == "Limit"
+            if name == "Aggregate":
+                self.aggregate_nodes += 1
+                self.window_calls += [c for e in variant.group_by_exprs() if (c := _window_call(e))]
         return over_stream
+
+
+def _window_call(expr: Expr) -> tuple[str, str | None] | None:
+    """(window function, column name of its first argument) when `expr` is a window function call."""
+    if expr.variant_name() != "ScalarFunction" or expr.rex_call_operator() not in WINDOW_FUNCTIONS:
+        return None
+    operands = expr.rex_call_operands()
+    first = operands[0] if operands else None
+    column = first.to_variant().name() if first is not None and first.variant_name() == "Column" else None
+    return expr.rex_call_operator(), column
 
 
 def _schema_of(df: DataFrame) -> pa.Schema:

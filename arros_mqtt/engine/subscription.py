@@ -1,4 +1,4 @@
-"""A running per-row subscription: its definition, its plan's shape, its counters."""
+"""A running subscription: its definition, its plan's shape, its counters, and for aggregates its state."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pyarrow as pa
 from datafusion import SessionContext
 
 from arros_mqtt.config import SubscriptionConfig
+from arros_mqtt.engine.aggregate_state import AggregateState
 from arros_mqtt.engine.readonly_sql import QueryShape, plan
 
 
@@ -16,10 +17,10 @@ class SubscriptionStats:
     batches: int = 0
     rows_in: int = 0
     rows_out: int = 0
+    late_rows: int = 0  # rows behind the watermark for a window already emitted (or without event time)
     errors: int = 0
     last_error: str | None = None
-    late_rows: int = 0  # rows behind the watermark (windowed subscriptions)
-    state_rows: int = 0  # rows/groups held between micro-batches (0 for per-row)
+    state_rows: int = 0  # rows held in the aggregate state (partials or, for raw aggregates, input rows)
     state_bytes: int = 0
     messages_out: int = 0  # MQTT messages published (rows, or arrays with batch = true)
     last_emit: float | None = None  # epoch seconds of the last published result
@@ -30,13 +31,23 @@ class Subscription:
     config: SubscriptionConfig
     shape: QueryShape
     stats: SubscriptionStats = field(default_factory=SubscriptionStats)
+    aggregate: AggregateState | None = None  # windowed and running subscriptions
 
     @property
     def name(self) -> str:
         return self.config.name
 
+    def describe(self) -> str:
+        """The kind as `arros check` prints it, e.g. "windowed (tumble 10s, partial aggregates)"."""
+        state = self.aggregate
+        if state is None:
+            return self.shape.kind
+        detail = [state.window.describe()] if state.window else []
+        detail.append("partial aggregates" if state.query.merge else "raw rows until the window closes")
+        return f"{self.shape.kind} ({', '.join(detail)})"
+
     def run(self, ctx: SessionContext) -> pa.Table:
-        """The query over the micro-batch currently registered as the stream's table."""
+        """A per-row query over the micro-batch currently registered as the stream's table."""
         df = plan(ctx, self.config.sql)
         batches = df.collect()
         return pa.Table.from_batches(batches, schema=self.shape.output_schema)

@@ -222,8 +222,6 @@ class Engine:
             raise SqlError(f"a running aggregate (GROUP BY without a window) can only use aggregates that merge "
                            f"incrementally (count, sum, avg, min, max, stddev/var, first/last_value ORDER BY ...); "
                            f"{', '.join(query.aggregates)} would keep every row forever: use a window")
-        if shape.kind == RUNNING and not query.keys and not query.aggregates:
-            raise SqlError("SELECT DISTINCT over a stream is not supported: use GROUP BY with an aggregate")
         window = self._window_spec(query.window) if query.window else None
         try:
             return AggregateState(config.name, query, window, event_column, shape.output_schema, self._ctx,

@@ -83,6 +83,11 @@ def rewrite(sql: str, aggregate_names: set[str], output_names: list[str]) -> Inc
             raise SqlError(f"window function {stray[0][2]}(...) must be in GROUP BY (and selected as is)")
     clause_spans = [i.expr for i in query.select] + [s for s in (query.having, query.order_by) if s]
     calls_found = [c for span in clause_spans for c in aggregate_calls(span, aggregate_names)]
+    if not query.group_by and not calls_found:
+        if query.distinct:
+            raise SqlError("SELECT DISTINCT over a stream is not supported: use GROUP BY with an aggregate")
+        raise SqlError("aggregates and GROUP BY over the stream must be in the outermost SELECT; "
+                       "nested aggregate queries are not supported")
     merge_plans = [aggregates.mergeable(c, j) for j, c in enumerate(calls_found)]
     mode = PARTIAL if all(p is not None for p in merge_plans) else RAW
     if mode == PARTIAL:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from arros_mqtt.errors import SqlError
-from tests.engine_support import subscribe, telemetry_engine
+from tests.engine_support import batch, subscribe, telemetry_engine
 from tests.support import arros_command
 
 
@@ -57,6 +57,14 @@ def test_late_output_topic_uses_stream_columns():
 ])
 def test_accepted_and_described(sql, described):
     assert subscribe(telemetry_engine(), sql).describe() == described
+
+
+def test_braces_and_quoted_names_in_sql_survive_the_rewrite():
+    engine = telemetry_engine()
+    subscribe(engine, """SELECT machine AS "Machine {state}", count(*) FILTER (WHERE _topic <> '{state}') AS n """
+                      """FROM telemetry GROUP BY machine HAVING max(temp) > 0 ORDER BY "Machine {state}" DESC""")
+    results = engine.process("telemetry", batch(engine, [1, 2, 3], ["a", "b", "b"], [1.0, 2.0, 3.0]))
+    assert results[0].table.to_pylist() == [{"Machine {state}": "b", "n": 2}, {"Machine {state}": "a", "n": 1}]
 
 
 def test_arros_check_reports_window_shapes(tmp_path):

@@ -45,9 +45,9 @@ class AggregateState:
         self._compacted_rows = 0
         for table in (self._state_name, self._final_name, self._changed_name):
             register(table, self.table)
-        plan(ctx, self._final_sql(self._final_name))  # the rewrite must plan before any row flows
-        if query.merge:
-            plan(ctx, query.merge.format(state=self._state_name))
+        plan(ctx, query.final(self._final_name))  # the rewrite must plan before any row flows
+        if query.mode == PARTIAL:
+            plan(ctx, query.merge(self._state_name))
         if window is not None and window.kind == SESSION:
             plan(ctx, self._session_sql())
 
@@ -148,13 +148,13 @@ class AggregateState:
         return pa.concat_tables(parts) if parts else self.schema.empty_table()
 
     def _compact(self, ctx: SessionContext) -> None:
-        self.table = self._run(ctx, self.query.merge.format(state=self._state_name), self.table)
+        self.table = self._run(ctx, self.query.merge(self._state_name), self.table)
         self._compacted_rows = self.rows
 
     def _finalize(self, ctx: SessionContext, rows: pa.Table) -> pa.Table:
         self._register(self._final_name, rows)
         try:
-            result = plan(ctx, self._final_sql(self._final_name)).to_arrow_table()
+            result = plan(ctx, self.query.final(self._final_name)).to_arrow_table()
         finally:
             self._register(self._final_name, self.schema.empty_table())
         if result.num_rows == 0:
@@ -163,9 +163,6 @@ class AggregateState:
             return result.cast(self.output_schema)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
             return result
-
-    def _final_sql(self, table: str) -> str:
-        return self.query.final.format(state=table)
 
     def _run(self, ctx: SessionContext, sql: str, state: pa.Table) -> pa.Table:
         """`sql` over `state` registered as the state table; the result cast to the state schema."""
@@ -189,7 +186,7 @@ class AggregateState:
         head = f"WITH numbered AS ({numbered}), previous AS ({previous}), sessions AS ({grouped}) "
         others = [f for f in self.schema.names if f not in (WINDOW_START, WINDOW_END, *keys)]
         session = ", ".join([*keys, "__sid"])
-        if self.query.merge is None:  # raw rows: relabel each with its session's bounds
+        if self.query.mode != PARTIAL:  # raw rows: relabel each with its session's bounds
             return (head + f"SELECT min({WINDOW_START}) OVER (PARTITION BY {session}) AS {WINDOW_START}, "
                     f"max({WINDOW_END}) OVER (PARTITION BY {session}) AS {WINDOW_END}, "
                     + ", ".join([*keys, *others]) + " FROM sessions")

@@ -9,12 +9,12 @@ becomes, per micro-batch (`partial`, over the stream's rows):
            sum(temp) AS __a0_sum, count(temp) AS __a0_n, count(*) AS __a1
     FROM telemetry WHERE ok GROUP BY __ws, __we, __k0
 
-`merge` compacts state rows ({state} is the state table's name) by key, and `final` runs the
+`merge` compacts state rows by key, and `final` runs the
 user's select list over state rows, aggregates replaced by their merge-and-finish form:
 
     SELECT named_struct('start', __ws, 'end', __we) AS "window", __k0 AS "machine",
            CAST(sum(__a0_sum) AS DOUBLE) / ... AS "a"
-    FROM {state} GROUP BY __ws, __we, __k0 HAVING sum(__a1) > 3
+    FROM <state> GROUP BY __ws, __we, __k0 HAVING sum(__a1) > 3
 
 When an aggregate cannot be merged (see aggregates.py), the state holds the projected input rows
 instead (`mode = RAW`) and `final` aggregates them with the user's own aggregate.
@@ -56,10 +56,20 @@ class IncrementalQuery:
     window: WindowCall | None
     keys: tuple[str, ...]  # state key columns (__ws, __we first when windowed)
     partial: str
-    merge: str | None  # None in RAW mode: state rows are input rows
-    merge_exprs: tuple[str, ...]  # "merge AS column" for each partial column
-    final: str
+    merge_exprs: tuple[str, ...]  # "merge AS column" for each partial column; none in RAW mode
+    final_select: str  # the final query up to FROM ...
+    final_tail: str  # ... and after it (GROUP BY, HAVING, ORDER BY)
     aggregates: tuple[str, ...]  # the aggregate functions used, for `arros check`
+
+    def merge(self, state: str) -> str | None:
+        """Compacts state rows by key (None in RAW mode: state rows are input rows)."""
+        if self.mode != PARTIAL:
+            return None
+        group = f" GROUP BY {', '.join(self.keys)}" if self.keys else ""
+        return f"SELECT {', '.join([*self.keys, *self.merge_exprs])} FROM {state}{group}"
+
+    def final(self, state: str) -> str:
+        return f"{self.final_select} FROM {state}{self.final_tail}"
 
 
 def rewrite(sql: str, aggregate_names: set[str], output_names: list[str]) -> IncrementalQuery:
@@ -101,32 +111,27 @@ def rewrite(sql: str, aggregate_names: set[str], output_names: list[str]) -> Inc
     keys = [f"__k{i}" for i in range(len(key_spans))]
     bucket: list[tuple[str, str]] = []
     if window is not None:
-        unit = _bucket_call(window)
-        bucket = [(WINDOW_START, f"get_field({unit}, 'start')"), (WINDOW_END, f"get_field({unit}, 'end')")]
+        unit, length = _bucket_call(window)
+        start = f"get_field({unit}, 'start')"  # the end by interval arithmetic: one UDF call per row, not two
+        bucket = [(WINDOW_START, start), (WINDOW_END, f"{start} + {length}")]
     key_columns = [name for name, _ in bucket] + keys
     select = [*bucket, *zip(keys, (k.text for k in key_spans), strict=True), *state_exprs]
     partial = f"{query.prefix}SELECT " + ", ".join(f"{expr} AS {name}" for name, expr in select)
     partial += f" {query.from_where}"
     if mode == PARTIAL and key_columns:
         partial += " GROUP BY " + ", ".join(key_columns)
-    merge = None
     merge_exprs = tuple(f"{c.merge} AS {c.name}" for c in columns) if mode == PARTIAL else ()
-    if mode == PARTIAL:
-        merge = "SELECT " + ", ".join([*key_columns, *merge_exprs]) + " FROM {state}"
-        if key_columns:
-            merge += " GROUP BY " + ", ".join(key_columns)
     replacer = _Replacer(query, calls_found, finals, key_spans, keys, window_items)
     items = [f"{replacer.rewrite(item.expr)} AS {_quote(name)}" for item, name in zip(query.select, output_names,
                                                                                      strict=True)]
-    final = ("SELECT DISTINCT " if query.distinct else "SELECT ") + ", ".join(items) + " FROM {state}"
-    if key_columns:
-        final += " GROUP BY " + ", ".join(key_columns)
+    final_select = ("SELECT DISTINCT " if query.distinct else "SELECT ") + ", ".join(items)
+    tail = f" GROUP BY {', '.join(key_columns)}" if key_columns else ""
     if query.having:
-        final += f" HAVING {replacer.rewrite(query.having)}"
+        tail += f" HAVING {replacer.rewrite(query.having)}"
     if query.order_by:
-        final += f" ORDER BY {replacer.rewrite(query.order_by)}"
-    return IncrementalQuery(mode=mode, window=window, keys=tuple(key_columns), partial=partial, merge=merge,
-                            merge_exprs=merge_exprs, final=final,
+        tail += f" ORDER BY {replacer.rewrite(query.order_by)}"
+    return IncrementalQuery(mode=mode, window=window, keys=tuple(key_columns), partial=partial,
+                            merge_exprs=merge_exprs, final_select=final_select, final_tail=tail,
                             aggregates=tuple(sorted({c.name for c in calls_found})))
 
 
@@ -158,13 +163,12 @@ def _window_call(span: Span) -> WindowCall | None:
     return WindowCall(found[0][2], args[0], tuple(args[1:]))
 
 
-def _bucket_call(window: WindowCall) -> str:
-    """Per row, the unit of state: the window (tumble), the pane of one slide (hop), the one-row session."""
-    if window.kind == HOP:
-        return f"tumble({window.ts}, {window.args[0]})"
+def _bucket_call(window: WindowCall) -> tuple[str, str]:
+    """Per row, the unit of state and its length: the window (tumble), the pane of one slide (hop), the
+    one-row session [ts, ts + gap)."""
     if window.kind == SESSION:
-        return f"session({window.ts}, {window.args[0]})"
-    return f"tumble({window.ts}, {window.args[0]})"
+        return f"session({window.ts}, {window.args[0]})", window.args[0]
+    return f"tumble({window.ts}, {window.args[0]})", window.args[0]  # hop: args[0] is the slide
 
 
 class _Replacer:

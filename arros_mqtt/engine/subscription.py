@@ -9,6 +9,7 @@ from datafusion import SessionContext
 
 from arros_mqtt.config import SubscriptionConfig
 from arros_mqtt.engine.aggregate_state import AggregateState
+from arros_mqtt.engine.incremental import PARTIAL
 from arros_mqtt.engine.readonly_sql import QueryShape, plan
 
 
@@ -43,7 +44,7 @@ class Subscription:
         if state is None:
             return self.shape.kind
         detail = [state.window.describe()] if state.window else []
-        detail.append("partial aggregates" if state.query.merge else "raw rows until the window closes")
+        detail.append("partial aggregates" if state.query.mode == PARTIAL else "raw rows until the window closes")
         return f"{self.shape.kind} ({', '.join(detail)})"
 
     def run(self, ctx: SessionContext) -> pa.Table:

@@ -4,7 +4,8 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-slow lint bench-ingest bench-archive bench-plc mosquitto spb-venv sparkplug-proto clean
+.PHONY: demo test test-slow lint bench-ingest bench-archive bench-plc bench-windows mosquitto spb-venv sparkplug-proto \
+	clean
 
 $(BIN)/arros: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +45,9 @@ bench-archive: $(BIN)/arros
 
 bench-plc: $(BIN)/arros
 	$(BIN)/python benchmarks/plc.py
+
+bench-windows: $(BIN)/arros
+	$(BIN)/python benchmarks/window_replay.py
 
 clean:
 	rm -rf $(VENV) .venv-spb .pytest_cache .ruff_cache *.egg-info

@@ -11,7 +11,7 @@ as the user wrote it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 _TOKEN = re.compile(r"""
     (?P<ws>\s+)
@@ -72,9 +72,6 @@ class Span:
     def text(self) -> str:
         return self.sql[self.tokens[0].start:self.tokens[-1].end] if self.tokens else ""
 
-    def norm(self) -> tuple[str, ...]:
-        return tuple(t.norm() for t in self.tokens)
-
 
 @dataclass(frozen=True)
 class SelectItem:
@@ -109,13 +106,12 @@ class QueryText:
     group_by: list[Span]
     having: Span | None
     order_by: Span | None
-    tokens: list[Token] = field(repr=False, default_factory=list)
 
 
 def split_query(sql: str) -> QueryText:
     """The clauses of the outermost SELECT; ValueError for shapes a rewrite cannot handle."""
-    tokens = tokenize(sql.strip().rstrip(";"))
     sql = sql.strip().rstrip(";")
+    tokens = tokenize(sql)
     starts: dict[str, int] = {}
     depth = 0
     for i, token in enumerate(tokens):
@@ -162,7 +158,6 @@ def split_query(sql: str) -> QueryText:
         group_by=[Span(tuple(part), sql) for part in split_commas(group_tokens)],
         having=Span(tuple(having_tokens), sql) if having_tokens else None,
         order_by=Span(tuple(order_tokens), sql) if order_tokens else None,
-        tokens=tokens,
     )
 
 

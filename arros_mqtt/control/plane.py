@@ -269,7 +269,10 @@ class ControlPlane:
         if request.name is not None:
             stats = subscription.stats
             result.update(state_rows=stats.state_rows, state_bytes=stats.state_bytes)
-        return {**result, **self.engine.explain(subscription)}
+        explained = {**result, **self.engine.explain(subscription)}
+        if request.name is None:
+            self.engine.release(subscription)  # built only to be explained
+        return explained
 
     # -- helpers (engine thread) --
 

@@ -94,7 +94,7 @@ class Engine:
             raise KeyError(name)
         old = self.subscriptions.get(name)
         if old is not None and subscription.aggregate is None:
-            self._release(old)
+            self.release(old)
         self.subscriptions[name] = subscription
         self.paused.pop(name, None)
         return subscription
@@ -103,10 +103,10 @@ class Engine:
         """Stop running `name` and release its state; KeyError if there is none."""
         subscription = self.subscriptions.pop(name)
         self.paused.pop(name, None)
-        self._release(subscription)
+        self.release(subscription)
         return subscription
 
-    def _release(self, subscription: Subscription) -> None:
+    def release(self, subscription: Subscription) -> None:
         """Deregister the state tables of an aggregate subscription (its state object goes with it)."""
         if subscription.aggregate is not None:
             for table in subscription.aggregate.table_names:
@@ -127,8 +127,18 @@ class Engine:
     def explain(self, subscription: Subscription) -> dict[str, str]:
         """DataFusion's logical and physical plans for one micro-batch of the subscription's stream."""
         df = plan(self._ctx, subscription.config.sql)
-        return {"logical_plan": df.optimized_logical_plan().display_indent(),
-                "physical_plan": df.execution_plan().display_indent()}
+        explained = {"runs_as": subscription.describe(),
+                     "logical_plan": df.optimized_logical_plan().display_indent(),
+                     "physical_plan": df.execution_plan().display_indent()}
+        state = subscription.aggregate
+        if state is not None:  # the SQL the engine really runs: per batch, to compact state, at close
+            query = state.query
+            explained["partial_sql"] = query.partial
+            merge = query.merge("state")
+            if merge is not None:
+                explained["merge_sql"] = merge
+            explained["final_sql"] = query.final("state")
+        return explained
 
     def process(self, stream: str, batch: pa.Table) -> list[Result]:
         """Run every subscription of `stream` over one micro-batch; a failing one never stops the others."""

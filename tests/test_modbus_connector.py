@@ -204,10 +204,14 @@ output = "{prefix}/press/{{_connector}}"
     try:
         with running_service(config, tmp_path, mosquitto.url) as service:
             out = Collector(mosquitto.port, [f"{prefix}/press/#"])
+            status = Collector(mosquitto.port, [f"{prefix}/arros/connectors/press1/status"])
             messages = out.wait_for(3)
+            reported = orjson.loads(status.wait_for(1, timeout=15)[0][1])
             out.close()
+            status.close()
             stats = service.connectors.connectors["press1"].stats
             assert stats.reads >= 3
+        assert reported["kind"] == "modbus" and reported["connected"] and reported["connection_failures"] == 0
         assert len(messages) >= 3
         assert {t for t, _ in messages} == {f"{prefix}/press/press1"}
         assert orjson.loads(messages[0][1]) == {"_connector": "press1", "temp": -123 * 0.1, "p10": (3.5 + 1.0) * 10,

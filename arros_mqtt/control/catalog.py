@@ -81,6 +81,25 @@ def status_of(subscription: Subscription, paused_reason: str | None) -> dict[str
     }
 
 
+def connector_status_topic(prefix: str, name: str) -> str:
+    return f"{prefix}/connectors/{name}/status"
+
+
+def connector_status(name: str, kind: str, stats: Any) -> dict[str, Any]:
+    """A connector's health (`connectors.base.ConnectorStats`): is the PLC reachable, how often it failed."""
+    return {
+        "name": name,
+        "kind": kind,
+        "connected": stats.connected,
+        "connects": stats.connects,
+        "connection_failures": stats.connection_failures,
+        "reads": stats.reads,
+        "errors": stats.errors,
+        "last_error": stats.last_error,
+        "at": _rfc3339(dt.datetime.now(dt.UTC).timestamp()),
+    }
+
+
 def _rfc3339(epoch: float | None) -> str | None:
     if epoch is None:
         return None

@@ -27,7 +27,15 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from arros_mqtt.config import BrokerConfig, SubscriptionConfig, parse_subscription
-from arros_mqtt.control.catalog import catalog_entry, catalog_topic, shape_of, status_of, status_topic
+from arros_mqtt.control.catalog import (
+    catalog_entry,
+    catalog_topic,
+    connector_status,
+    connector_status_topic,
+    shape_of,
+    status_of,
+    status_topic,
+)
 from arros_mqtt.control.limits import Limits
 from arros_mqtt.control.protocol import (
     ControlError,
@@ -363,6 +371,13 @@ class ControlPlane:
         if publish_statuses:
             for subscription in list(self.engine.subscriptions.values()):
                 self._publish_status(subscription)
+            self._publish_connector_statuses()
+
+    def _publish_connector_statuses(self) -> None:
+        connectors = self.service.connectors.connectors if self.service.connectors is not None else {}
+        for name, connector in connectors.items():
+            status = connector_status(name, connector.kind, connector.stats)
+            self.client.publish(connector_status_topic(self.prefix, name), orjson.dumps(status))
 
     # -- checker thread --
 

@@ -65,6 +65,7 @@ class BrokerConfig:
 @dataclass(frozen=True)
 class EmbeddedConfig:
     listen: str = "127.0.0.1:1883"
+    broker_config: str | None = None  # an amqtt YAML file (auth, ACLs, more listeners); see embedded_mode.py
 
 
 @dataclass(frozen=True)
@@ -206,7 +207,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
     config = Config(
         source=source,
         broker=_broker(root.section("broker")) if "broker" in data else None,
-        embedded=EmbeddedConfig(listen=root.section("embedded").string("listen", "127.0.0.1:1883")),
+        embedded=_embedded(root.section("embedded")),
         engine=_engine(root.section("engine")),
         archive=_archive(root.section("archive")),
         control=_control(root.section("control")),
@@ -372,6 +373,18 @@ def _parse_broker_url(url: str, base: BrokerConfig) -> BrokerConfig:
         username=unquote(parts.username) if parts.username else base.username,
         password=unquote(parts.password) if parts.password else base.password,
     )
+
+
+def _embedded(sec: _Section) -> EmbeddedConfig:
+    sec.only("listen", "broker_config")
+    listen = sec.string("listen", "127.0.0.1:1883")
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise sec.error("listen", f"expected host:port like \"127.0.0.1:1883\", got {listen!r}")
+    broker_config = sec.string("broker_config")
+    if broker_config is not None and not Path(broker_config).is_file():
+        raise sec.error("broker_config", f"file {broker_config!r} not found")
+    return EmbeddedConfig(listen=listen, broker_config=broker_config)
 
 
 def _engine(sec: _Section) -> EngineConfig:

@@ -71,9 +71,11 @@ def _metrics_server(service: Service) -> MetricsServer | None:
 
 
 def default_transport(config: Config) -> Transport:
+    """Client mode with a [broker] table (or --broker), else the embedded broker on [embedded] listen."""
     if config.broker is None:
-        raise ConfigError(config.source, "broker", "the embedded broker is not available yet: "
-                          "add a [broker] table or pass --broker mqtt://host:1883")
+        from arros_mqtt.embedded_mode import EmbeddedTransport
+
+        return EmbeddedTransport(config.embedded, list(config.streams.values()), config.source)
     from arros_mqtt.client_mode import ClientTransport
     from arros_mqtt.sparkplug.presence import host_presence
 

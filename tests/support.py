@@ -1,5 +1,6 @@
 """Real things for tests: a Mosquitto on a free 127.0.0.1 port, paho clients that collect and
-publish, and the service itself, in-process or as the `arros` command."""
+publish, the service itself (in-process or as the `arros` command), and `BrokerUnderTest`, which runs
+the same test against client mode on Mosquitto and against the embedded broker."""
 
 from __future__ import annotations
 
@@ -48,12 +49,13 @@ class Collector:
     port: int
     topics: list[str]
     qos: int = 1
+    protocol: int = mqtt.MQTTv5
     messages: list[tuple[str, bytes]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._lock = threading.Condition()
         self._subscribed = threading.Event()
-        self.client = new_client(self.port)
+        self.client = new_client(self.port, protocol=self.protocol)
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *_: self._subscribed.set()
         self.client.connect(HOST, self.port)
@@ -102,14 +104,20 @@ def mosquitto_pub_lines(port: int, topic: str, lines: list[bytes], qos: int = 1)
 
 
 @contextlib.contextmanager
-def running_service(config_text: str, directory: Path, broker_url: str) -> Iterator:
-    """The service in-process, from a config text, attached to `broker_url`."""
+def running_service(config_text: str, directory: Path, broker_url: str | None = None,
+                    listen: str | None = None) -> Iterator:
+    """The service in-process, from a config text, attached to `broker_url` or (without one) running
+    the embedded broker on `listen`."""
     from arros_mqtt.config import load_config
     from arros_mqtt.runtime import Service
 
     path = directory / f"{unique('arros-')}.toml"
     path.write_text(config_text)
-    config = load_config(path).with_broker_url(broker_url)
+    config = load_config(path)
+    if broker_url is not None:
+        config = config.with_broker_url(broker_url)
+    elif listen is not None:
+        config = replace(config, embedded=replace(config.embedded, listen=listen))
     if "state_dir" not in config_text:  # never restore run-time subscriptions left in ./arros-state
         config = replace(config, engine=replace(config.engine, state_dir=str(directory / unique("state-"))))
     service = Service(config)
@@ -119,6 +127,32 @@ def running_service(config_text: str, directory: Path, broker_url: str) -> Itera
         yield service
     finally:
         service.stop()
+
+
+@dataclass
+class BrokerUnderTest:
+    """Where a test's devices and subscribers connect, and how the service attaches there.
+
+    `mosquitto`: a shared Mosquitto, Arros in client mode (MQTT 5). `embedded`: Arros runs amqtt on a
+    free port for the duration of `service()` (clients speak MQTT 3.1.1, all amqtt supports), so
+    collectors and publishers must connect inside the `with broker.service(...)` block.
+    """
+
+    kind: str
+    port: int
+    protocol: int
+    url: str | None = None  # client mode only
+
+    def service(self, config_text: str, directory: Path):
+        if self.kind == "embedded":
+            return running_service(config_text, directory, listen=f"{HOST}:{self.port}")
+        return running_service(config_text, directory, self.url)
+
+    def collector(self, topics: list[str], qos: int = 1) -> Collector:
+        return Collector(self.port, topics, qos=qos, protocol=self.protocol)
+
+    def publish_all(self, messages: list[tuple[str, bytes]], qos: int = 1) -> None:
+        publish_all(self.port, messages, qos=qos, protocol=self.protocol)
 
 
 def wait_subscribed(service, timeout: float = 10.0) -> None:

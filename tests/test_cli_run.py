@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import signal
+import socket
 
 import orjson
 import pytest
 
-from tests.support import Collector, arros_command, publish_all, start_arros, stop_process, unique
+from tests.support import arros_command, start_arros, stop_process, unique
 
 
 def test_version_and_module_entry_point():
@@ -16,12 +17,14 @@ def test_version_and_module_entry_point():
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_run_until_signal_then_exit_cleanly(mosquitto, tmp_path, sig):
+def test_run_until_signal_then_exit_cleanly(broker, tmp_path, sig):
+    """Client mode (`--broker`) and embedded mode (no [broker] table: amqtt on [embedded] listen)."""
     prefix = unique()
     config = tmp_path / "arros.toml"
+    where = (f'[embedded]\nlisten = "127.0.0.1:{broker.port}"' if broker.kind == "embedded"
+             else f'[broker]\nclient_id = "{unique("arros-")}"')
     config.write_text(f"""
-[broker]
-client_id = "{unique("arros-")}"
+{where}
 [engine]
 batch_max_delay = "2s"
 [streams.s]
@@ -32,14 +35,14 @@ sql = "SELECT device, v FROM s WHERE v % 2 = 0"
 output = "{prefix}/out/{{device}}"
 """)
     log = tmp_path / "arros.log"
-    process = start_arros("run", "-c", str(config), "--broker", mosquitto.url, log=log)
+    process = start_arros("run", "-c", str(config), *(["--broker", broker.url] if broker.url else []), log=log)
     try:
-        out = Collector(mosquitto.port, [f"{prefix}/out/#"])
         for _ in range(200):
-            if "subscribed to" in log.read_text():
+            if "subscribed to" in log.read_text() or "listening on" in log.read_text():
                 break
             __import__("time").sleep(0.05)
-        publish_all(mosquitto.port, [(f"{prefix}/in/d1", orjson.dumps({"v": i})) for i in range(100)])
+        out = broker.collector([f"{prefix}/out/#"])
+        broker.publish_all([(f"{prefix}/in/d1", orjson.dumps({"v": i})) for i in range(100)])
         __import__("time").sleep(0.3)
         # The 2 s batch delay has not passed: these rows are still buffered when the signal arrives.
         assert stop_process(process, sig) == 0
@@ -60,6 +63,19 @@ def test_run_with_bad_config_is_one_line(tmp_path):
     assert result.returncode == 2 and "streams.s.format" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_run_without_broker_explains(tmp_path):
-    result = arros_command("run")
-    assert result.returncode == 2 and "--broker" in result.stderr
+def test_embedded_port_taken_is_one_line(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config = tmp_path / "arros.toml"
+        config.write_text(f'[embedded]\nlisten = "127.0.0.1:{taken.getsockname()[1]}"\n')
+        result = arros_command("run", "-c", str(config))
+    assert result.returncode == 1, result.stderr
+    assert "embedded broker cannot listen on 127.0.0.1:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_embedded_listen_is_a_config_error(tmp_path):
+    config = tmp_path / "arros.toml"
+    config.write_text('[embedded]\nlisten = "1883"\n')
+    result = arros_command("run", "-c", str(config))
+    assert result.returncode == 2 and "embedded.listen" in result.stderr and "host:port" in result.stderr

@@ -1,5 +1,6 @@
-"""Client mode end to end on a real Mosquitto: devices publish, Arros derives, a real subscriber
-receives; the expected rows come from DuckDB running the same SELECT over the same input."""
+"""End to end in both modes (the `broker` fixture: client mode on a real Mosquitto, and the embedded
+amqtt broker): devices publish, Arros derives, a real subscriber receives; the expected rows come from
+DuckDB running the same SELECT over the same input."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from tests.support import Collector, mosquitto_pub_lines, publish_all, running_service, unique
+from tests.support import mosquitto_pub_lines, unique
 
 SCHEMA = pa.schema([("ts", pa.timestamp("ms")), ("temp", pa.float64()), ("rpm", pa.int64()), ("ok", pa.bool_()),
                     ("status", pa.string())])
@@ -98,18 +99,18 @@ def received_rows(messages: list[tuple[str, bytes]], prefix: str, loads=orjson.l
     return sorted(rows, key=repr)
 
 
-def test_json_and_msgpack_end_to_end_match_duckdb(mosquitto, tmp_path):
+def test_json_and_msgpack_end_to_end_match_duckdb(broker, tmp_path):
     prefix = unique()
     json_rows, mp_rows = make_rows(3000, seed=1), make_rows(3000, seed=2)
     expected_json, expected_mp = duckdb_expected(json_rows), duckdb_expected(mp_rows)
     assert len(expected_json) > 500 and len(expected_mp) > 500
-    with running_service(config(prefix), tmp_path, mosquitto.url) as service:
-        out = Collector(mosquitto.port, [f"{prefix}/alerts/#"])
-        out_mp = Collector(mosquitto.port, [f"{prefix}/alerts_mp/#"])
-        publish_all(mosquitto.port, [
+    with broker.service(config(prefix), tmp_path) as service:
+        out = broker.collector([f"{prefix}/alerts/#"])
+        out_mp = broker.collector([f"{prefix}/alerts_mp/#"])
+        broker.publish_all([
             (f"{prefix}/factory/{r['line']}/{r['machine']}/telemetry", orjson.dumps(payload_of(r))) for r in json_rows
         ])
-        publish_all(mosquitto.port, [
+        broker.publish_all([
             (f"{prefix}/mp/{r['line']}/{r['machine']}", msgpack.packb(payload_of(r))) for r in mp_rows
         ])
         got = received_rows(out.wait_for(len(expected_json)), f"{prefix}/alerts")
@@ -121,25 +122,25 @@ def test_json_and_msgpack_end_to_end_match_duckdb(mosquitto, tmp_path):
     assert got_mp == expected_mp
 
 
-def test_mosquitto_pub_lines_and_arrays(mosquitto, tmp_path):
+def test_mosquitto_pub_lines_and_arrays(broker, tmp_path):
     """`mosquitto_pub -l` sends one JSON object per line; arrays of objects give one row per element."""
     prefix = unique()
     rows = make_rows(2000, seed=3)
     for r in rows:
         r["line"], r["machine"] = "l1", "m7"
-    with running_service(config(prefix), tmp_path, mosquitto.url):
-        out = Collector(mosquitto.port, [f"{prefix}/alerts/#"])
+    with broker.service(config(prefix), tmp_path):
+        out = broker.collector([f"{prefix}/alerts/#"])
         lines = [orjson.dumps(payload_of(r)) for r in rows[:1000]]
-        mosquitto_pub_lines(mosquitto.port, f"{prefix}/factory/l1/m7/telemetry", lines)
+        mosquitto_pub_lines(broker.port, f"{prefix}/factory/l1/m7/telemetry", lines)
         arrays = [orjson.dumps([payload_of(r) for r in rows[i:i + 50]]) for i in range(1000, 2000, 50)]
-        publish_all(mosquitto.port, [(f"{prefix}/factory/l1/m7/telemetry", p) for p in arrays])
+        broker.publish_all([(f"{prefix}/factory/l1/m7/telemetry", p) for p in arrays])
         expected = duckdb_expected(rows)
         got = received_rows(out.wait_for(len(expected)), f"{prefix}/alerts")
         out.close()
     assert got == expected
 
 
-def test_bad_payloads_go_to_deadletter_and_good_ones_still_flow(mosquitto, tmp_path):
+def test_bad_payloads_go_to_deadletter_and_good_ones_still_flow(broker, tmp_path):
     prefix = unique()
     rows = make_rows(1000, seed=4)
     bad = [b"not json", b"{\"temp\": \"hot\"}", b"[1, 2]", b"", b"{\"rpm\": 3.5}", b"\xff\xfe", b"{\"temp\": 1"]
@@ -149,10 +150,10 @@ def test_bad_payloads_go_to_deadletter_and_good_ones_still_flow(mosquitto, tmp_p
     messages = [(topic, orjson.dumps(payload_of(r))) for r in rows]
     for i, payload in enumerate(bad):
         messages.insert(100 * i + 7, (topic, payload))
-    with running_service(config(prefix), tmp_path, mosquitto.url) as service:
-        out = Collector(mosquitto.port, [f"{prefix}/alerts/#"])
-        dead = Collector(mosquitto.port, [f"{prefix}/arros/deadletter/#"])
-        publish_all(mosquitto.port, messages)
+    with broker.service(config(prefix), tmp_path) as service:
+        out = broker.collector([f"{prefix}/alerts/#"])
+        dead = broker.collector([f"{prefix}/arros/deadletter/#"])
+        broker.publish_all(messages)
         expected = duckdb_expected(rows)
         got = received_rows(out.wait_for(len(expected)), f"{prefix}/alerts")
         letters = [orjson.loads(p) for _, p in dead.wait_for(len(bad))]
@@ -171,14 +172,14 @@ def test_bad_payloads_go_to_deadletter_and_good_ones_still_flow(mosquitto, tmp_p
 
 
 @pytest.mark.parametrize("timestamps", ["rfc3339", "epoch_ms"])
-def test_batch_output_and_timestamp_formats(mosquitto, tmp_path, timestamps):
+def test_batch_output_and_timestamp_formats(broker, tmp_path, timestamps):
     """`batch = true`: one JSON array per micro-batch and output topic."""
     prefix = unique()
     rows = make_rows(600, seed=5)
     text = config(prefix, batch="true", timestamps=f'"{timestamps}"')
-    with running_service(text, tmp_path, mosquitto.url):
-        out = Collector(mosquitto.port, [f"{prefix}/alerts/#"])
-        publish_all(mosquitto.port, [
+    with broker.service(text, tmp_path):
+        out = broker.collector([f"{prefix}/alerts/#"])
+        broker.publish_all([
             (f"{prefix}/factory/{r['line']}/{r['machine']}/telemetry", orjson.dumps(payload_of(r))) for r in rows
         ])
         expected = duckdb_expected(rows)
@@ -200,7 +201,7 @@ def test_batch_output_and_timestamp_formats(mosquitto, tmp_path, timestamps):
     assert sorted(deadline_rows, key=repr) == expected
 
 
-def test_casting_nulls_and_timestamp_forms(mosquitto, tmp_path):
+def test_casting_nulls_and_timestamp_forms(broker, tmp_path):
     """Missing fields are null; timestamps as epoch ms or RFC 3339; numbers in strings cast losslessly."""
     prefix = unique()
     text = f"""
@@ -219,10 +220,10 @@ output = "{prefix}/out/{{device}}"
         {"v": "3.25", "n": "12", "label": 5},
         {},
     ]
-    with running_service(text, tmp_path, mosquitto.url):
-        out = Collector(mosquitto.port, [f"{prefix}/out/#"])
+    with broker.service(text, tmp_path):
+        out = broker.collector([f"{prefix}/out/#"])
         for payload in sent:  # one by one, so rows keep their order in the output
-            publish_all(mosquitto.port, [(f"{prefix}/in/d1", orjson.dumps(payload))])
+            broker.publish_all([(f"{prefix}/in/d1", orjson.dumps(payload))])
             out.wait_for(len(out.messages) + 1, timeout=10)
         got = [orjson.loads(p) for _, p in out.messages]
         out.close()

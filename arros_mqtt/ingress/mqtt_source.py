@@ -9,18 +9,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 
 from arros_mqtt.config import BrokerConfig, StreamConfig
+from arros_mqtt.ingress.routing import Sink, StreamRouter
 from arros_mqtt.mqtt_connection import connect, new_client
 
 log = logging.getLogger(__name__)
-Sink = Callable[[str, str, bytes, int], None]  # (stream, topic, payload, received_ms)
-ROUTE_CACHE_SIZE = 100_000
+__all__ = ["MqttSource", "Presence", "Sink"]
 
 
 @dataclass(frozen=True)
@@ -43,15 +41,8 @@ class MqttSource:
         self.broker = broker
         self._presence = presence
         self._sink = sink
-        self._filters: dict[str, list[str]] = defaultdict(list)  # topic filter -> streams
-        self._subscriptions: dict[str, int] = {}
-        for stream in streams:
-            if stream.topic is None:
-                continue
-            topic_filter = stream.topic.filter
-            self._filters[topic_filter].append(stream.name)
-            self._subscriptions[topic_filter] = max(self._subscriptions.get(topic_filter, 0), stream.qos)
-        self._routes: dict[str, tuple[str, ...]] = {}  # topic -> streams; devices reuse their topics
+        self._router = StreamRouter(streams)
+        self._subscriptions = self._router.qos  # topic filter -> QoS
         self.subscribed = threading.Event()  # set once the broker acknowledged our SUBSCRIBE
         self.client = new_client(broker)
         self.client.on_subscribe = lambda *_: self.subscribed.set()
@@ -70,20 +61,8 @@ class MqttSource:
     def _on_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
         received = time.time_ns() // 1_000_000
         topic = message.topic
-        streams = self._routes.get(topic)
-        if streams is None:
-            streams = self._route(topic)
-        for name in streams:
+        for name in self._router.streams_for(topic):
             self._sink(name, topic, message.payload, received)
-
-    def _route(self, topic: str) -> tuple[str, ...]:
-        """Streams whose filters match `topic`, cached: paho's per-filter callbacks cost ~2x here."""
-        if len(self._routes) >= ROUTE_CACHE_SIZE:
-            self._routes.clear()
-        streams = tuple(name for topic_filter, names in self._filters.items()
-                        if mqtt.topic_matches_sub(topic_filter, topic) for name in names)
-        self._routes[topic] = streams
-        return streams
 
     def _subscribe(self, client: mqtt.Client, _session_present: bool) -> None:
         # Subscribing again to the same filters replaces them: never a duplicate subscription.

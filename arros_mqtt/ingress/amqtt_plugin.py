@@ -1,0 +1,110 @@
+"""Arros as an amqtt 0.12 broker plugin: every permitted PUBLISH on a stream topic goes to the engine,
+and results go back out through the broker itself.
+
+amqtt runs each hook as a fire-and-forget task and hides its failures below DEBUG, so the hook does
+the least possible (match the topic, hand the payload to the micro-batcher) and logs its own errors;
+decoding and SQL run on Arros's engine thread. The hook listens to `broker_message_broadcast`, which
+amqtt fires after its topic ACL plugins allowed the message (`broker_message_received` fires before
+any check): a client the ACL forbids to publish telemetry cannot feed the engine either.
+
+Results are published from the engine thread: `publish` appends to a queue and wakes one drain task
+on the broker's loop, which hands each message to `context.broadcast_message` (and `retain_message`
+for retained results). A task per message, as `asyncio.run_coroutine_threadsafe` would make, costs
+more than the broker's own routing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from amqtt.broker import BrokerContext
+from amqtt.plugins.base import BasePlugin
+
+from arros_mqtt.ingress.routing import Sink, StreamRouter
+
+log = logging.getLogger(__name__)
+DRAIN_CHUNK = 500  # messages handed to the broker before the drain task lets other tasks run
+
+
+class ArrosBrokerPlugin(BasePlugin[BrokerContext]):
+    """Installed by `EmbeddedTransport`; inert (passes nothing on) until `attach` is called."""
+
+    @dataclass
+    class Config:
+        """No options: the streams and the engine come from Arros's own config file."""
+
+    def __init__(self, context: BrokerContext) -> None:
+        super().__init__(context)
+        self._router: StreamRouter | None = None
+        self._deliver: Sink | None = None
+        self._outbox: deque[tuple[str, bytes, int, bool]] = deque()
+        self._lock = threading.Lock()
+        self._wake_pending = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._drain_task: asyncio.Future[None] | None = None
+        self.queued = 0  # messages given to `publish`
+        self.broadcast = 0  # ... of which handed to the broker
+        self.errors = 0
+
+    def attach(self, router: StreamRouter, deliver: Sink, loop: asyncio.AbstractEventLoop) -> None:
+        self._router, self._deliver, self._loop = router, deliver, loop
+
+    def detach(self) -> None:
+        """Stop passing messages to the engine (at shutdown); publishing still works."""
+        self._deliver = None
+
+    async def on_broker_message_broadcast(self, *, client_id: str, message: Any) -> None:
+        deliver, router = self._deliver, self._router
+        if deliver is None or router is None:
+            return
+        try:
+            received = time.time_ns() // 1_000_000
+            topic = message.topic
+            payload = bytes(message.data)
+            for name in router.streams_for(topic):
+                # May block the broker's loop while the engine is a full buffer behind (see embedded_mode).
+                deliver(name, topic, payload, received)
+        except Exception:  # amqtt would hide it: say it ourselves
+            self.errors += 1
+            log.exception("embedded broker: message from %s on %s not handed to the engine", client_id,
+                          getattr(message, "topic", "?"))
+
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        """Thread-safe: queue a message for the broker's loop; never waits for the loop."""
+        with self._lock:
+            self._outbox.append((topic, payload, qos, retain))
+            self.queued += 1
+            wake = not self._wake_pending
+            self._wake_pending = True
+        if wake and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._start_drain)
+
+    def _start_drain(self) -> None:
+        self._drain_task = asyncio.ensure_future(self._drain())  # referenced, so it is not collected mid-run
+
+    async def _drain(self) -> None:
+        while True:
+            with self._lock:
+                if not self._outbox:
+                    self._wake_pending = False
+                    return
+                chunk = [self._outbox.popleft() for _ in range(min(DRAIN_CHUNK, len(self._outbox)))]
+            for topic, payload, qos, retain in chunk:
+                try:
+                    # QoS 1 results go out at each subscriber's QoS (amqtt's rule for client messages too);
+                    # QoS 0 results are forced to 0, as MQTT's min(publish QoS, subscription QoS) wants.
+                    await self.context.broadcast_message(topic, payload, qos=0 if qos == 0 else None)
+                    if retain:
+                        await self.context.retain_message(topic, payload, qos)
+                except Exception:
+                    self.errors += 1
+                    log.exception("embedded broker: could not publish to %s", topic)
+            with self._lock:
+                self.broadcast += len(chunk)
+            await asyncio.sleep(0)

@@ -67,6 +67,11 @@ def _parser() -> argparse.ArgumentParser:
     connector.set_defaults(handler=_connector)
 
     add_sub_command(commands)
+
+    from arros_mqtt.sim.cli import add_demo_command, add_simulate_command
+
+    add_demo_command(commands)
+    add_simulate_command(commands)
     return parser
 
 

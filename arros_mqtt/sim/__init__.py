@@ -1,0 +1,1 @@
+"""The device simulator (`arros simulate`) and the demo (`arros demo`)."""

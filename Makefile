@@ -1,11 +1,12 @@
-# The two quick-start commands: `make demo` runs the service, `make test` runs the tests.
-# Both create .venv themselves and install Mosquitto (apt-get) when it is missing.
+# The two quick-start commands: `make demo` runs `arros demo` (embedded broker: nothing else to install),
+# `make test` runs the tests. Both create .venv themselves; `make test` installs Mosquitto (apt-get)
+# when it is missing.
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-slow lint bench-ingest bench-archive bench-plc bench-windows mosquitto spb-venv sparkplug-proto \
-	clean
+.PHONY: demo test test-slow lint bench-ingest bench-archive bench-plc bench-windows bench-brokers mosquitto spb-venv \
+	sparkplug-proto clean
 
 $(BIN)/arros: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +26,8 @@ sparkplug-proto: $(BIN)/arros
 	$(BIN)/pip install --quiet 'grpcio-tools>=1.85.1'
 	cd arros_mqtt/sparkplug && ../../$(BIN)/python -m grpc_tools.protoc -I. --python_out=. sparkplug_b.proto
 
-demo: $(BIN)/arros mosquitto
-	$(BIN)/python examples/factory/run_demo.py
+demo: $(BIN)/arros
+	$(BIN)/arros demo
 
 test: $(BIN)/arros mosquitto spb-venv
 	$(BIN)/pytest -q
@@ -48,6 +49,9 @@ bench-plc: $(BIN)/arros
 
 bench-windows: $(BIN)/arros
 	$(BIN)/python benchmarks/window_replay.py
+
+bench-brokers: $(BIN)/arros mosquitto
+	$(BIN)/python benchmarks/embedded_vs_mosquitto.py
 
 clean:
 	rm -rf $(VENV) .venv-spb .pytest_cache .ruff_cache *.egg-info

@@ -53,10 +53,11 @@ class SimStats:
     by_kind: dict[str, int] = field(default_factory=lambda: {"robot": 0, "agv": 0, "cnc": 0})
 
 
-def build_devices(options: SimOptions) -> list[Device]:
-    """Robots r1.. in cells of 3, AGVs agv1.., CNC machines m1.. on lines of 3."""
+def build_devices(options: SimOptions, rng: random.Random) -> list[Device]:
+    """Robots r1.. in cells of 3, AGVs agv1.. (anywhere, partly charged), CNC machines m1.. on lines of 3."""
     robots = [RobotArm(f"cell{i // 3 + 1}", f"r{i + 1}") for i in range(options.robots)]
-    agvs = [Agv(f"agv{i + 1}") for i in range(options.agvs)]
+    agvs = [Agv(f"agv{i + 1}", x=round(rng.uniform(0, 50), 2), y=round(rng.uniform(0, 30), 2),
+                battery=round(rng.uniform(20, 100), 1)) for i in range(options.agvs)]
     cnc = [CncMachine(f"line{i // 3 + 1}", f"m{i + 1}") for i in range(options.cnc)]
     return [*robots, *agvs, *cnc]
 
@@ -77,7 +78,7 @@ def simulate(options: SimOptions, stop: threading.Event | None = None,
     """Publish until `seconds`, `count` or `stop`; returns what was sent. Raises ExternalError if the broker
     cannot be reached within 10 s. `on_message(topic, reading)` sees each reading as it is published."""
     rng = random.Random(options.seed)
-    devices = build_devices(options)
+    devices = build_devices(options, rng)
     if not devices:
         return SimStats()
     client = _connected_client(options)

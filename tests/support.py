@@ -50,12 +50,15 @@ class Collector:
     topics: list[str]
     qos: int = 1
     protocol: int = mqtt.MQTTv5
+    auth: tuple[str, str] | None = None  # (username, password)
     messages: list[tuple[str, bytes]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._lock = threading.Condition()
         self._subscribed = threading.Event()
         self.client = new_client(self.port, protocol=self.protocol)
+        if self.auth:
+            self.client.username_pw_set(*self.auth)
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *_: self._subscribed.set()
         self.client.connect(HOST, self.port)
@@ -84,15 +87,32 @@ class Collector:
         self.client.loop_stop()
 
 
-def publish_all(port: int, messages: list[tuple[str, bytes]], qos: int = 1, protocol: int = mqtt.MQTTv5) -> None:
-    """Publish and wait until the broker acknowledged every QoS 1 message."""
+def publish_all(port: int, messages: list[tuple[str, bytes]], qos: int = 1, protocol: int = mqtt.MQTTv5,
+                auth: tuple[str, str] | None = None, sync: bool = False) -> None:
+    """Publish and wait until the broker acknowledged every QoS 1 message.
+
+    `sync`: before disconnecting, also wait until the broker routed them all (a message to ourselves
+    comes back after them). amqtt 0.12.1 discards acknowledged messages still queued inside it when
+    their publisher disconnects.
+    """
     client = new_client(port, protocol=protocol)
+    if auth:
+        client.username_pw_set(*auth)
     client.max_inflight_messages_set(1000)
+    echoed = threading.Event()
+    sentinel = unique("sync/")
+    client.on_message = lambda *_: echoed.set()
     client.connect(HOST, port)
     client.loop_start()
+    if sync:
+        client.subscribe(sentinel, 1)
     infos = [client.publish(topic, payload, qos=qos) for topic, payload in messages]
     for info in infos:
         info.wait_for_publish(30)
+    if sync:
+        client.publish(sentinel, b"", qos=1)
+        if not echoed.wait(30):
+            raise TimeoutError("the broker did not route the published messages")
     client.disconnect()
     client.loop_stop()
 
@@ -152,7 +172,7 @@ class BrokerUnderTest:
         return Collector(self.port, topics, qos=qos, protocol=self.protocol)
 
     def publish_all(self, messages: list[tuple[str, bytes]], qos: int = 1) -> None:
-        publish_all(self.port, messages, qos=qos, protocol=self.protocol)
+        publish_all(self.port, messages, qos=qos, protocol=self.protocol, sync=self.kind == "embedded")
 
 
 def wait_subscribed(service, timeout: float = 10.0) -> None:

@@ -23,7 +23,7 @@ def test_simulate_command_sends_exactly_count_with_late_messages(mosquitto):
     out = Collector(mosquitto.port, [f"{prefix}/#"])
     result = arros_command("simulate", "--broker", mosquitto.url, "--count", "600", "--rate", "50", "--qos", "1",
                            "--late-fraction", "0.2", "--late-max", "1", "--topic-prefix", prefix, "--seed", "5")
-    messages = out.wait_for(600, timeout=30)
+    messages = [m for m in out.wait_for(601, timeout=30) if "/arros-sim/" not in m[0]]  # minus its sync echo
     out.close()
     assert result.returncode == 0, result.stderr
     assert "sent 600 messages" in result.stdout
@@ -50,7 +50,7 @@ def test_simulator_counters_only_grow_and_values_are_plausible(mosquitto):
         previous = last.get(topic)
         if kind == "cell":
             assert len(reading["joint_temp"]) == len(reading["torque"]) == 6
-            assert 20 < min(reading["joint_temp"]) and max(reading["joint_temp"]) < 120
+            assert min(reading["joint_temp"]) > 20 and max(reading["joint_temp"]) < 120
             assert previous is None or reading["cycles"] >= previous["cycles"]
         elif kind == "fleet":
             assert 0 <= reading["battery"] <= 100 and reading["speed"] >= 0

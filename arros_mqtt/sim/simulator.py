@@ -125,10 +125,25 @@ def simulate(options: SimOptions, stop: threading.Event | None = None,
             send(topic, reading, kind)
         for info in pending:
             info.wait_for_publish(10)
+        _routed(client, prefix)
     finally:
         client.disconnect()
         client.loop_stop()
     return stats
+
+
+def _routed(client: mqtt.Client, prefix: str, timeout: float = 3.0) -> bool:
+    """Wait until the broker routed everything we published: a message to ourselves comes back after it.
+
+    amqtt 0.12.1 discards acknowledged messages still queued inside it when their publisher disconnects;
+    a broker whose ACL refuses this echo just costs `timeout`.
+    """
+    echoed = threading.Event()
+    topic = f"{prefix}arros-sim/{client._client_id.decode()}/routed"
+    client.on_message = lambda *_: echoed.set()
+    client.subscribe(topic, 1)
+    client.publish(topic, b"", qos=1)
+    return echoed.wait(timeout)
 
 
 def _connected_client(options: SimOptions) -> mqtt.Client:

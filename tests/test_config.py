@@ -94,6 +94,10 @@ def test_broker_url_override_keeps_other_settings(tmp_path):
     ('[broker]\nprotocol = "4"', "broker.protocol", "must be"),
     ('[broker]\ntls_ca = "/nonexistent/ca.pem"', "broker.tls_ca", "not found"),
     ('[tables.m]\npath = "m.xlsx"', "tables.m.path", ".csv or .parquet"),
+    ('[embedded]\nlisten = "1883"', "embedded.listen", "host:port"),
+    ('[embedded]\nlisten = "127.0.0.1:99999"', "embedded.listen", "host:port"),
+    ('[embedded]\nbroker_config = "/nonexistent/amqtt.yaml"', "embedded.broker_config", "not found"),
+    ('[embedded]\nport = 1883', "embedded.port", "unknown key"),
     ('streams = 5', "streams", "expected a table"),
 ])
 def test_config_errors_name_file_key_and_problem(tmp_path, text, key, words):

@@ -1,0 +1,91 @@
+"""The embedded broker's own parts: the amqtt config Arros builds, and the plugin on a real amqtt broker
+(errors in the hook are logged by us, a hook blocked by a full engine buffer loses nothing)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import orjson
+import pytest
+from paho.mqtt.client import MQTTv311
+
+from arros_mqtt.config import EmbeddedConfig, parse_config
+from arros_mqtt.embedded_mode import ANONYMOUS_AUTH, PLUGIN_PATH, EmbeddedTransport, amqtt_config
+from arros_mqtt.errors import ConfigError
+from tests.support import HOST, free_port, publish_all
+
+STREAMS = parse_config({"streams": {"s": {"topic": "in/{device}", "schema": {"v": "int64"}}}}).streams
+
+
+def test_default_config_is_anonymous_with_our_plugin_on_listen():
+    config = amqtt_config(EmbeddedConfig(listen="127.0.0.1:1999"))
+    assert config["listeners"]["default"]["bind"] == "127.0.0.1:1999"
+    assert list(config["plugins"]) == [ANONYMOUS_AUTH, PLUGIN_PATH]
+
+
+def test_yaml_keeps_its_listeners_and_plugins_and_listen_wins(tmp_path):
+    path = tmp_path / "amqtt.yaml"
+    path.write_text(f"""
+listeners:
+  default: {{type: tcp, bind: 0.0.0.0:1883, max_connections: 5}}
+  ws: {{type: ws, bind: 127.0.0.1:9001}}
+plugins:
+  - {ANONYMOUS_AUTH}: {{allow_anonymous: false}}
+  - amqtt.plugins.topic_checking.TopicTabooPlugin
+""")
+    config = amqtt_config(EmbeddedConfig(listen="127.0.0.1:1999", broker_config=str(path)))
+    assert config["listeners"]["default"] == {"type": "tcp", "bind": "127.0.0.1:1999", "max_connections": 5}
+    assert config["listeners"]["ws"]["bind"] == "127.0.0.1:9001"
+    assert config["plugins"] == {ANONYMOUS_AUTH: {"allow_anonymous": False},
+                                 "amqtt.plugins.topic_checking.TopicTabooPlugin": {}, PLUGIN_PATH: {}}
+
+
+@pytest.mark.parametrize("text, words", [
+    ("plugins: {amqtt.plugins.topic_checking.TopicTabooPlugin: {}}", "auth plugin"),
+    ("listeners: {}", "auth plugin"),
+    ("- just\n- a list", "expected a mapping"),
+    ("plugins: [unclosed", "invalid YAML"),
+])
+def test_bad_yaml_is_a_config_error_naming_the_file(tmp_path, text, words):
+    path = tmp_path / "amqtt.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        amqtt_config(EmbeddedConfig(broker_config=str(path)))
+    assert info.value.file == str(path) and words in str(info.value)
+
+
+def run_transport(deliver, messages: list[tuple[str, bytes]]) -> None:
+    port = free_port()
+    transport = EmbeddedTransport(EmbeddedConfig(listen=f"{HOST}:{port}"), list(STREAMS.values()))
+    transport.start(deliver, connect_wait=10)
+    try:
+        publish_all(port, messages, protocol=MQTTv311, sync=True)
+    finally:
+        transport.stop_receiving()
+        transport.flush(5)
+        transport.close()
+
+
+def test_hook_errors_are_logged_not_hidden(caplog):
+    def deliver(stream, topic, payload, received_ms):
+        raise RuntimeError("engine exploded")
+
+    with caplog.at_level(logging.ERROR, logger="arros_mqtt.ingress.amqtt_plugin"):
+        run_transport(deliver, [("in/d1", b"{}")])
+    assert "not handed to the engine" in caplog.text and "engine exploded" in caplog.text
+
+
+def test_a_blocked_hook_loses_and_reorders_nothing():
+    """`deliver` blocking (a full engine buffer) stalls the broker's loop; every message still arrives, in order."""
+    got: list[int] = []
+    release = threading.Event()
+    threading.Timer(1.0, release.set).start()
+
+    def deliver(stream, topic, payload, received_ms):
+        if not got:
+            release.wait(5)  # the first message finds the buffer full for a second
+        got.append(orjson.loads(payload)["v"])
+
+    run_transport(deliver, [("in/d1", orjson.dumps({"v": i})) for i in range(300)])
+    assert got == list(range(300))

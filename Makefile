@@ -4,6 +4,7 @@
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
+DEMO_ARGS ?=          # e.g. make demo DEMO_ARGS="--seconds 30 --rate 10"
 
 .PHONY: demo test test-slow lint bench-ingest bench-archive bench-plc bench-windows bench-brokers mosquitto spb-venv \
 	sparkplug-proto clean
@@ -27,7 +28,7 @@ sparkplug-proto: $(BIN)/arros
 	cd arros_mqtt/sparkplug && ../../$(BIN)/python -m grpc_tools.protoc -I. --python_out=. sparkplug_b.proto
 
 demo: $(BIN)/arros
-	$(BIN)/arros demo
+	$(BIN)/arros demo $(DEMO_ARGS)
 
 test: $(BIN)/arros mosquitto spb-venv
 	$(BIN)/pytest -q

@@ -126,8 +126,8 @@ def mosquitto_pub_lines(port: int, topic: str, lines: list[bytes], qos: int = 1)
 @contextlib.contextmanager
 def running_service(config_text: str, directory: Path, broker_url: str | None = None,
                     listen: str | None = None) -> Iterator:
-    """The service in-process, from a config text, attached to `broker_url` or (without one) running
-    the embedded broker on `listen`."""
+    """The service in-process, from a config text, attached to `broker_url`, or running the embedded
+    broker on `listen` (its [broker] table, if any, ignored)."""
     from arros_mqtt.config import load_config
     from arros_mqtt.runtime import Service
 
@@ -136,8 +136,8 @@ def running_service(config_text: str, directory: Path, broker_url: str | None = 
     config = load_config(path)
     if broker_url is not None:
         config = config.with_broker_url(broker_url)
-    elif listen is not None:
-        config = replace(config, embedded=replace(config.embedded, listen=listen))
+    elif listen is not None:  # embedded mode, even for a config written for client mode
+        config = replace(config, broker=None, embedded=replace(config.embedded, listen=listen))
     if "state_dir" not in config_text:  # never restore run-time subscriptions left in ./arros-state
         config = replace(config, engine=replace(config.engine, state_dir=str(directory / unique("state-"))))
     service = Service(config)

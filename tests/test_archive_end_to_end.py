@@ -1,6 +1,6 @@
-"""Archives end to end: devices publish through a real Mosquitto, Arros archives, DuckDB and pyarrow
-read the files back (also while they are being written); `arros run` flushes on SIGTERM and a
-`kill -9` leaves only readable files behind."""
+"""Archives end to end: devices publish through a real broker (Mosquitto; the first test also the
+embedded one), Arros archives, DuckDB and pyarrow read the files back (also while they are being
+written); `arros run` flushes on SIGTERM and a `kill -9` leaves only readable files behind."""
 
 from __future__ import annotations
 
@@ -59,7 +59,8 @@ def sent_table(rows: list[dict]) -> pa.Table:
                      "seq": [r["seq"] for r in rows], "temp": [r["temp"] for r in rows]})
 
 
-def test_published_rows_are_archived_exactly_once_while_readers_read(mosquitto, tmp_path):
+def test_published_rows_are_archived_exactly_once_while_readers_read(broker, tmp_path):
+    """In client mode and in embedded mode: archives work the same."""
     prefix, archive_dir = unique(), tmp_path / "archive"
     messages, rows = make_messages(prefix, 3000)  # 60 s of event time across an hour boundary
     stream_dir = archive_dir / "streams" / "telemetry"
@@ -78,9 +79,9 @@ def test_published_rows_are_archived_exactly_once_while_readers_read(mosquitto, 
                 errors.append(repr(exc))
 
     reader = threading.Thread(target=read_while_written, daemon=True)
-    with running_service(config_text(prefix, archive_dir, roll_rows="250"), tmp_path, mosquitto.url) as service:
+    with broker.service(config_text(prefix, archive_dir, roll_rows="250"), tmp_path) as service:
         reader.start()
-        publish_all(mosquitto.port, messages)
+        broker.publish_all(messages)
         deadline = time.monotonic() + 30
         while service.pipeline.stats["telemetry"].rows < len(rows) and time.monotonic() < deadline:
             time.sleep(0.05)

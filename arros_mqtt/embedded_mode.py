@@ -31,6 +31,7 @@ import yaml
 from arros_mqtt.config import EmbeddedConfig, StreamConfig
 from arros_mqtt.errors import ConfigError, ExternalError
 from arros_mqtt.ingress.amqtt_plugin import ArrosBrokerPlugin
+from arros_mqtt.ingress.mqtt_source import Presence
 from arros_mqtt.ingress.routing import Sink, StreamRouter
 
 log = logging.getLogger(__name__)
@@ -93,8 +94,10 @@ def _is_auth_plugin(path: str) -> bool:
 class EmbeddedTransport:
     """The `Transport` of embedded mode: an amqtt broker on `[embedded] listen`, run in a thread."""
 
-    def __init__(self, embedded: EmbeddedConfig, streams: list[StreamConfig], source: str = "<config>") -> None:
+    def __init__(self, embedded: EmbeddedConfig, streams: list[StreamConfig], source: str = "<config>",
+                 presence: Presence | None = None) -> None:
         self.embedded = embedded
+        self._presence = presence  # retained online message at start, offline at a clean close
         self.amqtt_config = amqtt_config(embedded, source)
         self._router = StreamRouter(streams)
         self.subscribed = threading.Event()  # set once the broker listens: the plugin sees every PUBLISH
@@ -159,6 +162,9 @@ class EmbeddedTransport:
             return False
 
     def close(self) -> None:
+        if self._presence is not None and self.plugin is not None and self._thread.is_alive():
+            self.publish(self._presence.topic, self._presence.offline, self._presence.qos, retain=True)
+            self.flush(2.0)
         if self._loop is not None and self._shutdown is not None and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._shutdown.set)
         self._thread.join(15)
@@ -181,6 +187,8 @@ class EmbeddedTransport:
         self.plugin = next(p for p in self._broker.plugins_manager.plugins if isinstance(p, ArrosBrokerPlugin))
         self.plugin.attach(self._router, self._deliver, self._loop)
         await self._broker.start()
+        if self._presence is not None:
+            self.plugin.publish(self._presence.topic, self._presence.online, self._presence.qos, retain=True)
         self.subscribed.set()
         self._started.set()
         log.info("embedded MQTT broker (amqtt, MQTT 3.1.1) listening on %s", self.embedded.listen)

@@ -72,14 +72,15 @@ def _metrics_server(service: Service) -> MetricsServer | None:
 
 def default_transport(config: Config) -> Transport:
     """Client mode with a [broker] table (or --broker), else the embedded broker on [embedded] listen."""
-    if config.broker is None:
-        from arros_mqtt.embedded_mode import EmbeddedTransport
-
-        return EmbeddedTransport(config.embedded, list(config.streams.values()), config.source)
-    from arros_mqtt.client_mode import ClientTransport
     from arros_mqtt.sparkplug.presence import host_presence
 
     streams = list(config.streams.values())
+    if config.broker is None:
+        from arros_mqtt.embedded_mode import EmbeddedTransport
+
+        return EmbeddedTransport(config.embedded, streams, config.source, host_presence(streams))
+    from arros_mqtt.client_mode import ClientTransport
+
     return ClientTransport(config.broker, streams, host_presence(streams))
 
 

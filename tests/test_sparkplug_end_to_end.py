@@ -75,11 +75,15 @@ def expected_rows(values: list[dict], first_seq: int) -> list[dict]:
     return sorted(rows, key=row_key)
 
 
-def test_wrapper_edge_node_data_reaches_a_derived_topic(mosquitto, tmp_path, spb_python):
+def test_wrapper_edge_node_data_reaches_a_derived_topic(broker, tmp_path, spb_python):
+    """On Mosquitto (client mode) and on the embedded broker."""
     group, host = unique("g"), unique("host")
-    with running_service(config(group, host), tmp_path, mosquitto.url) as service:
-        out = Collector(mosquitto.port, [f"{group}/out/#"])
-        lines = run_edge_node(spb_python, mosquitto.port, group, 20)
+    with broker.service(config(group, host), tmp_path) as service:
+        out = broker.collector([f"{group}/out/#"])
+        state = broker.collector([f"spBv1.0/STATE/{host}"])  # retained by the broker: Arros is online
+        assert orjson.loads(state.wait_for(1)[0][1])["online"] is True
+        state.close()
+        lines = run_edge_node(spb_python, broker.port, group, 20)
         values = [line for line in lines if "temp" in line]
         expected = expected_rows(values, first_seq=2)
         got = sorted((orjson.loads(p) for _, p in out.wait_for(len(expected))), key=row_key)

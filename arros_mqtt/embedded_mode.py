@@ -23,6 +23,8 @@ import copy
 import logging
 import socket
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +93,75 @@ def _is_auth_plugin(path: str) -> bool:
         return False  # amqtt itself reports the bad path when it loads the plugins
 
 
+@dataclass(frozen=True)
+class LocalMessage:
+    """A client PUBLISH as the control plane reads it from paho (MQTT 3.1.1: no properties)."""
+
+    topic: str
+    payload: bytes
+    properties: None = None
+
+
+class BrokerLocalClient:
+    """The part of a paho client the control plane uses, served by the embedded broker itself.
+
+    Requests arrive from the plugin's hook, so after amqtt's auth and topic ACL plugins: the broker's
+    ACL decides who may publish to the control topic, as with Mosquitto. Replies, catalogue and statuses
+    go out as the broker's own messages (no login and no publish ACL: Arros is the broker).
+    """
+
+    def __init__(self, transport: EmbeddedTransport) -> None:
+        self._transport = transport
+        self._filters: set[str] = set()
+        self.on_message: Callable[[Any, Any, LocalMessage], None] | None = None
+        self.on_subscribe: Callable[..., None] | None = None
+
+    def subscribe(self, topics: list[tuple[str, int]] | str, qos: int = 0) -> None:
+        plugin = self._transport.plugin
+        assert plugin is not None, "the embedded broker is not running"
+        for topic_filter, _ in [(topics, qos)] if isinstance(topics, str) else topics:
+            plugin.subscribe_local(topic_filter, self._receive)
+            self._filters.add(topic_filter)
+        if self.on_subscribe is not None:
+            self.on_subscribe(self, None, None, None, None)
+
+    def unsubscribe(self, topic_filter: str) -> None:
+        self._filters.discard(topic_filter)
+        if self._transport.plugin is not None:
+            self._transport.plugin.subscribe_local(topic_filter, None)
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False, properties: Any = None) -> None:
+        self._transport.publish(topic, payload, qos, retain)
+
+    def disconnect(self) -> None:
+        for topic_filter in list(self._filters):
+            self.unsubscribe(topic_filter)
+
+    def loop_stop(self) -> None:
+        """Nothing runs on its own: the broker's loop calls `on_message`."""
+
+    def _receive(self, topic: str, payload: bytes) -> None:
+        if self.on_message is not None:
+            self.on_message(self, None, LocalMessage(topic, payload))
+
+
+def _broker_class() -> type:
+    """amqtt's Broker with one fix (checked against 0.12.1): on every CONNECT, amqtt sends the new client
+    the retained messages matching *every* subscription in the broker, other clients' included, so a
+    dashboard subscribed to `alerts/#` also got the retained catalogue. Retained messages go only to a
+    session that holds the subscription."""
+    from amqtt.broker import Broker
+
+    class ArrosBroker(Broker):
+        async def _publish_retained_messages_for_subscription(self, subscription: tuple[str, int],
+                                                              session: Any) -> None:
+            holders = self._subscriptions.get(subscription[0], ())
+            if any(holder.client_id == session.client_id for holder, _ in holders):
+                await super()._publish_retained_messages_for_subscription(subscription, session)
+
+    return ArrosBroker
+
+
 class EmbeddedTransport:
     """The `Transport` of embedded mode: an amqtt broker on `[embedded] listen`, run in a thread."""
 
@@ -112,6 +183,10 @@ class EmbeddedTransport:
     @property
     def description(self) -> str:
         return f"embedded broker on {self.embedded.listen}"
+
+    def local_client(self) -> BrokerLocalClient:
+        """A client for in-process users of the broker (the control plane); use it after `start`."""
+        return BrokerLocalClient(self)
 
     def start(self, deliver: Sink, connect_wait: float) -> None:
         """Start the broker; raises ExternalError when it cannot listen (e.g. the port is taken)."""
@@ -179,11 +254,9 @@ class EmbeddedTransport:
             self._started.set()
 
     async def _serve(self) -> None:
-        from amqtt.broker import Broker
-
         self._loop = asyncio.get_running_loop()
         self._shutdown = asyncio.Event()
-        self._broker = Broker(self.amqtt_config, loop=self._loop)
+        self._broker = _broker_class()(self.amqtt_config, loop=self._loop)
         self.plugin = next(p for p in self._broker.plugins_manager.plugins if isinstance(p, ArrosBrokerPlugin))
         self.plugin.attach(self._router, self._deliver, self._loop)
         await self._broker.start()

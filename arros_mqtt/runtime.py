@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from arros_mqtt.config import Config
+from arros_mqtt.config import BrokerConfig, Config
 from arros_mqtt.control.plane import ControlPlane
 from arros_mqtt.decode.batcher import MicroBatcher
 from arros_mqtt.egress.archive import Archive
@@ -60,10 +60,13 @@ def build_engine(config: Config) -> Engine:
 
 
 def _control_plane(service: Service) -> ControlPlane | None:
-    """The control topic needs a broker to listen on: the [broker] one in client mode."""
-    if service.config.broker is None:
+    """The control topic on the [broker] one in client mode; in embedded mode, inside the broker."""
+    if service.config.broker is not None:
+        return ControlPlane(service, service.config.broker)
+    local_client = getattr(service.transport, "local_client", None)
+    if local_client is None:  # a transport of a test or a connector-only setup: no broker to listen on
         return None
-    return ControlPlane(service, service.config.broker)
+    return ControlPlane(service, BrokerConfig(protocol="3.1.1"), local_client())
 
 
 def _metrics_server(service: Service) -> MetricsServer | None:

@@ -1,6 +1,7 @@
 """broker-config/ as shipped: Mosquitto and the embedded amqtt broker start from those very files (only
 the port, file paths and the user Mosquitto runs as are replaced), Arros works through them, and their
-ACLs refuse what they should: a device publishing to the control topic, a dashboard feeding telemetry."""
+ACLs refuse what they should: a device publishing to the control topic, a dashboard feeding telemetry
+(on Mosquitto and on the embedded broker)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import orjson
 import paho.mqtt.client as mqtt
 import pytest
 
+from arros_mqtt.config import BrokerConfig
+from arros_mqtt.control.client import ControlClient
 from tests.support import (
     HOST,
     ROOT,
@@ -151,12 +154,20 @@ def test_embedded_broker_from_the_shipped_amqtt_yaml(tmp_path):
         for temp in temps:
             device.publish("factory/l1/m1/telemetry", orjson.dumps({"temp": temp}), qos=1).wait_for_publish(10)
         got = dashboard.wait_for(3, timeout=15)
+        # The control topic: the device's request is dropped by amqtt's ACL; the operator's is answered.
+        device.publish("arros/control", orjson.dumps({"op": "drop", "name": "hot"}), qos=1).wait_for_publish(10)
+        operator = ControlClient(BrokerConfig(url=f"mqtt://{HOST}:{port}", username=OPERATOR[0],
+                                              password=OPERATOR[1], protocol="3.1.1"), "arros")
+        listed = operator.request({"op": "list"})
         close(device)
         dashboard.close()
         rows = service.pipeline.stats["telemetry"].rows
+        requests = dict(service.control.requests)
     assert sorted((t, orjson.loads(p)["temp"]) for t, p in got) == [
         ("alerts/l1/m1", 81.0), ("alerts/l1/m1", 85.5), ("alerts/l1/m1", 90.0)]
     assert rows == len(temps), "the dashboard's refused publish never reached the engine"
+    assert listed["ok"] and [s["name"] for s in listed["result"]["subscriptions"]] == ["hot"]
+    assert requests == {("list", "ok"): 1}, "only the operator's request reached Arros"
 
 
 def test_embedded_broker_config_without_auth_plugin_is_refused(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -26,6 +27,8 @@ def add_sub_command(commands: argparse._SubParsersAction) -> None:
     common.add_argument("--broker", help="broker URL (default: the config's [broker] url, else "
                         "mqtt://127.0.0.1:1883); user:password@ in the URL for an authenticated broker")
     common.add_argument("--prefix", help="control topic prefix (default: the config's, else arros)")
+    common.add_argument("--protocol", choices=("5", "3.1.1"), help="MQTT version (default 5; 3.1.1 for the "
+                        "embedded broker, chosen by itself with -c and a config without [broker])")
     common.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the reply (default 10)")
     common.add_argument("--json", action="store_true", help="print the reply as JSON")
 
@@ -79,7 +82,14 @@ def run_sub(args: argparse.Namespace) -> int:
 def _target(args: argparse.Namespace) -> tuple[BrokerConfig, str]:
     config = load_config(args.config) if args.config else Config()
     broker = config.with_broker_url(args.broker).broker if args.broker else config.broker
-    return broker or BrokerConfig(), args.prefix or config.control.prefix
+    if broker is None and args.config:  # an embedded-mode config: its own broker, MQTT 3.1.1
+        host, _, port = config.embedded.listen.rpartition(":")
+        host = "127.0.0.1" if host in ("0.0.0.0", "::", "[::]") else host
+        broker = BrokerConfig(url=f"mqtt://{host}:{port}", protocol="3.1.1")
+    broker = broker or BrokerConfig()
+    if args.protocol:
+        broker = replace(broker, protocol=args.protocol)
+    return broker, args.prefix or config.control.prefix
 
 
 def _request(args: argparse.Namespace) -> dict[str, Any]:

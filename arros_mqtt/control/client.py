@@ -1,8 +1,9 @@
-"""The requesting side of the control protocol: one MQTT 5 request, one reply (what `arros sub` uses).
+"""The requesting side of the control protocol: one request, one reply (what `arros sub` uses).
 
 The reply topic is `{prefix}/control/replies/{client_id}` (so a broker ACL can grant an operator
-`{prefix}/control/replies/#` only), named in the request's Response Topic; the Correlation Data
-ties the reply to the request.
+`{prefix}/control/replies/#` only). With MQTT 5 it is the request's Response Topic and the Correlation
+Data ties the reply to the request; with MQTT 3.1.1 (the embedded broker speaks nothing else) the
+request carries it as `reply_to` and a `request_id` that the reply echoes.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ class NoReply(ExternalError):
 
 class ControlClient:
     def __init__(self, broker: BrokerConfig, prefix: str, timeout: float = 10.0) -> None:
-        self.broker = replace(broker, client_id=f"arros-cli-{uuid.uuid4().hex[:12]}", protocol="5")
+        self.v5 = broker.protocol != "3.1.1"
+        self.broker = replace(broker, client_id=f"arros-cli-{uuid.uuid4().hex[:12]}",
+                              protocol="5" if self.v5 else "3.1.1")
         self.prefix = prefix
         self.timeout = timeout
         self.reply_topic = f"{prefix}/control/replies/{self.broker.client_id}"
@@ -38,11 +41,20 @@ class ControlClient:
         correlation = uuid.uuid4().bytes
         replies: list[dict[str, Any]] = []
         got_reply, subscribed = threading.Event(), threading.Event()
+        if not self.v5:
+            body = {**body, "request_id": correlation.hex(), "reply_to": self.reply_topic}
 
         def on_message(_client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
-            if getattr(message.properties, "CorrelationData", None) == correlation:
-                replies.append(orjson.loads(message.payload))
-                got_reply.set()
+            if self.v5:
+                if getattr(message.properties, "CorrelationData", None) != correlation:
+                    return
+                reply = orjson.loads(message.payload)
+            else:
+                reply = orjson.loads(message.payload)
+                if not isinstance(reply, dict) or reply.get("request_id") != correlation.hex():
+                    return
+            replies.append(reply)
+            got_reply.set()
 
         client = new_client(self.broker, persistent=False)
         send_at_once(client)
@@ -53,9 +65,11 @@ class ControlClient:
         try:
             if not subscribed.wait(self.timeout):
                 raise NoReply(f"could not connect to and subscribe on {self.broker.url} within {self.timeout:g} s")
-            properties = Properties(PacketTypes.PUBLISH)
-            properties.ResponseTopic = self.reply_topic
-            properties.CorrelationData = correlation
+            properties = None
+            if self.v5:
+                properties = Properties(PacketTypes.PUBLISH)
+                properties.ResponseTopic = self.reply_topic
+                properties.CorrelationData = correlation
             client.publish(f"{self.prefix}/control", orjson.dumps(body), qos=1, properties=properties)
             if not got_reply.wait(self.timeout):
                 raise NoReply(f"no reply on {self.reply_topic} within {self.timeout:g} s: is `arros run` attached "

@@ -64,7 +64,9 @@ PAUSED_BY_REQUEST = "paused by request"
 
 
 class ControlPlane:
-    def __init__(self, service: Service, broker: BrokerConfig) -> None:
+    def __init__(self, service: Service, broker: BrokerConfig, local_client: Any = None) -> None:
+        """`local_client`: in embedded mode, the broker's in-process client (`BrokerLocalClient`) instead
+        of a network client built from `broker`."""
         self.service = service
         self.engine = service.engine
         self.config = service.config.control
@@ -78,9 +80,11 @@ class ControlPlane:
         self.limits = Limits(self.config, self._pause_for_limit)
         self.requests: Counter[tuple[str, str]] = Counter()  # (op, "ok" or error code) -> count
         self.subscribed = threading.Event()  # set once the broker acknowledged our SUBSCRIBE
-        self.client = new_client(broker, suffix="-control", persistent=False)
-        self.client.max_inflight_messages_set(MAX_IN_FLIGHT)
-        send_at_once(self.client)
+        self._local = local_client is not None
+        self.client = local_client or new_client(broker, suffix="-control", persistent=False)
+        if not self._local:
+            self.client.max_inflight_messages_set(MAX_IN_FLIGHT)
+            send_at_once(self.client)
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *_: self.subscribed.set()
         self._in_flight = threading.BoundedSemaphore(MAX_IN_FLIGHT)
@@ -96,7 +100,10 @@ class ControlPlane:
     # -- lifecycle (caller's thread) --
 
     def start(self, connect_wait: float = 10.0) -> None:
-        connect(self.client, self.broker, persistent=False, on_connect=self._on_connect)
+        if self._local:
+            self._on_connect(self.client, False)
+        else:
+            connect(self.client, self.broker, persistent=False, on_connect=self._on_connect)
         self.subscribed.wait(connect_wait)
         self._checker.start()
 

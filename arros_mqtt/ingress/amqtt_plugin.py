@@ -20,11 +20,13 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from amqtt.broker import BrokerContext
 from amqtt.plugins.base import BasePlugin
+from paho.mqtt.client import topic_matches_sub
 
 from arros_mqtt.ingress.routing import Sink, StreamRouter
 
@@ -43,6 +45,7 @@ class ArrosBrokerPlugin(BasePlugin[BrokerContext]):
         super().__init__(context)
         self._router: StreamRouter | None = None
         self._deliver: Sink | None = None
+        self._local: dict[str, Callable[[str, bytes], None]] = {}  # topic filter -> in-process receiver
         self._outbox: deque[tuple[str, bytes, int, bool]] = deque()
         self._lock = threading.Lock()
         self._wake_pending = False
@@ -59,14 +62,25 @@ class ArrosBrokerPlugin(BasePlugin[BrokerContext]):
         """Stop passing messages to the engine (at shutdown); publishing still works."""
         self._deliver = None
 
+    def subscribe_local(self, topic_filter: str, receive: Callable[[str, bytes], None] | None) -> None:
+        """An in-process receiver (the control plane) for client PUBLISHes matching `topic_filter`; None
+        removes it. Called on the broker's loop: `receive` must be quick (or it holds up the broker)."""
+        if receive is None:
+            self._local.pop(topic_filter, None)
+        else:
+            self._local[topic_filter] = receive
+
     async def on_broker_message_broadcast(self, *, client_id: str, message: Any) -> None:
         deliver, router = self._deliver, self._router
-        if deliver is None or router is None:
-            return
         try:
-            received = time.time_ns() // 1_000_000
             topic = message.topic
             payload = bytes(message.data)
+            for topic_filter, receive in list(self._local.items()):
+                if topic_matches_sub(topic_filter, topic):
+                    receive(topic, payload)
+            if deliver is None or router is None:
+                return
+            received = time.time_ns() // 1_000_000
             for name in router.streams_for(topic):
                 # May block the broker's loop while the engine is a full buffer behind (see embedded_mode).
                 deliver(name, topic, payload, received)

@@ -1,6 +1,9 @@
 """Each example in examples/ runs against the embedded broker with the simulator feeding it; every
 derived topic must carry exactly what DuckDB computes from the raw telemetry a real subscriber saw
-(the same SQL written independently in DuckDB's dialect, lookup tables read by DuckDB itself)."""
+(the same SQL written independently in DuckDB's dialect, lookup tables read by DuckDB itself).
+
+Windowed subscriptions run scaled down (1 s windows, 1.5 s watermark, 1 s idle timeout instead of
+10 s / 5 s / 30 s) so that every window closes within seconds; DuckDB computes the same windows."""
 
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ class Example:
     levels: dict[str, int]  # topic level index -> column
     devices: dict[str, int]
     checks: list[Check] = field(default_factory=list)
+    scaled: dict[str, str] = field(default_factory=dict)  # config text replacements for a short run
 
 
 EXAMPLES = [
@@ -43,14 +47,21 @@ EXAMPLES = [
         {"ts": "BIGINT", "spindle_rpm": "BIGINT", "temp": "DOUBLE", "vibration": "DOUBLE", "status": "VARCHAR",
          "parts": "BIGINT", "scrap": "BIGINT"},
         {"line": 1, "machine": 2}, {"cnc": 6, "robots": 0, "agvs": 0},
-        [Check("over_limit", "alerts/factory/#", f"""
+        [Check("machine_stats", "derived/factory/stats/#", """
+            SELECT {'start': epoch_ms(ts - ts % 1000), 'end': epoch_ms(ts - ts % 1000 + 1000)} AS window,
+                   line, machine, count(*) AS readings, round(avg(temp), 1) AS avg_temp, max(temp) AS max_temp,
+                   max(vibration) AS max_vibration
+            FROM raw GROUP BY ALL""", "derived/factory/stats/{line}/{machine}"),
+         Check("over_limit", "alerts/factory/#", f"""
             SELECT t.line, t.machine, m.model, {TS_MS}, t.temp, t.vibration,
                    CASE WHEN t.temp > m.max_temp THEN 'temperature' ELSE 'vibration' END AS reason
             FROM raw t JOIN read_csv('examples/factory/machines.csv') m ON t.machine = m.machine
             WHERE t.temp > m.max_temp OR t.vibration > m.max_vibration""", "alerts/factory/{line}/{machine}"),
          Check("faults", "derived/factory/faults", f"""
             SELECT line, machine, {TS_MS}, status, spindle_rpm, parts FROM raw WHERE status = 'fault'""",
-               batch=True)]),
+               batch=True)],
+        scaled={"INTERVAL '10 seconds'": "INTERVAL '1 second'",
+                'watermark = "5s"': 'watermark = "1500ms"\nidle_timeout = "1s"'}),
     Example(
         "fleet", "fleet/+/telemetry",
         {"ts": "BIGINT", "x": "DOUBLE", "y": "DOUBLE", "speed": "DOUBLE", "battery": "DOUBLE", "fault": "VARCHAR",
@@ -97,7 +108,9 @@ def expected_rows(example: Example, raw: list[tuple[str, bytes]], sql: str, dire
 def comparable(row: dict) -> dict:
     out = {}
     for key, value in row.items():
-        if isinstance(value, dt.datetime):
+        if isinstance(value, dict):
+            value = comparable(value)
+        elif isinstance(value, dt.datetime):
             value = value.replace(tzinfo=dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         elif isinstance(value, float):
             value = round(value, 9)
@@ -110,6 +123,9 @@ def test_example_derives_what_duckdb_computes(example: Example, tmp_path, monkey
     monkeypatch.chdir(ROOT)  # lookup table paths in the examples are relative to the repository
     port = free_port()
     config_text = (ROOT / "examples" / example.folder / "arros.toml").read_text()
+    for old, new in example.scaled.items():
+        assert old in config_text, f"examples/{example.folder}/arros.toml changed: {old!r} not found"
+        config_text = config_text.replace(old, new)
     count = 900
     with running_service(config_text, tmp_path, listen=f"{HOST}:{port}"):
         raw = Collector(port, [example.raw_topics], protocol=MQTTv311)

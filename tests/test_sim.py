@@ -73,8 +73,8 @@ def test_demo_runs_for_seconds_and_prints_every_subscription():
     demo = tomllib.loads((ROOT / "arros_mqtt" / "sim" / "demo.toml").read_text())
     for name in demo["subscriptions"]:
         assert f"\n{name} -> " in final, name
-    quality = final.split("cnc_quality -> ")[1].split("\n\n")[0]
-    assert all(f"m{i} " in quality for i in range(1, 7)), quality
+    oee = final.split("cnc_oee -> ")[1].split("\n\n")[0]  # a running aggregate: a row per machine at once
+    assert all(f"m{i} " in oee for i in range(1, 7)), oee
 
 
 def test_demo_stops_cleanly_on_ctrl_c(tmp_path):

@@ -103,6 +103,9 @@ def _cell(value: object) -> str:
         return f"{value:.1f}"
     if isinstance(value, list):
         return "[" + ",".join(_cell(v) for v in value[:6]) + "]"
+    if isinstance(value, dict) and set(value) == {"start", "end"}:  # a window
+        return "-".join(v.astimezone().strftime("%H:%M:%S") if isinstance(v, dt.datetime) else _cell(v)
+                        for v in (value["start"], value["end"]))
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k}={_cell(v)}" for k, v in value.items()) + "}"
     return str(value)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,3 +58,27 @@ def wait_until(condition, timeout: float = 20.0, interval: float = 0.05) -> bool
             return True
         time.sleep(interval)
     return condition()
+
+
+class Readings:
+    """What a connector emitted (its `emit` callback), thread-safe for the connector's own thread."""
+
+    def __init__(self) -> None:
+        self.values: list[dict] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, values: dict, read_ms: int) -> None:
+        with self._lock:
+            self.values.append(values)
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.values)
+
+    def last(self) -> dict:
+        with self._lock:
+            return self.values[-1]
+
+    def seen(self, expected: dict) -> bool:
+        with self._lock:
+            return expected in self.values

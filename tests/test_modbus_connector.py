@@ -4,14 +4,12 @@ away and coming back, exception responses, and PLC value -> SQL subscription -> 
 
 from __future__ import annotations
 
-import threading
-
 import orjson
 import pytest
 from pymodbus.client import ModbusTcpClient
 
 from connectors.modbus import ModbusConnector, Register, plan_reads
-from tests.plc_servers import modbus_server, wait_until
+from tests.plc_servers import Readings, modbus_server, wait_until
 from tests.support import Collector, running_service, unique
 
 DT = ModbusTcpClient.DATATYPE
@@ -56,23 +54,6 @@ EXPECTED = {
     "valves": [False, True, True], "door": True,
 }
 
-
-class Readings:
-    def __init__(self) -> None:
-        self.values: list[dict] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, values: dict, read_ms: int) -> None:
-        with self._lock:
-            self.values.append(values)
-
-    def count(self) -> int:
-        with self._lock:
-            return len(self.values)
-
-    def last(self) -> dict:
-        with self._lock:
-            return self.values[-1]
 
 
 def connector(port: int, registers: list[dict], emit, interval: float = 0.05) -> ModbusConnector:

@@ -4,7 +4,6 @@ client arrive as rows, the server going away and coming back, and PLC value -> S
 from __future__ import annotations
 
 import asyncio
-import threading
 
 import orjson
 import pytest
@@ -12,7 +11,7 @@ from asyncua import Client, ua
 
 from connectors.opcua import OpcuaConnector
 from connectors.registry import OptionError
-from tests.plc_servers import opcua_server, wait_until
+from tests.plc_servers import Readings, opcua_server, wait_until
 from tests.support import Collector, running_service, unique
 
 NODES = [{"name": "speed", "node": "ns=2;i=1002"}, {"name": "count", "node": "ns=2;s=Line1.Count"},
@@ -38,23 +37,6 @@ def write(port: int, speed: float, count: int, running: bool) -> None:
 
     asyncio.run(go())
 
-
-class Readings:
-    def __init__(self) -> None:
-        self.values: list[dict] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, values: dict, read_ms: int) -> None:
-        with self._lock:
-            self.values.append(values)
-
-    def seen(self, expected: dict) -> bool:
-        with self._lock:
-            return expected in self.values
-
-    def count(self) -> int:
-        with self._lock:
-            return len(self.values)
 
 
 def connector(port: int, emit, nodes=NODES) -> OpcuaConnector:

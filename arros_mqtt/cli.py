@@ -90,6 +90,10 @@ def _check(args: argparse.Namespace) -> int:
     print(f"{config.source}: OK")
     for stream in config.streams.values():
         columns = ", ".join(f"{f.name} {f.type}" for f in stream.full_schema())
+        if stream.infers_schema:
+            known = f"_measurement string, _time timestamp[{stream.precision}, tz=UTC], " \
+                if stream.format == "influx" else ""
+            columns = f"{known}<columns inferred at run time from the first micro-batch>, {columns}"
         topic = stream.topic.text if stream.topic else "(connector)"
         print(f"  stream {stream.name}: {topic} [{stream.format}] ({columns})")
     for table in config.tables.values():
@@ -104,6 +108,10 @@ def _check(args: argparse.Namespace) -> int:
         output = sub.config.output.text if sub.config.output else "(archive only)"
         columns = ", ".join(f"{f.name} {f.type}" for f in sub.shape.output_schema)
         print(f"  subscription {sub.name}: {sub.describe()} on {sub.shape.stream} -> {output} ({columns})")
+    for sub_config in engine.pending.values():
+        output = sub_config.output.text if sub_config.output else "(archive only)"
+        print(f"  subscription {sub_config.name}: pending -> {output} (planned at run time, once the schema of "
+              "the stream it reads is inferred; its SQL is checked then)")
     return 0
 
 

@@ -24,9 +24,14 @@ from arros_mqtt.sparkplug.schema import SPARKPLUG_SCHEMA
 from arros_mqtt.topics import OutputTemplate, TopicPattern
 
 FORMATS_IN = ("json", "msgpack", "sparkplug", "csv", "influx", "arrow")
-FORMATS_IMPLEMENTED_IN = ("json", "msgpack", "sparkplug")
+FORMATS_IMPLEMENTED_IN = ("json", "msgpack", "sparkplug", "csv", "influx", "arrow")
 FORMATS_OUT = ("json", "msgpack", "arrow")
-FORMATS_IMPLEMENTED_OUT = ("json", "msgpack")
+FORMATS_IMPLEMENTED_OUT = ("json", "msgpack", "arrow")
+# Stream options that only mean something for some formats; anywhere else they are an error.
+FORMAT_OPTIONS = {"header": ("csv",), "measurement": ("influx",), "precision": ("influx",),
+                  "host_id": ("sparkplug",), "reorder_timeout": ("sparkplug",)}
+INFLUX_COLUMNS = ("_measurement", "_time")  # what every influx row carries besides its tags and fields
+INFLUX_PRECISIONS = ("ns", "us", "ms", "s")
 METADATA_COLUMNS = ("_topic", "_received_at", "_connector")
 CONNECTOR_KEYS = ("kind", "stream", "output", "qos", "interval")  # the rest of [connectors.X] is the kind's
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*((?:[KMGT]I?)?B)$", re.IGNORECASE)
@@ -111,6 +116,14 @@ class StreamConfig:
     archive: bool = False
     host_id: str | None = None  # sparkplug: the host application id (STATE topic)
     reorder_timeout: float = 2.0  # sparkplug: how long a seq gap may stay open before a rebirth request
+    header: bool = False  # csv: each message starts with a line of column names
+    measurement: str | None = None  # influx: keep only lines of this measurement
+    precision: str = "ns"  # influx: unit of the line timestamps
+
+    @property
+    def infers_schema(self) -> bool:
+        """Declared without a schema: it is inferred from the first micro-batch, then fixed."""
+        return self.schema is None and self.topic is not None
 
     def full_schema(self) -> pa.Schema:
         """Declared columns, then topic captures and `_topic` (`_connector` for a connector-fed stream
@@ -475,18 +488,19 @@ def _schema(sec: _Section) -> pa.Schema | None:
 
 def _stream(sec: _Section, name: str) -> StreamConfig:
     sec.only("topic", "format", "schema", "event_time", "watermark", "idle_timeout", "qos", "archive", "host_id",
-             "header", "reorder_timeout")
+             "header", "reorder_timeout", "measurement", "precision")
     topic = sec.topic("topic") if "topic" in sec.data else None
     fmt = sec.choice("format", FORMATS_IN, "json", FORMATS_IMPLEMENTED_IN)
-    if fmt == "sparkplug":
-        schema = _sparkplug(sec, topic)
-    else:
-        for key in ("host_id", "reorder_timeout"):
-            if key in sec.data:
-                raise sec.error(key, "applies to format = \"sparkplug\" streams only")
-        schema = _schema(sec)
-    if topic is not None and schema is None:
-        raise sec.error("schema", "is required for now (schema inference is not implemented yet)")
+    _check_format_options(sec, fmt)
+    schema = _sparkplug(sec, topic) if fmt == "sparkplug" else _schema(sec)
+    precision = sec.string("precision", "ns")
+    if precision not in INFLUX_PRECISIONS:
+        raise sec.error("precision", f"must be one of {', '.join(INFLUX_PRECISIONS)}, got {precision!r}")
+    if schema is not None and fmt in ("csv", "influx"):
+        _check_flat_schema(sec, schema, fmt)
+    if schema is not None and fmt == "influx":
+        schema = pa.schema([pa.field("_measurement", pa.string()),
+                            pa.field("_time", pa.timestamp(precision, tz="UTC")), *schema])
     stream = StreamConfig(
         name=name,
         topic=topic,
@@ -499,14 +513,21 @@ def _stream(sec: _Section, name: str) -> StreamConfig:
         archive=sec.boolean("archive", False),
         host_id=sec.string("host_id"),
         reorder_timeout=sec.duration("reorder_timeout", 2.0),
+        header=sec.boolean("header", False),
+        measurement=_measurement(sec),
+        precision=precision,
     )
     if topic is None and schema is None:
         raise sec.error("topic", "is required (a stream without a topic is fed by a connector and needs a schema)")
+    if schema is None and fmt == "csv" and not stream.header:
+        raise sec.error("schema", "is required for csv without header = true (columns come in schema order)")
     captured = [c for c, _ in topic.captures] if topic else []
     for capture in captured:
         if schema is not None and capture in schema.names:
             raise sec.error("topic", f"capture {{{capture}}} has the same name as a schema column")
     if stream.event_time is not None:
+        if schema is None:
+            raise sec.error("event_time", "needs a declared schema (this stream's schema is inferred at run time)")
         full = stream.full_schema()
         if stream.event_time not in full.names:
             columns = ", ".join(full.names)
@@ -514,6 +535,30 @@ def _stream(sec: _Section, name: str) -> StreamConfig:
         if not pa.types.is_timestamp(full.field(stream.event_time).type):
             raise sec.error("event_time", f"column {stream.event_time!r} must be a timestamp type")
     return stream
+
+
+def _check_format_options(sec: _Section, fmt: str) -> None:
+    for option, formats in FORMAT_OPTIONS.items():
+        if option in sec.data and fmt not in formats:
+            allowed = " or ".join(f'format = "{f}"' for f in formats)
+            raise sec.error(option, f'applies to {allowed} streams only (this one is format = "{fmt}")')
+
+
+def _check_flat_schema(sec: _Section, schema: pa.Schema, fmt: str) -> None:
+    """csv and influx carry scalar values only; influx adds `_measurement` and `_time` itself."""
+    schema_sec = sec.section("schema")
+    for column in schema:
+        if pa.types.is_nested(column.type):
+            raise schema_sec.error(column.name, f"{fmt} values are scalars; {column.type} cannot be read from {fmt}")
+        if fmt == "influx" and column.name in INFLUX_COLUMNS:
+            raise schema_sec.error(column.name, f"{column.name} is a column the influx format adds itself")
+
+
+def _measurement(sec: _Section) -> str | None:
+    measurement = sec.string("measurement")
+    if measurement is not None and not measurement:
+        raise sec.error("measurement", "is empty")
+    return measurement
 
 
 def _sparkplug(sec: _Section, topic: TopicPattern | None) -> pa.Schema:
@@ -605,6 +650,12 @@ def _subscription(sec: _Section, name: str) -> SubscriptionConfig:
     )
     if subscription.output is None and not subscription.archive:
         raise sec.error("output", "is required (or set archive = true): where should results go?")
+    if subscription.format == "arrow":
+        if not subscription.batch:
+            raise sec.error("format", 'format = "arrow" needs batch = true (one Arrow IPC stream per micro-batch '
+                            "and output topic; a stream per row would be mostly schema)")
+        if "timestamps" in sec.data:
+            raise sec.error("timestamps", 'does not apply to format = "arrow" (Arrow keeps timestamps typed)')
     return subscription
 
 

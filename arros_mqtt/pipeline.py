@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from arros_mqtt.config import Config
+from arros_mqtt.config import Config, StreamConfig
 from arros_mqtt.decode import build_decoder
 from arros_mqtt.decode.batcher import RawBatch
 from arros_mqtt.decode.stream_decoder import BadMessage
@@ -38,6 +38,7 @@ class StreamStats:
     messages: int = 0
     rows: int = 0
     deadletters: int = 0
+    extra_fields: dict[str, int] = field(default_factory=dict)  # rows per field an inferred schema lacks
 
 
 class Pipeline:
@@ -46,8 +47,8 @@ class Pipeline:
         self.engine = engine
         self.publish = publish
         self.decoders = {
-            name: build_decoder(stream, publish)
-            for name, stream in config.streams.items() if stream.schema is not None and stream.topic is not None
+            name: build_decoder(stream, publish, self._schema_inferred)
+            for name, stream in config.streams.items() if stream.topic is not None
         }
         self.stats = {name: StreamStats() for name in config.streams}
         self._row_sinks: list[RowSink] = []
@@ -80,9 +81,16 @@ class Pipeline:
         started = time.perf_counter()
         stats = self.stats[batch.stream]
         stats.messages += len(batch)
-        table, bad = self.decoders[batch.stream].decode(batch.topics, batch.payloads, batch.received_ms)
+        decoder = self.decoders[batch.stream]
+        table, bad = decoder.decode(batch.topics, batch.payloads, batch.received_ms)
         if bad:
             self._deadletter(batch.stream, bad)
+        if len(decoder.extra_fields) != len(stats.extra_fields):
+            new = sorted(decoder.extra_fields.keys() - stats.extra_fields.keys())
+            log.warning("stream %s: field(s) %s not in the schema inferred from its first micro-batch: not decoded, "
+                        "counted in status (declare a schema to read them)", batch.stream, ", ".join(new))
+        if decoder.extra_fields:
+            stats.extra_fields = dict(decoder.extra_fields)
         self.process_table(batch.stream, table)
         for observe in self._batch_observers:
             observe(batch.stream, len(batch), time.perf_counter() - started)
@@ -109,6 +117,13 @@ class Pipeline:
                 ticker(now)
             except Exception:
                 log.exception("ticker %s failed", getattr(ticker, "__qualname__", ticker))
+
+    def _schema_inferred(self, stream: StreamConfig) -> None:
+        """A schema-less stream has its schema: plan the subscriptions that waited; report their SQL errors."""
+        columns = ", ".join(f"{f.name} {f.type}" for f in stream.schema)
+        log.info("stream %s: schema inferred from its first micro-batch: %s", stream.name, columns)
+        for name, error in self.engine.set_stream_schema(stream.name, stream).items():
+            log.error("subscription %s cannot run on the inferred schema of %s: %s", name, stream.name, error)
 
     def add_late_sink(self, sink: ResultSink) -> None:
         """Receives late stream rows (`Result.late`), which have the stream's columns, not the query's."""

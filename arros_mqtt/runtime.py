@@ -49,11 +49,12 @@ class Transport(Protocol):
 
 
 def build_engine(config: Config) -> Engine:
-    """The engine with every config subscription planned: what `arros check` validates."""
+    """The engine with every config subscription planned (or pending, over a stream whose schema is
+    inferred at run time): what `arros check` validates."""
     engine = Engine(config.streams, config.tables)
     for name, subscription in config.subscriptions.items():
         try:
-            engine.add(subscription)
+            engine.add_when_ready(subscription)
         except Exception as exc:
             raise ConfigError(config.source, f"subscriptions.{name}.sql", str(exc)) from None
     return engine
@@ -144,6 +145,8 @@ class Service:
             self.control.start(max(0.0, deadline - time.monotonic()))
         log.info("arros running: %d streams, %d subscriptions, %s", len(self.config.streams),
                  len(self.engine.subscriptions), self.transport.description)
+        for name in self.engine.pending:
+            log.info("subscription %s waits for the schema of a stream declared without one", name)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop receiving, process what was received, publish it, flush sinks, disconnect."""
@@ -163,6 +166,8 @@ class Service:
         for name, stats in self.pipeline.stats.items():
             log.info("stream %s: %d messages, %d rows, %d dead letters", name, stats.messages, stats.rows,
                      stats.deadletters)
+            if stats.extra_fields:
+                log.info("stream %s: rows with fields its inferred schema lacks: %s", name, stats.extra_fields)
 
     def _run_engine(self) -> None:
         next_tick = time.monotonic() + TICK_SECONDS

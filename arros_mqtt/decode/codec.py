@@ -9,12 +9,14 @@ one call; a batch with k bad payloads pays O(k log n) calls.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from arros_mqtt.config import StreamConfig
 from arros_mqtt.errors import DecodeError
 
 
@@ -34,10 +36,30 @@ class Decoded:
 
 
 class Codec(ABC):
-    """Decodes payloads into a table with exactly the declared `schema`."""
+    """Decodes payloads into a table with exactly the declared `schema`.
 
-    def __init__(self, schema: pa.Schema) -> None:
+    With `track_extras` (streams whose schema was inferred) a codec counts, per field name, the rows
+    that carried a field the schema lacks, in `extra_fields`: such values are not decoded, but they do
+    not vanish from view either.
+    """
+
+    empty_is_error = True  # a payload that yields no rows is a dead letter (unless the codec filters rows)
+    fill_from_received: str | None = None  # a column whose nulls take the message's arrival time
+
+    def __init__(self, schema: pa.Schema, *, track_extras: bool = False) -> None:
         self.schema = schema
+        self.track_extras = track_extras
+        self.extra_fields: Counter[str] = Counter()
+
+    @classmethod
+    def for_stream(cls, stream: StreamConfig, schema: pa.Schema | None = None, *, track_extras: bool = False) -> Codec:
+        """The codec for `stream` (its format options), reading `schema` (default: the declared one)."""
+        return cls(schema if schema is not None else stream.schema, track_extras=track_extras)
+
+    @classmethod
+    def infer_schema(cls, payloads: list[bytes], stream: StreamConfig) -> pa.Schema | None:
+        """The columns seen in a first micro-batch (payloads that cannot be read are skipped); None if none."""
+        raise NotImplementedError(f"{cls.__name__} cannot infer a schema")
 
     @abstractmethod
     def read_batch(self, payloads: list[bytes]) -> tuple[pa.Table, list[int] | None]:
@@ -65,6 +87,8 @@ class Codec(ABC):
             return
         try:
             table, counts = self.read_batch(payloads[lo:hi])
+            if counts is not None and self.empty_is_error and 0 in counts:
+                raise DecodeError("a payload holds no rows")  # let read_one say which
         except Exception:  # any failure: isolate the culprits by halves
             mid = (lo + hi) // 2
             self._decode_span(payloads, lo, mid, tables, indexes, failures)
@@ -84,7 +108,8 @@ class Codec(ABC):
             failures.append(DecodeFailure(index, f"cannot decode: {exc}"))
             return
         if table.num_rows == 0:
-            failures.append(DecodeFailure(index, "payload holds no rows"))
+            if self.empty_is_error:
+                failures.append(DecodeFailure(index, "payload holds no rows"))
             return
         tables.append(table)
         indexes.append(np.full(table.num_rows, index, dtype=np.int32))

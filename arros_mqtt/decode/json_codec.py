@@ -4,38 +4,63 @@ The fast path joins a micro-batch with newlines and hands it to pyarrow's JSON r
 declared schema (~1M rows/s here, against ~0.3M for json.loads + from_pylist). pyarrow's reader takes
 RFC 3339 strings for timestamp columns but not integers, so a schema with timestamps has a second
 variant that reads them as int64 (epoch in the column's unit) and casts; the variant that worked last
-is tried first.
+is tried first. A stream with an inferred schema reads undeclared fields too (`infer`), only to count them.
 """
 
 from __future__ import annotations
 
 import io
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
+from arros_mqtt.config import StreamConfig
 from arros_mqtt.decode.codec import Codec, conform_rows
+from arros_mqtt.decode.inference import infer_from_rows, settle
 from arros_mqtt.errors import DecodeError
+
+_OBJECT_OR_ARRAY = {b"{", b"["}
 
 
 class JsonCodec(Codec):
-    def __init__(self, schema: pa.Schema) -> None:
-        super().__init__(schema)
+    def __init__(self, schema: pa.Schema, *, track_extras: bool = False) -> None:
+        super().__init__(schema, track_extras=track_extras)
         self._variants = _read_variants(schema)
         self._read_options = pa_json.ReadOptions(use_threads=False, block_size=1 << 24)
 
+    @classmethod
+    def infer_schema(cls, payloads: list[bytes], stream: StreamConfig) -> pa.Schema | None:
+        rows: list = []
+        for payload in payloads:
+            try:
+                value = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                continue
+            rows.extend(value if isinstance(value, list) else [value])
+        schema = infer_from_rows(rows)
+        return settle(schema, stream, widen=True) if schema is not None else None
+
     def read_batch(self, payloads: list[bytes]) -> tuple[pa.Table, list[int] | None]:
+        starts = {payload[:1] for payload in payloads}
+        if not starts <= _OBJECT_OR_ARRAY:
+            # pyarrow 26's reader crashes the process (SIGSEGV) on a first line `null`: anything that is not
+            # plainly an object or an array goes to read_one, which says what it is
+            raise DecodeError("a payload does not start with '{' or '['")
         joined = b"\n".join(payloads)
         counts = None
-        if joined[:1] == b"[" or b"\n[" in joined:
+        if b"[" in starts:
             lines, counts = _expand_arrays(payloads)
             joined = b"\n".join(lines)
-        table = self._read(joined)
+        _check_utf8(joined)  # pyarrow's reader lets invalid UTF-8 through in fields it skips; JSON is UTF-8
+        table, extras = self._read_counting(joined) if self.track_extras else (self._read(joined, "ignore"), None)
         expected = len(payloads) if counts is None else sum(counts)
         if table.num_rows != expected:
             raise DecodeError(f"{table.num_rows} rows from {expected} objects")
+        if extras:
+            self.extra_fields.update(extras)
         return table, counts
 
     def read_one(self, payload: bytes) -> pa.Table:
@@ -43,12 +68,28 @@ class JsonCodec(Codec):
             value = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
             raise DecodeError(f"invalid JSON: {exc}") from None
-        return conform_rows(value if isinstance(value, list) else [value], self.schema)
+        rows = value if isinstance(value, list) else [value]
+        table = conform_rows(rows, self.schema)
+        if self.track_extras:
+            self.extra_fields.update(_extra_keys(rows, self.schema.names))
+        return table
 
-    def _read(self, data: bytes) -> pa.Table:
+    def _read_counting(self, data: bytes) -> tuple[pa.Table, dict[str, int]]:
+        """Undeclared fields are read too, to count the rows that carry each; then dropped."""
+        try:
+            table = self._read(data, "infer")
+        except DecodeError:  # undeclared fields of conflicting types: count them the slow way
+            table = self._read(data, "ignore")
+            return table, _extra_keys([orjson.loads(line) for line in data.split(b"\n") if line], self.schema.names)
+        extras = {name: len(column) - column.null_count
+                  for name, column in zip(table.column_names, table.columns, strict=True)
+                  if name not in self.schema.names}
+        return table.select(self.schema.names), extras
+
+    def _read(self, data: bytes, unexpected: str) -> pa.Table:
         error: Exception | None = None
         for position, (read_schema, needs_cast) in enumerate(self._variants):
-            options = pa_json.ParseOptions(explicit_schema=read_schema, unexpected_field_behavior="ignore")
+            options = pa_json.ParseOptions(explicit_schema=read_schema, unexpected_field_behavior=unexpected)
             try:
                 table = pa_json.read_json(io.BytesIO(data), read_options=self._read_options, parse_options=options)
             except pa.ArrowInvalid as exc:
@@ -58,6 +99,15 @@ class JsonCodec(Codec):
                 self._variants.insert(0, self._variants.pop(position))
             return _cast_table(table, self.schema) if needs_cast else table
         raise DecodeError(str(error))
+
+
+def _check_utf8(data: bytes) -> None:
+    """Validates without copying (~0.05 ms per MB): the bytes viewed as one Arrow string."""
+    offsets = pa.py_buffer(np.array([0, len(data)], dtype=np.int32))
+    try:
+        pa.Array.from_buffers(pa.string(), 1, [None, offsets, pa.py_buffer(data)]).validate(full=True)
+    except pa.ArrowInvalid:
+        raise DecodeError("invalid JSON: not UTF-8") from None
 
 
 def _read_variants(schema: pa.Schema) -> list[tuple[pa.Schema, bool]]:
@@ -70,7 +120,21 @@ def _read_variants(schema: pa.Schema) -> list[tuple[pa.Schema, bool]]:
 
 def _cast_table(table: pa.Table, schema: pa.Schema) -> pa.Table:
     columns = [pc.cast(table.column(f.name), f.type) for f in schema]
-    return pa.Table.from_arrays(columns, schema=schema)
+    extras = [name for name in table.column_names if name not in schema.names]
+    if not extras:
+        return pa.Table.from_arrays(columns, schema=schema)
+    return pa.Table.from_arrays(columns + [table.column(n) for n in extras], names=schema.names + extras)
+
+
+def _extra_keys(rows: list, declared: list[str]) -> dict[str, int]:
+    """Per undeclared key, how many of `rows` (dicts) carry it."""
+    known = set(declared)
+    counts: dict[str, int] = {}
+    for row in rows:
+        if isinstance(row, dict):
+            for key in row.keys() - known:
+                counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 def _expand_arrays(payloads: list[bytes]) -> tuple[list[bytes], list[int]]:

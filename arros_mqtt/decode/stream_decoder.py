@@ -1,7 +1,8 @@
 """A stream's micro-batch of raw messages -> one Arrow table with the stream's full schema.
 
 Declared columns come from the codec; topic captures, `_topic` and `_received_at` are added per
-message with Arrow compute and spread to rows with one `take`.
+message with Arrow compute and spread to rows with one `take`. A codec may name a column whose nulls
+take the arrival time (influx `_time` for lines without a timestamp).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from arros_mqtt.config import StreamConfig
 from arros_mqtt.decode.codec import Codec
@@ -28,6 +30,11 @@ class StreamDecoder:
         self.codec = codec
         self.schema = stream.full_schema()
 
+    @property
+    def extra_fields(self) -> dict[str, int]:
+        """Rows per field the schema lacks (counted for inferred schemas only)."""
+        return self.codec.extra_fields
+
     def decode(
         self, topics: list[str], payloads: list[bytes], received_ms: list[int]
     ) -> tuple[pa.Table, list[BadMessage]]:
@@ -45,6 +52,10 @@ class StreamDecoder:
         identity = len(index) == len(topics) and not bad
         columns = list(decoded.table.columns)
         columns += [array if identity else array.take(index) for array in per_message.values()]
+        if (fill := self.codec.fill_from_received) is not None:
+            position = self.schema.get_field_index(fill)
+            arrival = pc.cast(columns[-1], columns[position].type, safe=False)
+            columns[position] = pc.coalesce(columns[position], arrival)
         return pa.Table.from_arrays(columns, schema=self.schema), bad
 
     def tick(self, now: float) -> None:

@@ -3,6 +3,7 @@
 Conversions that JSON and msgpack cannot express are done per column in Arrow before rows are
 built: timestamps become RFC 3339 UTC strings (or epoch milliseconds), decimals floats, dates
 ISO strings. Then one message per row, or one per micro-batch and topic with `batch = true`.
+`format = "arrow"` (always batched) keeps the columns as they are: see `arrow_ipc.py`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from arros_mqtt.config import SubscriptionConfig
+from arros_mqtt.egress.arrow_ipc import arrow_messages
 from arros_mqtt.topics import OutputTemplate
 
 Message = tuple[str, bytes]
@@ -25,6 +27,8 @@ Message = tuple[str, bytes]
 
 def encode_results(table: pa.Table, config: SubscriptionConfig, template: OutputTemplate) -> list[Message]:
     topics = template.render(table)
+    if config.format == "arrow":
+        return arrow_messages(table, topics)
     rows = json_ready(table, config.timestamps).to_pylist()
     dump = _DUMPERS[config.format]
     if not config.batch:

@@ -9,13 +9,17 @@ Per-row subscriptions yield rows per batch. Aggregate subscriptions fold each ba
 incremental state (aggregate_state.py): running ones yield the groups a batch changed, windowed
 ones yield a window's rows once the stream's watermark passes its end, in `process` or, for idle
 streams, in `tick`.
+
+A stream declared without a schema has one only after its first micro-batch: subscriptions that read
+it wait in `pending` (`add_when_ready`) and are planned by `set_stream_schema`; those whose SQL
+then fails are kept in `rejected` with the reason.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -57,6 +61,8 @@ class Engine:
         self.tables = dict(tables or {})
         self.subscriptions: dict[str, Subscription] = {}
         self.paused: dict[str, str] = {}  # name -> reason; paused subscriptions skip micro-batches
+        self.pending: dict[str, SubscriptionConfig] = {}  # waiting for a stream's inferred schema
+        self.rejected: dict[str, str] = {}  # pending ones whose SQL failed once the schema was known
         self._ctx = SessionContext(SessionConfig().with_target_partitions(1).with_information_schema(False))
         register_window_functions(self._ctx)
         self._aggregate_names = _aggregate_function_names()
@@ -73,6 +79,9 @@ class Engine:
 
     def build(self, config: SubscriptionConfig) -> Subscription:
         """Plan and check a subscription without running it; SqlError if it is not one we can run."""
+        if waiting := self.awaited_streams(config.sql):
+            raise SqlError(f"stream {waiting[0]!r} has no schema yet: it is inferred from the stream's first "
+                           "micro-batch; create the subscription once data has arrived", code="schema_pending")
         shape = analyze(self._ctx, config.sql, set(self.streams), set(self.tables))
         _check_template(config.output, "output topic", "the query does not return", shape.output_schema)
         _check_template(config.late_output, "late_output topic", f"stream {shape.stream} does not have",
@@ -88,7 +97,7 @@ class Engine:
         """Run a built subscription; with `replace` it takes the place (and releases the state) of the
         one with its name in one step, so no micro-batch sees neither or both."""
         name = subscription.name
-        if name in self.subscriptions and not replace:
+        if (name in self.subscriptions or name in self.pending) and not replace:
             raise SqlError(f"a subscription named {name!r} exists", code="exists")
         if name not in self.subscriptions and replace:
             raise KeyError(name)
@@ -98,6 +107,42 @@ class Engine:
         self.subscriptions[name] = subscription
         self.paused.pop(name, None)
         return subscription
+
+    def add_when_ready(self, config: SubscriptionConfig) -> Subscription | None:
+        """`add`, or None when it reads a stream whose schema is not inferred yet (then it waits in `pending`)."""
+        if config.name not in self.subscriptions and config.name not in self.pending \
+                and self.awaited_streams(config.sql):
+            self.pending[config.name] = config
+            return None
+        return self.add(config)
+
+    def awaited_streams(self, sql: str) -> list[str]:
+        """Schema-less streams `sql` reads (or may read: it names them and does not plan without them)."""
+        unknown = {name.lower(): name for name, stream in self.streams.items() if stream.infers_schema}
+        named = [unknown[name] for name in sorted(_names_in(sql)) if name in unknown]
+        if not named:
+            return []
+        try:
+            shape = analyze(self._ctx, sql, set(self.streams), set(self.tables))
+        except SqlError as exc:
+            return named if exc.code in ("invalid_sql", "unknown_stream") else []
+        return [shape.stream] if shape.stream in unknown.values() else []
+
+    def set_stream_schema(self, name: str, stream: StreamConfig) -> dict[str, SqlError]:
+        """A schema-less stream's inferred schema: plan what waited for it; the SQL errors, by subscription."""
+        self.streams[name] = replace(stream, name=name)
+        self._register(name, stream.full_schema().empty_table())
+        failures: dict[str, SqlError] = {}
+        for sub_name, config in list(self.pending.items()):
+            if self.awaited_streams(config.sql):
+                continue
+            del self.pending[sub_name]
+            try:
+                self.add(config)
+            except SqlError as exc:
+                failures[sub_name] = exc
+                self.rejected[sub_name] = str(exc)
+        return failures
 
     def remove(self, name: str) -> Subscription:
         """Stop running `name` and release its state; KeyError if there is none."""
@@ -327,3 +372,13 @@ def _aggregate_function_names() -> set[str]:
     rows = ctx.sql("SELECT DISTINCT routine_name FROM information_schema.routines "
                    "WHERE function_type = 'AGGREGATE'").to_arrow_table()
     return {name.lower() for name in rows.column(0).to_pylist()}
+
+
+def _names_in(sql: str) -> set[str]:
+    """Identifiers as DataFusion resolves them (unquoted lower-cased), without planning the SQL."""
+    try:
+        tokens = tokenize(sql)
+    except ValueError:
+        return set()
+    return {t.norm() if t.kind == "ident" else t.text[1:-1].replace('""', '"')
+            for t in tokens if t.kind in ("ident", "qident")}

@@ -140,6 +140,11 @@ class SparkplugDecoder:
         self._nodes: dict[tuple[str, str], _Node] = {}
         self._topics: dict[str, _Topic | DecodeError | None] = {}
 
+    @property
+    def extra_fields(self) -> dict[str, int]:
+        """Sparkplug's columns are fixed: no field is ever extra."""
+        return {}
+
     def decode(
         self, topics: list[str], payloads: list[bytes], received_ms: list[int]
     ) -> tuple[pa.Table, list[BadMessage]]:

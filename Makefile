@@ -6,7 +6,8 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 DEMO_ARGS ?=          # e.g. make demo DEMO_ARGS="--seconds 30 --rate 10"
 
-.PHONY: demo test test-slow lint bench-ingest bench-archive bench-plc bench-windows bench-brokers mosquitto spb-venv \
+.PHONY: demo test test-slow lint bench-ingest bench-archive bench-plc bench-windows bench-brokers bench-decode \
+	mosquitto spb-venv \
 	sparkplug-proto clean
 
 $(BIN)/arros: pyproject.toml
@@ -53,6 +54,9 @@ bench-windows: $(BIN)/arros
 
 bench-brokers: $(BIN)/arros mosquitto
 	$(BIN)/python benchmarks/embedded_vs_mosquitto.py
+
+bench-decode: $(BIN)/arros
+	$(BIN)/python benchmarks/decode_formats.py
 
 clean:
 	rm -rf $(VENV) .venv-spb .pytest_cache .ruff_cache *.egg-info

@@ -8,11 +8,13 @@ import base64
 import datetime as dt
 import random
 import subprocess
+import time
 
 import duckdb
 import orjson
 import pyarrow as pa
 
+from tests.control_support import Operator
 from tests.support import HOST, Collector, mosquitto_pub_lines, publish_all, running_service, unique
 
 SQL = "SELECT line, machine, ts, temp, rpm * 2 AS rpm2, upper(status) AS status FROM {stream} WHERE temp > 60 AND ok"
@@ -57,6 +59,7 @@ def dead_letters(collector: Collector, count: int) -> dict[bytes, str]:
 
 def service_config(prefix: str, streams: str, subscriptions: str) -> str:
     return f'[engine]\nbatch_max_rows = 500\nbatch_max_delay = "20ms"\n[control]\nprefix = "{prefix}/arros"\n' \
+           'status_interval = "200ms"\n' \
            f"{streams}\n{subscriptions}"
 
 
@@ -220,6 +223,8 @@ output = "{prefix}/typo" """
              {"temp": 10}]
     with running_service(service_config(prefix, streams, subs), tmp_path, mosquitto.url) as service:
         assert list(service.engine.pending) == ["hot", "typo"]
+        op = Operator(mosquitto.port, f"{prefix}/arros", topics=(f"{prefix}/arros/status/hot",))
+        early = op.request({"op": "create", "name": "early", "sql": "SELECT temp FROM auto", "output": "x"})
         out = Collector(mosquitto.port, [f"{prefix}/out/#"])
         dead = Collector(mosquitto.port, [f"{prefix}/arros/deadletter/#"])
         publish_all(mosquitto.port, [(f"{prefix}/auto/m1", orjson.dumps(p)) for p in first])
@@ -233,10 +238,25 @@ output = "{prefix}/typo" """
                           .to_pylist(), key=repr)
         got = received(out, len(expected))
         letters = dead.wait_for(1)
+        described = op.request({"op": "describe", "name": "hot"})["result"]
+        status = {}
+        for _ in range(50):  # statuses come every 200 ms: one after the extra fields were counted
+            statuses = [orjson.loads(p) for t, p, _ in list(op.messages) if t.endswith("/status/hot")]
+            status = statuses[-1] if statuses else {}
+            if status.get("stream_extra_fields"):
+                break
+            time.sleep(0.1)
+        op.close()
         out.close()
         dead.close()
         stats = service.pipeline.stats["auto"]
         engine = service.engine
+    assert not early["ok"] and "has no schema yet" in early["error"]["message"]
+    assert described["stream"] == {
+        "name": "auto", "format": "json", "schema": "inferred", "extra_fields": {"extra": 2, "more": 1},
+        "columns": {"temp": "double", "label": "string", "machine": "string", "_topic": "string",
+                    "_received_at": "timestamp[ms, tz=UTC]"}}
+    assert status["stream_extra_fields"] == {"extra": 2, "more": 1}
     assert got == expected and len(expected) == 3
     assert len(letters) == 1 and "'temp'" in orjson.loads(letters[0][1])["error"]
     assert stats.extra_fields == {"extra": 2, "more": 1}

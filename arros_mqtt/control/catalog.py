@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from arros_mqtt.config import StreamConfig
 from arros_mqtt.control.store import definition_of
 from arros_mqtt.engine import PER_ROW, RUNNING, WINDOWED, Subscription
 from arros_mqtt.engine.incremental import PARTIAL
@@ -57,6 +58,17 @@ def catalog_entry(subscription: Subscription, created_at: str | None) -> dict[st
     if created_at is not None:
         entry["created_at"] = created_at
     return entry
+
+
+def stream_of(stream: StreamConfig, inferred: bool, extra_fields: dict[str, int]) -> dict[str, Any]:
+    """The stream a subscription reads: its columns now (an inferred schema once the first micro-batch
+    fixed it) and, when inferred, the rows per field it lacks."""
+    info: dict[str, Any] = {"name": stream.name, "format": stream.format,
+                            "schema": "inferred" if inferred else "declared",
+                            "columns": {f.name: str(f.type) for f in stream.full_schema()}}
+    if inferred:
+        info["extra_fields"] = dict(extra_fields)
+    return info
 
 
 def status_of(subscription: Subscription, paused_reason: str | None) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from arros_mqtt.control.catalog import (
     shape_of,
     status_of,
     status_topic,
+    stream_of,
 )
 from arros_mqtt.control.limits import Limits
 from arros_mqtt.control.protocol import (
@@ -128,7 +129,7 @@ class ControlPlane:
                             "that name (it stays stored until dropped)", name)
                 continue
             try:
-                self.engine.add(parse_subscription(stored.definition, name, str(self.store.path)))
+                self.engine.add_when_ready(parse_subscription(stored.definition, name, str(self.store.path)))
             except (ConfigError, SqlError) as exc:
                 log.warning("stored run-time subscription %s no longer runs (%s); it stays stored until dropped "
                             "or replaced", name, exc)
@@ -271,8 +272,11 @@ class ControlPlane:
 
     def _describe(self, request: Request) -> dict[str, Any]:
         subscription = self._live(request.name)
+        stream = subscription.shape.stream
         return {**catalog_entry(subscription, self.created_at.get(subscription.name)),
-                "status": self._status(subscription)}
+                "status": self._status(subscription),
+                "stream": stream_of(self.engine.streams[stream], self.service.config.streams[stream].infers_schema,
+                                    self.service.pipeline.stats[stream].extra_fields)}
 
     def _explain(self, request: Request) -> dict[str, Any]:
         if request.name is not None:
@@ -350,7 +354,11 @@ class ControlPlane:
         self._publish_status(subscription)
 
     def _status(self, subscription: Subscription) -> dict[str, Any]:
-        return status_of(subscription, self.engine.paused.get(subscription.name))
+        status = status_of(subscription, self.engine.paused.get(subscription.name))
+        stream = subscription.shape.stream
+        if self.service.config.streams[stream].infers_schema:  # fields the inferred schema lacks, not decoded
+            status["stream_extra_fields"] = dict(self.service.pipeline.stats[stream].extra_fields)
+        return status
 
     def _publish_status(self, subscription: Subscription) -> None:
         self.client.publish(status_topic(self.prefix, subscription.name), orjson.dumps(self._status(subscription)))

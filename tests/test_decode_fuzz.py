@@ -1,6 +1,7 @@
 """Every decoder fuzzed with hypothesis: random bytes and adversarial payloads of each format.
 
-Properties, for declared and inferred schemas alike:
+Properties, for declared and inferred schemas alike (sparkplug: its stateful host, fed several
+micro-batches, never raises and always yields its fixed columns):
 - decoding never raises: each payload either yields rows or is a dead letter (with a reason), never both;
 - the rows carry exactly the stream's schema;
 - `read_one` (the path that explains a bad payload) raises nothing but DecodeError;
@@ -23,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from arros_mqtt.config import parse_config
-from arros_mqtt.decode import CODECS, InferringStreamDecoder, StreamDecoder, decoder_for
+from arros_mqtt.decode import CODECS, InferringStreamDecoder, StreamDecoder, build_decoder, decoder_for
 from arros_mqtt.errors import DecodeError
 
 EXAMPLES = int(os.environ.get("ARROS_FUZZ_EXAMPLES", "40"))
@@ -190,6 +191,56 @@ def test_read_one_raises_only_decode_errors_and_batches_match_single_reads(kind)
         expected = [t for t in singles if t is not None and t.num_rows]
         if expected:
             assert comparable(decoded.table) == comparable(pa.concat_tables(expected)), "batch and single reads differ"
+
+    run()
+
+
+@st.composite
+def sparkplug_messages(draw) -> tuple[str, bytes]:
+    """Topics of every message type (and some that are not Sparkplug), payloads built with the schema's
+    protobuf (metrics with names, aliases, datatypes and values that may disagree), or broken bytes."""
+    from arros_mqtt.sparkplug import sparkplug_b_pb2 as pb
+
+    kind = draw(st.sampled_from(["NBIRTH", "NDATA", "NDEATH", "DBIRTH", "DDATA", "DDEATH", "STATE", "NCMD"]))
+    device = "/d1" if kind.startswith("D") else ""
+    topic = draw(st.sampled_from([f"spBv1.0/g1/{kind}/n1{device}", f"spBv1.0/g1/{kind}", "spBv1.0/g1", "other/x"]))
+    message = pb.Payload(timestamp=draw(st.integers(0, 2**64 - 1)))
+    if draw(st.booleans()):
+        message.seq = draw(st.integers(0, 300))
+    for _ in range(draw(st.integers(0, 4))):
+        metric = message.metrics.add(datatype=draw(st.integers(0, 40)))
+        if draw(st.booleans()):
+            metric.name = draw(st.sampled_from(["temp", "bdSeq", "Node Control/Rebirth", "", "a/b"]))
+        if draw(st.booleans()):
+            metric.alias = draw(st.integers(0, 2**64 - 1))
+        value = draw(st.sampled_from(["int", "long", "float", "double", "boolean", "string", "null"]))
+        if value == "null":
+            metric.is_null = True
+        elif value == "string":
+            metric.string_value = draw(st.text(max_size=5))
+        elif value == "boolean":
+            metric.boolean_value = draw(st.booleans())
+        elif value in ("float", "double"):
+            setattr(metric, f"{value}_value", draw(st.floats(allow_nan=True, width=32)))
+        else:
+            setattr(metric, f"{value}_value", draw(st.integers(0, 2**32 - 1 if value == "int" else 2**64 - 1)))
+    return topic, draw(broken(st.just(message.SerializeToString())))
+
+
+def test_sparkplug_decoding_never_raises():
+    stream = parse_config({"streams": {"plc": {"topic": "spBv1.0/#", "format": "sparkplug"}}}).streams["plc"]
+
+    @FUZZ
+    @given(st.lists(st.lists(sparkplug_messages(), min_size=1, max_size=5), min_size=1, max_size=4))
+    def run(batches):
+        published = []
+        decoder = build_decoder(stream, lambda *args: published.append(args))
+        for i, batch in enumerate(batches):  # several micro-batches: births, then data against them
+            topics, payloads = [t for t, _ in batch], [p for _, p in batch]
+            table, bad = decoder.decode(topics, payloads, [1_700_000_000_000 + i] * len(batch))
+            assert table.schema == stream.full_schema() and all(letter.error for letter in bad)
+            table.validate(full=True)
+            decoder.tick(1_700_000_100.0 + i)
 
     run()
 

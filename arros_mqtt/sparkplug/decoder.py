@@ -171,7 +171,28 @@ class SparkplugDecoder:
                 i = selected[position]
                 seqs[i] = self._message(i, parts[position], payload, received_ms[i], rows)
         self.tick(max(received_ms, default=0) / 1000)
-        return self._table(rows, topics, received_ms, seqs), bad
+        try:
+            return self._table(rows, topics, received_ms, seqs), bad
+        except (pa.ArrowException, OverflowError, ValueError, TypeError):
+            table, unfit = self._table_by_message(rows, topics, payloads, received_ms, seqs)
+            return table, bad + unfit
+
+    def _table_by_message(self, rows: _Rows, topics: list[str], payloads: list[bytes], received_ms: list[int],
+                          seqs: list[int | None]) -> tuple[pa.Table, list[BadMessage]]:
+        """A value Arrow cannot hold (a timestamp past int64, a metric name that is not UTF-8: found by
+        fuzzing) fails the batch's table; build it message by message and dead-letter the ones that fail."""
+        tables, bad = [], []
+        for message in sorted(set(rows.message_index)):
+            positions = [k for k, i in enumerate(rows.message_index) if i == message]
+            own = _Rows()
+            for name, values in vars(rows).items():
+                setattr(own, name, [values[k] for k in positions])
+            try:
+                tables.append(self._table(own, topics, received_ms, seqs))
+            except (pa.ArrowException, OverflowError, ValueError, TypeError) as exc:
+                error = f"a value does not fit its column: {str(exc).splitlines()[0][:200]}"
+                bad.append(BadMessage(topics[message], payloads[message], received_ms[message], error))
+        return (pa.concat_tables(tables) if tables else self.schema.empty_table()), bad
 
     def tick(self, now: float) -> None:
         """Ask for a rebirth where a sequence gap outlived the reorder timeout."""

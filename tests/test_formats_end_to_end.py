@@ -211,7 +211,8 @@ batch = true"""
 
 def test_schema_inferred_from_the_first_batch_end_to_end(mosquitto, tmp_path):
     prefix = unique()
-    streams = f'[streams.auto]\ntopic = "{prefix}/auto/{{machine}}"'
+    streams = (f'[archive]\ndir = "{tmp_path}/archive"\n'
+               f'[streams.auto]\ntopic = "{prefix}/auto/{{machine}}"\narchive = true')
     subs = f"""[subscriptions.hot]
 sql = "SELECT machine, temp, label FROM auto WHERE temp > 50"
 output = "{prefix}/out/{{machine}}"
@@ -261,6 +262,9 @@ output = "{prefix}/typo" """
     assert len(letters) == 1 and "'temp'" in orjson.loads(letters[0][1])["error"]
     assert stats.extra_fields == {"extra": 2, "more": 1}
     assert engine.streams["auto"].schema.names == ["temp", "label"] and "tmp" in engine.rejected["typo"]
+    archived = duckdb.sql(f"SELECT machine, temp, label FROM '{tmp_path}/archive/streams/auto/**/*.parquet'")
+    assert sorted(archived.to_arrow_table().to_pylist(), key=repr) == sorted(
+        con.sql("SELECT machine, temp, label FROM auto").to_arrow_table().to_pylist(), key=repr)
 
 
 def test_csv_with_header_from_mosquitto_pub_one_message_per_file(mosquitto, tmp_path):

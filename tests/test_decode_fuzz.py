@@ -73,7 +73,8 @@ csv_header_payloads = st.tuples(csv_headers, csv_payloads).map(lambda hp: hp[0].
 names = st.one_of(st.sampled_from(["cpu", "mem", "temp", "host", "my\\ m", "a\\,b", "k\\=v", "\\\\", "_time",
                                    "_measurement", "#c", "q\"t"]), st.text(alphabet="ab ,=\\\"é\t", max_size=5))
 field_values = st.one_of(st.sampled_from(["1", "-1.5e3", "12i", "-3i", "7u", "-7u", "t", "FALSE", '"s"', '"a \\" b"',
-                                          '"unterminated', "abc", "1.5i", "99999999999999999999i", "", '"x"y']),
+                                          '"unterminated', "abc", "1.5i", "99999999999999999999i", "", '"x"y',
+                                          "\u0115", "\u0115i"]),  # U+0115 ends in the string marker's last byte
                          st.floats(allow_nan=False).map(repr), st.text(max_size=5))
 influx_lines = st.builds(
     lambda m, tags, fields, ts: m + "".join(f",{k}={v}" for k, v in tags) + " "

@@ -150,6 +150,7 @@ def test_measurement_selects_lines_and_skips_the_rest_without_dead_letters():
     (b"cpu usage=", "empty key or value"),
     (b"cpu usage=1,", "is not key=value"),
     (b"cpu usage=abc", "field 'usage': 'abc' is not a valid value"),
+    ("cpu usage=\u0115".encode(), "field 'usage'"),  # its last UTF-8 byte is the string marker's
     (b"cpu usage=1.5i", "field 'usage'"),
     (b"cpu count=-1u", "field 'count'"),
     (b"cpu count=99999999999999999999i", "field 'count'"),

@@ -352,7 +352,9 @@ def _kinds(raw: pa.Array) -> np.ndarray:
     maybe_bool = np.isin(last, _BOOL_ENDINGS)
     if maybe_bool.any():
         kinds[maybe_bool & _bools(pc.is_in(raw, _BOOLS))] = BOOL
-    kinds[last == _MARKER_LAST_BYTE] = TEXT  # the marker is a whole value, checked in _check_markers
+    maybe_text = last == _MARKER_LAST_BYTE  # other characters end with this byte too (e.g. U+0115)
+    if maybe_text.any():
+        kinds[maybe_text & _is_string_marker(raw)] = TEXT
     return kinds
 
 

@@ -156,11 +156,12 @@ def check_decoding(decoder, payloads: list[bytes], may_filter: bool) -> None:
         assert len(decoded) + len(failed) == n
 
 
-@pytest.mark.parametrize("declared", [True, False], ids=["declared", "inferred"])
-@pytest.mark.parametrize("kind", list(STREAMS))
+# csv without a header cannot infer a schema (a config error), so it is fuzzed with its schema only.
+@pytest.mark.parametrize(("kind", "declared"), [
+    pytest.param(kind, declared, id=f"{kind}-{'declared' if declared else 'inferred'}")
+    for kind in STREAMS for declared in (True, False) if kind != "csv" or declared
+])
 def test_decoding_never_raises_and_accounts_for_every_payload(kind, declared):
-    if kind == "csv" and not declared:
-        pytest.skip("csv without header needs a schema")
 
     @FUZZ
     @given(st.lists(PAYLOADS[kind], min_size=1, max_size=6))

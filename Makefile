@@ -6,9 +6,8 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 DEMO_ARGS ?=          # e.g. make demo DEMO_ARGS="--seconds 30 --rate 10"
 
-.PHONY: demo test test-slow lint bench-ingest bench-archive bench-plc bench-windows bench-brokers bench-decode \
-	mosquitto spb-venv \
-	sparkplug-proto clean
+.PHONY: demo test test-slow faults lint bench-ingest bench-archive bench-plc bench-windows bench-brokers bench-decode \
+	bench-durability mosquitto spb-venv sparkplug-proto clean
 
 $(BIN)/arros: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +36,10 @@ test: $(BIN)/arros mosquitto spb-venv
 test-slow: $(BIN)/arros mosquitto spb-venv
 	$(BIN)/pytest -q -m slow
 
+# Long fault runs (kill -9 at 10k msg/s, several restarts): the slow-marked tests of tests/test_faults.py
+faults: $(BIN)/arros mosquitto
+	$(BIN)/pytest -q -m slow tests/test_faults.py -s
+
 lint: $(BIN)/arros
 	$(BIN)/ruff check .
 
@@ -57,6 +60,9 @@ bench-brokers: $(BIN)/arros mosquitto
 
 bench-decode: $(BIN)/arros
 	$(BIN)/python benchmarks/decode_formats.py
+
+bench-durability: $(BIN)/arros mosquitto
+	$(BIN)/python benchmarks/durability.py
 
 clean:
 	rm -rf $(VENV) .venv-spb .pytest_cache .ruff_cache *.egg-info

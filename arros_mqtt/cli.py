@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -164,5 +165,17 @@ def _run(args: argparse.Namespace) -> int:
     while not stop.wait(1.0):
         pass
     log.info("stopping")
+    # A hard bound: whatever hangs past the shutdown timeout, the write-ahead log has it (next start replays).
+    limit = service.config.durability.shutdown_timeout + 5.0
+    watchdog = threading.Timer(limit, _give_up, args=(limit,))
+    watchdog.daemon = True
+    watchdog.start()
     service.stop()
+    watchdog.cancel()
     return 0
+
+
+def _give_up(limit: float) -> None:
+    log.error("shutdown took longer than %.0fs; exiting now (the next start replays the write-ahead log)", limit)
+    logging.shutdown()
+    os._exit(1)

@@ -3,21 +3,34 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
-from arros_mqtt.config import BrokerConfig, StreamConfig
+from arros_mqtt.config import BrokerConfig, DurabilityConfig, StreamConfig
+from arros_mqtt.durability.acks import AckLedger
+from arros_mqtt.durability.outbox import OutputQueue
+from arros_mqtt.durability.position import LogPosition
 from arros_mqtt.egress.mqtt_sink import MqttSink
 from arros_mqtt.ingress.mqtt_source import MqttSource, Presence, Sink
 
 
 class ClientTransport:
-    """The `Transport` of client mode: paho source + paho sink on the configured broker."""
+    """The `Transport` of client mode: paho source + paho sink on the configured broker.
 
-    def __init__(self, broker: BrokerConfig, streams: list[StreamConfig], presence: Presence | None = None) -> None:
+    Client ids: `{client_id}` receives (persistent session), `{client_id}-out` publishes results,
+    `{client_id}-control` serves the control topic.
+    """
+
+    def __init__(self, broker: BrokerConfig, streams: list[StreamConfig], presence: Presence | None = None,
+                 durability: DurabilityConfig | None = None, state_dir: str | None = None,
+                 position: LogPosition | None = None) -> None:
         self.broker = broker
         self._streams = streams
         self._presence = presence
-        self.sink = MqttSink(broker)
+        durability = durability or DurabilityConfig()
+        spill_dir = Path(state_dir) / "outbox" if state_dir is not None else None
+        self.sink = MqttSink(broker, durability.output_memory, durability.output_spill, spill_dir, position)
         self.source: MqttSource | None = None
+        self._ledger: AckLedger | None = None
 
     @property
     def description(self) -> str:
@@ -28,8 +41,24 @@ class ClientTransport:
         assert self.source is not None, "start() first"
         return self.source.subscribed
 
+    @property
+    def outputs(self) -> OutputQueue:
+        return self.sink.outputs
+
+    def use_ack_ledger(self, ledger: AckLedger) -> None:
+        """Acknowledge messages when the ledger says (their rows are durable), not on receipt."""
+        self._ledger = ledger
+
+    def acknowledge(self, mid: int) -> None:
+        if self.source is not None:
+            self.source.acknowledge(mid)
+
+    def receiving(self) -> bool:
+        """True while the ingress client is connected."""
+        return self.source is not None and self.source.client.is_connected()
+
     def start(self, deliver: Sink, connect_wait: float) -> None:
-        self.source = MqttSource(self.broker, self._streams, deliver, self._presence)
+        self.source = MqttSource(self.broker, self._streams, deliver, self._presence, self._ledger)
         self.sink.start(wait=connect_wait)
         self.source.start()
 
@@ -37,8 +66,12 @@ class ClientTransport:
         self.sink.publish(topic, payload, qos, retain)
 
     def stop_receiving(self) -> None:
+        """With an ack ledger: stop taking messages but stay connected for the last acknowledgements."""
         if self.source is not None:
-            self.source.stop()
+            if self._ledger is not None:
+                self.source.pause()
+            else:
+                self.source.stop()
 
     def flush(self, timeout: float) -> bool:
         return self.sink.flush(timeout)
@@ -48,4 +81,6 @@ class ClientTransport:
         return self.sink.sent - self.sink.acked
 
     def close(self) -> None:
+        if self.source is not None and self._ledger is not None:
+            self.source.stop()
         self.sink.stop(0)

@@ -6,7 +6,9 @@ that names the file, the dotted key and what is wrong, so `arros check` can prin
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import os
 import re
 import socket
 import tomllib
@@ -99,6 +101,18 @@ class ControlConfig:
 
 
 @dataclass(frozen=True)
+class DurabilityConfig:
+    """`[durability]`: the write-ahead log, checkpoints, the output queue and shutdown (README "Durability")."""
+
+    wal: bool = True  # False: no log; messages are acknowledged on receipt
+    sync: float | None = 0.0  # 0: fsync every micro-batch before acking; > 0: at most this often; None: never
+    checkpoint_interval: float = 60.0
+    output_memory: int = 64 * 1024 * 1024  # results waiting for the broker, in memory ...
+    output_spill: int = 1024 * 1024 * 1024  # ... then on disk under state_dir/outbox; past both the engine waits
+    shutdown_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     listen: str | None = None  # "127.0.0.1:9108" serves Prometheus metrics at /metrics
 
@@ -181,6 +195,7 @@ class Config:
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    durability: DurabilityConfig = field(default_factory=DurabilityConfig)
     streams: dict[str, StreamConfig] = field(default_factory=dict)
     tables: dict[str, TableConfig] = field(default_factory=dict)
     subscriptions: dict[str, SubscriptionConfig] = field(default_factory=dict)
@@ -188,11 +203,19 @@ class Config:
 
     def with_broker_url(self, url: str) -> Config:
         """The same config attached to `url` (the `--broker` option), keeping other [broker] settings."""
+        base = self.broker or BrokerConfig(client_id=default_client_id(self.engine.state_dir))
         try:
-            broker = _parse_broker_url(url, self.broker or BrokerConfig())
+            broker = _parse_broker_url(url, base)
         except ValueError as exc:
             raise ConfigError("--broker", "", str(exc)) from None
         return replace(self, broker=broker)
+
+
+def default_client_id(state_dir: str) -> str:
+    """`arros-{host}-{8 hex digits of the state_dir's absolute path}`: stable across restarts of one
+    instance (its persistent session), different for two instances on one host (two state_dirs)."""
+    digest = hashlib.sha1(os.path.realpath(state_dir).encode()).hexdigest()[:8]
+    return f"arros-{socket.gethostname()}-{digest}"
 
 
 def load_config(path: str | Path) -> Config:
@@ -214,7 +237,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
     root = _Section(data, source, "")
     root.only(
         "broker", "embedded", "engine", "archive", "control", "streams", "tables", "subscriptions",
-        "connectors", "metrics",
+        "connectors", "metrics", "durability",
     )
     streams = {name: _stream(sec, name) for name, sec in root.section("streams").sections()}
     config = Config(
@@ -225,12 +248,15 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         archive=_archive(root.section("archive")),
         control=_control(root.section("control")),
         metrics=_metrics(root.section("metrics")),
+        durability=_durability(root.section("durability")),
         streams=streams,
         tables={name: _table(sec, name) for name, sec in root.section("tables").sections()},
         subscriptions={name: _subscription(sec, name) for name, sec in root.section("subscriptions").sections()},
         connectors={name: _connector(sec, name, streams) for name, sec in root.section("connectors").sections()},
     )
     _check_names(config)
+    if config.broker is not None and "client_id" not in data.get("broker", {}):
+        config = replace(config, broker=replace(config.broker, client_id=default_client_id(config.engine.state_dir)))
     return config
 
 
@@ -441,6 +467,30 @@ def _control(sec: _Section) -> ControlConfig:
         max_state_bytes=sec.size("max_state_bytes", defaults.max_state_bytes),
         max_output_rate=sec.integer("max_output_rate", defaults.max_output_rate),
         status_interval=status_interval,
+    )
+
+
+def _durability(sec: _Section) -> DurabilityConfig:
+    sec.only("wal", "sync", "checkpoint_interval", "output_memory", "output_spill", "shutdown_timeout")
+    defaults = DurabilityConfig()
+    sync: float | None = defaults.sync
+    text = sec.string("sync")
+    if text == "none":
+        sync = None
+    elif text is not None and text != "batch":
+        sync = sec.duration("sync", 0.0)
+        if sync <= 0:
+            raise sec.error("sync", "must be \"batch\", \"none\" or a duration longer than 0s like \"100ms\"")
+    for key in ("checkpoint_interval", "shutdown_timeout"):
+        if key in sec.data and sec.duration(key, 0.0) <= 0:
+            raise sec.error(key, "must be longer than 0s")
+    return DurabilityConfig(
+        wal=sec.boolean("wal", defaults.wal),
+        sync=sync,
+        checkpoint_interval=sec.duration("checkpoint_interval", defaults.checkpoint_interval),
+        output_memory=sec.size("output_memory", defaults.output_memory),
+        output_spill=sec.size("output_spill", defaults.output_spill),
+        shutdown_timeout=sec.duration("shutdown_timeout", defaults.shutdown_timeout),
     )
 
 

@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from arros_mqtt.config import parse_listen
+from arros_mqtt.durability.health import durability_metrics
 from arros_mqtt.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -99,6 +100,7 @@ class ServiceCollector(Collector):
                 family.add_metric([subscription.name], value(subscription))
             yield family
         yield GaugeMetricFamily("arros_subscriptions", "Live subscriptions", value=len(subscriptions))
+        yield from durability_metrics(self.service)
 
         control = self.service.control
         if control is not None:

@@ -60,9 +60,12 @@ def send_at_once(client: mqtt.Client) -> None:
 
 def connect(
     client: mqtt.Client, broker: BrokerConfig, persistent: bool = True,
-    on_connect: Callable[[mqtt.Client, bool], None] | None = None,
+    on_connect: Callable[[mqtt.Client, bool], None] | None = None, receive_maximum: int | None = None,
 ) -> None:
-    """Start the network thread; it keeps (re)connecting with jittered backoff until `disconnect`."""
+    """Start the network thread; it keeps (re)connecting with jittered backoff until `disconnect`.
+
+    `receive_maximum` (MQTT 5): how many QoS 1 messages the broker may send before we acknowledge them.
+    """
 
     def connected(client, _userdata, flags, reason_code, _properties) -> None:
         if reason_code.is_failure:
@@ -87,6 +90,8 @@ def connect(
         clean_start = broker.clean_start or not persistent
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = int(broker.session_expiry) if persistent else 0
+        if receive_maximum is not None:
+            properties.ReceiveMaximum = receive_maximum
     client.connect_async(broker.host, broker.port, keepalive=broker.keepalive, clean_start=clean_start,
                          properties=properties)
     client.loop_start()

@@ -79,21 +79,28 @@ class Pipeline:
     def process(self, batch: RawBatch) -> None:
         """Decode a micro-batch of raw messages and run it through the engine."""
         started = time.perf_counter()
+        table, bad = self.decode(batch)
+        self.deadletter(batch.stream, bad)
+        self.process_table(batch.stream, table)
+        self.observe(batch.stream, len(batch), time.perf_counter() - started)
+
+    def decode(self, batch: RawBatch) -> tuple[pa.Table, list[BadMessage]]:
+        """The rows of a micro-batch and the messages that could not be decoded (the first stage of `process`)."""
         stats = self.stats[batch.stream]
         stats.messages += len(batch)
         decoder = self.decoders[batch.stream]
         table, bad = decoder.decode(batch.topics, batch.payloads, batch.received_ms)
-        if bad:
-            self._deadletter(batch.stream, bad)
         if len(decoder.extra_fields) != len(stats.extra_fields):
             new = sorted(decoder.extra_fields.keys() - stats.extra_fields.keys())
             log.warning("stream %s: field(s) %s not in the schema inferred from its first micro-batch: not decoded, "
                         "counted in status (declare a schema to read them)", batch.stream, ", ".join(new))
         if decoder.extra_fields:
             stats.extra_fields = dict(decoder.extra_fields)
-        self.process_table(batch.stream, table)
+        return table, bad
+
+    def observe(self, stream: str, messages: int, seconds: float) -> None:
         for observe in self._batch_observers:
-            observe(batch.stream, len(batch), time.perf_counter() - started)
+            observe(stream, messages, seconds)
 
     def process_table(self, stream: str, table: pa.Table) -> None:
         """Rows already decoded (with the stream's full schema): sinks, then the engine."""
@@ -105,13 +112,13 @@ class Pipeline:
                 row_sink(stream, table)
             except Exception:  # a failing sink must not keep the rows from the engine
                 log.exception("stream %s: row sink failed", stream)
-        self._emit(self.engine.process(stream, table))
+        self.emit(self.engine.process(stream, table))
 
     def tick(self, now: float) -> None:
         """Called on the engine thread every few hundred ms: time-driven work (idle windows, rolls)."""
         for decoder in self.decoders.values():
             decoder.tick(now)
-        self._emit(self.engine.tick(now))
+        self.emit(self.engine.tick(now))
         for ticker in self._tickers:
             try:
                 ticker(now)
@@ -129,7 +136,8 @@ class Pipeline:
         """Receives late stream rows (`Result.late`), which have the stream's columns, not the query's."""
         self._late_sinks.append(sink)
 
-    def _emit(self, results: list[Result]) -> None:
+    def emit(self, results: list[Result]) -> None:
+        """Hand results to the sinks (through the gates)."""
         for result in results:
             if not all(admit(result) for admit in self._result_gates):
                 continue
@@ -152,7 +160,9 @@ class Pipeline:
         result.subscription.stats.messages_out += len(messages)
         result.subscription.stats.last_emit = time.time()
 
-    def _deadletter(self, stream: str, bad: list[BadMessage]) -> None:
+    def deadletter(self, stream: str, bad: list[BadMessage]) -> None:
+        if not bad:
+            return
         stats = self.stats[stream]
         stats.deadletters += len(bad)
         topic = deadletter_topic(self.config.control.prefix, stream)

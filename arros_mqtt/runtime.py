@@ -4,7 +4,9 @@ Threads: the transport's network side fills the batcher; connectors (`connectors
 tables to `submit_table`; the engine thread decodes, queries and hands results to the sinks, and
 calls `Pipeline.tick` a few times a second for time-driven work.
 `stop()` drains in flow order so nothing received is left unprocessed and every result is handed to
-the broker (and every closer, e.g. an archive, is flushed) before exit.
+the broker (and every closer, e.g. an archive, is flushed) before exit, within
+`[durability] shutdown_timeout`. Every input goes through the write-ahead log first (`Journal`); a
+restart replays it, so a stop cut short by the timeout, or a crash, loses nothing acknowledged.
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ import pyarrow as pa
 from arros_mqtt.config import BrokerConfig, Config
 from arros_mqtt.control.plane import ControlPlane
 from arros_mqtt.decode.batcher import MicroBatcher
+from arros_mqtt.durability.acks import AckLedger
+from arros_mqtt.durability.health import HealthPublisher
+from arros_mqtt.durability.journal import Journal
+from arros_mqtt.durability.lock import StateDirLock
+from arros_mqtt.durability.position import LogPosition
 from arros_mqtt.egress.archive import Archive
 from arros_mqtt.engine import Engine
 from arros_mqtt.errors import ConfigError
@@ -74,7 +81,7 @@ def _metrics_server(service: Service) -> MetricsServer | None:
     return MetricsServer(service) if service.config.metrics.listen is not None else None
 
 
-def default_transport(config: Config) -> Transport:
+def default_transport(config: Config, position: LogPosition | None = None) -> Transport:
     """Client mode with a [broker] table (or --broker), else the embedded broker on [embedded] listen."""
     from arros_mqtt.sparkplug.presence import host_presence
 
@@ -85,16 +92,18 @@ def default_transport(config: Config) -> Transport:
         return EmbeddedTransport(config.embedded, streams, config.source, host_presence(streams))
     from arros_mqtt.client_mode import ClientTransport
 
-    return ClientTransport(config.broker, streams, host_presence(streams))
+    return ClientTransport(config.broker, streams, host_presence(streams), config.durability,
+                           config.engine.state_dir, position)
 
 
 class Service:
     def __init__(self, config: Config, transport: Transport | None = None) -> None:
         self.config = config
         self.engine = build_engine(config)
-        self.transport = transport or default_transport(config)
+        self.position = LogPosition()  # the write-ahead log record being processed
+        self.transport = transport or default_transport(config, self.position)
         self.pipeline = Pipeline(config, self.engine, self.transport.publish)
-        self.archive = Archive(config)
+        self.archive = Archive(config, self.position)
         self.pipeline.add_row_sink(self.archive.write_rows)
         self.pipeline.add_result_sink(self.archive.write_result)
         self.pipeline.add_ticker(self.archive.tick)
@@ -105,6 +114,16 @@ class Service:
         self._engine_calls: queue.SimpleQueue[tuple[Callable[[], Any], Future]] = queue.SimpleQueue()
         self._engine_thread = threading.Thread(target=self._run_engine, name="arros-engine", daemon=True)
         self.add_closer(self.archive.close)
+        self.ledger = None  # client mode with the log: PUBACK once a message's rows are durable
+        if config.durability.wal and hasattr(self.transport, "use_ack_ledger"):
+            self.ledger = AckLedger(self.transport.acknowledge)
+            self.transport.use_ack_ledger(self.ledger)
+        self.journal = Journal(config, self.engine, self.pipeline, self.archive, self.position, self.ledger,
+                               getattr(self.transport, "outputs", None), getattr(self.transport, "receiving",
+                                                                                 lambda: True))
+        self.add_closer(self.journal.close)
+        self.pipeline.add_ticker(HealthPublisher(self).tick)
+        self._lock = StateDirLock(config.engine.state_dir, config.source) if config.durability.wal else None
         self._tables: queue.Queue[tuple[str, pa.Table]] = queue.Queue(MAX_PENDING_TABLES)
         self.connectors = None
         if config.connectors:
@@ -132,8 +151,13 @@ class Service:
         self.batcher.wake()
 
     def start(self, connect_wait: float = 10.0) -> None:
-        """Start all stages; waits up to `connect_wait` for the broker, then runs anyway (and retries)."""
+        """Start all stages; waits up to `connect_wait` for the broker, then runs anyway (and retries).
+
+        Before anything is received, the write-ahead log is replayed (a checkpoint restored first)."""
+        if self._lock is not None:
+            self._lock.acquire()
         self.archive.open()
+        self.journal.recover()
         if self.metrics is not None:
             self.metrics.start()
         deadline = time.monotonic() + connect_wait
@@ -148,21 +172,37 @@ class Service:
         for name in self.engine.pending:
             log.info("subscription %s waits for the schema of a stream declared without one", name)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop receiving, process what was received, publish it, flush sinks, disconnect."""
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop receiving, process what was received, publish it, flush sinks, checkpoint, disconnect;
+        within `timeout` (default `[durability] shutdown_timeout`) plus a second or two."""
+        deadline = time.monotonic() + (timeout if timeout is not None else self.config.durability.shutdown_timeout)
+
+        def left() -> float:
+            return max(0.1, deadline - time.monotonic())
+
         if self.connectors is not None:
-            self.connectors.stop(timeout)
+            self.connectors.stop(min(left(), 5.0))
         if self.control is not None:
-            self.control.stop()
+            self.control.stop(min(left(), 5.0))
         self.transport.stop_receiving()
         self._stopping.set()
         self.batcher.close()
-        self._engine_thread.join(timeout)
-        if not self.transport.flush(timeout):
-            log.warning("stopped before the broker acknowledged every result")
+        self._engine_thread.join(left())
+        if self._engine_thread.is_alive():
+            log.warning("the engine did not finish within the shutdown timeout; the write-ahead log has "
+                        "the rest and the next start replays it")
+        elif not self.transport.flush(left()):
+            log.warning("stopped before the broker acknowledged every result (the next start publishes them again)")
+        if not self._engine_thread.is_alive():
+            self.journal.finish()
         self.transport.close()
+        if self._lock is not None:
+            self._lock.release()
         if self.metrics is not None:
             self.metrics.stop()
+        if self.ledger is not None:
+            log.info("%d messages acknowledged once logged, %d redelivered copies of logged messages dropped",
+                     self.ledger.acked, self.ledger.duplicates)
         for name, stats in self.pipeline.stats.items():
             log.info("stream %s: %d messages, %d rows, %d dead letters", name, stats.messages, stats.rows,
                      stats.deadletters)
@@ -171,19 +211,26 @@ class Service:
 
     def _run_engine(self) -> None:
         next_tick = time.monotonic() + TICK_SECONDS
+        journal = self.journal
         while True:
-            batches = self.batcher.take(timeout=TICK_SECONDS)
-            for batch in batches:
-                self._guard(self.pipeline.process, batch)
-            tables = self._take_tables()
-            for stream, table in tables:
-                self._guard(self.pipeline.process_table, stream, table)
+            blocked = journal.blocked  # the log cannot be written, or outputs are full: take nothing new
+            if blocked:
+                self._guard(journal.retry)
+                self._stopping.wait(0.05)
+            batches = [] if blocked else self.batcher.take(timeout=TICK_SECONDS)
+            if batches:
+                self._guard(journal.run_batches, batches)
+            tables = [] if blocked else self._take_tables()
+            if tables:
+                self._guard(journal.run_tables, tables)
             self._run_calls()
             now = time.monotonic()
             if now >= next_tick:
+                self._guard(journal.tick, time.time())
                 self._guard(self.pipeline.tick, time.time())
                 next_tick = now + TICK_SECONDS
-            if self._stopping.is_set() and not batches and not tables and self.batcher.pending == 0:
+            self._guard(journal.after_round)
+            if self._stopping.is_set() and not batches and not tables and (self.batcher.pending == 0 or blocked):
                 break
         while not self._engine_calls.empty():
             self._run_calls()

@@ -31,6 +31,7 @@ client_id = "{unique("arros-")}"
 [engine]
 batch_max_rows = 100
 batch_max_delay = "20ms"
+state_dir = "{archive_dir.parent / 'state'}"
 [archive]
 dir = "{archive_dir}"
 {extra}

@@ -27,6 +27,7 @@ def test_run_until_signal_then_exit_cleanly(broker, tmp_path, sig):
 {where}
 [engine]
 batch_max_delay = "2s"
+state_dir = "{tmp_path / 'state'}"
 [streams.s]
 topic = "{prefix}/in/{{device}}"
 schema = {{ v = "int64" }}

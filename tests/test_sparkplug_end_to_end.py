@@ -150,7 +150,7 @@ def test_malformed_payload_is_a_dead_letter_and_others_flow(mosquitto, tmp_path)
 def test_state_is_retained_online_and_the_will_says_offline(mosquitto, tmp_path):
     group, host = unique("g"), unique("host")
     path = tmp_path / "arros.toml"
-    path.write_text(config(group, host))
+    path.write_text(config(group, host).replace("[engine]\n", f"[engine]\nstate_dir = \"{tmp_path / 'state'}\"\n"))
     state = Collector(mosquitto.port, [f"spBv1.0/STATE/{host}"])
     process = start_arros("run", "-c", str(path), "--broker", mosquitto.url, log=tmp_path / "arros.log")
     try:

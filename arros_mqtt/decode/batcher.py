@@ -31,14 +31,21 @@ class MicroBatcher:
         self._buffers = {name: RawBatch(name) for name in streams}
         self._opened: dict[str, float] = {}  # stream -> monotonic time of its oldest buffered message
         self._pending = 0
+        self.blocked_seconds = 0.0  # time producers spent waiting for room (backpressure)
+        self.blocked = False  # a producer is waiting right now
         self._closed = False
         self._woken = False
         self._cond = threading.Condition()
 
     def add(self, stream: str, topic: str, payload: bytes, received_ms: int) -> None:
         with self._cond:
-            while self._pending >= self.max_pending and not self._closed:
-                self._cond.wait(0.1)
+            if self._pending >= self.max_pending and not self._closed:
+                started = time.monotonic()
+                self.blocked = True
+                while self._pending >= self.max_pending and not self._closed:
+                    self._cond.wait(0.1)
+                self.blocked = False
+                self.blocked_seconds += time.monotonic() - started
             buffer = self._buffers[stream]
             buffer.topics.append(topic)
             buffer.payloads.append(payload)

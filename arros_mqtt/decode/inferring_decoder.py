@@ -51,5 +51,14 @@ class InferringStreamDecoder:
                 self._on_inferred(self.stream)
         return self._decoder.decode(topics, payloads, received_ms)
 
+    def adopt(self, schema: pa.Schema) -> None:
+        """Take a schema inferred by an earlier run (from its checkpoint or write-ahead log), so a restart
+        decodes and replays with the same columns; no-op once a schema is known."""
+        if self._decoder is None:
+            self.stream = replace(self.stream, schema=schema)
+            self._decoder = StreamDecoder(self.stream, self._codec.for_stream(self.stream, track_extras=True))
+            if self._on_inferred is not None:
+                self._on_inferred(self.stream)
+
     def tick(self, now: float) -> None:
         """Stateless formats have nothing time-driven."""

@@ -6,6 +6,11 @@ The pipeline calls `write_rows` and `write_result` with each micro-batch, `tick`
 all on the engine thread. Each file records in its key/value metadata which stream or subscription
 wrote it (`arros.stream` / `arros.subscription`, `arros.sql`), the time it is partitioned by
 (`arros.partitioned_by`) and the Arros version (`arros.version`).
+
+With the write-ahead log, `position` is the log record being processed: files record which log rows
+they hold, rows of results without a time column go by the record's time (so a replay puts them in
+the same hour), and after a crash the log's rows not in a closed file are archived again
+(`replaying`), exactly once.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import pyarrow as pa
 
 from arros_mqtt import __version__
 from arros_mqtt.config import Config
+from arros_mqtt.durability.position import LogPosition
 from arros_mqtt.egress.archive_layout import STREAMS, SUBSCRIPTIONS, TEMP_GLOB, archive_folders
 from arros_mqtt.egress.partition_time import PartitionTime, result_partition_time, stream_partition_time
 from arros_mqtt.egress.partitioned_writer import PartitionedWriter, RollPolicy
@@ -30,8 +36,10 @@ RETENTION_CHECK_SECONDS = 60.0
 
 
 class Archive:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, position: LogPosition | None = None) -> None:
         self.config = config
+        self.position = position or LogPosition()
+        self.replaying = False  # True while the log is replayed after a restart: skip rows already archived
         self.root = Path(config.archive.dir)
         archive = config.archive
         self.policy = RollPolicy(archive.roll_rows, archive.roll_interval, archive.compression)
@@ -55,8 +63,9 @@ class Archive:
         for path in stale:
             path.unlink(missing_ok=True)
         if stale:
-            log.warning("archive: removed %d unfinished files left by a previous run (their rows were not "
-                        "archived)", len(stale))
+            log.warning("archive: removed %d unfinished files left by a previous run (%s)", len(stale),
+                        "their rows are archived again from the write-ahead log" if self.config.durability.wal
+                        else "their rows were not archived")
 
     def write_rows(self, stream: str, table: pa.Table) -> None:
         """Row sink: a micro-batch of decoded rows (with metadata columns) of `stream`."""
@@ -65,8 +74,9 @@ class Archive:
             return
         metadata = {"arros.stream": stream, "arros.partitioned_by": partition_time.description,
                     "arros.version": __version__}
-        hours = partition_time.hours(table, _now_ms())
-        self._writer(STREAMS, stream).write(table.replace_schema_metadata(metadata), hours)
+        hours = partition_time.hours(table, self._now_ms())
+        self._writer(STREAMS, stream).write(table.replace_schema_metadata(metadata), hours, self.position.seq,
+                                            self.replaying)
 
     def write_result(self, result: Result) -> None:
         """Result sink: the rows one subscription produced from one micro-batch (or a tick)."""
@@ -83,8 +93,9 @@ class Archive:
             layout = (table.schema, subscription.config.sql, partition_time, metadata)
             self._result_layout[name] = layout
         _, _, partition_time, metadata = layout
-        hours = partition_time.hours(table, _now_ms())
-        self._writer(SUBSCRIPTIONS, name).write(table.replace_schema_metadata(metadata), hours)
+        hours = partition_time.hours(table, self._now_ms())
+        self._writer(SUBSCRIPTIONS, name).write(table.replace_schema_metadata(metadata), hours, self.position.seq,
+                                                self.replaying)
 
     def tick(self, now: float) -> None:
         """Roll files open too long; apply retention once a minute (`now` is wall-clock time)."""
@@ -96,6 +107,32 @@ class Archive:
             self._next_retention = now + RETENTION_CHECK_SECONDS
             keep = set().union(*(w.open_partitions for w in self._writers.values()))
             expire_partitions(self.root, retention, now, keep)
+
+    def oldest_open_seq(self, kind: str = STREAMS) -> int | None:
+        """The oldest log record with `kind` rows not yet in a closed file (the log must keep it)."""
+        return min((s for (k, _), w in self._writers.items() if k == kind
+                    if (s := w.oldest_open_seq) is not None), default=None)
+
+    def failed_seq(self, kind: str = STREAMS) -> int | None:
+        """The oldest log record with `kind` rows lost to a write error (to archive again), if any."""
+        return min((w.failed_seq for (k, _), w in self._writers.items() if k == kind and w.failed_seq is not None),
+                   default=None)
+
+    def clear_failures(self, kind: str = STREAMS) -> None:
+        for (writer_kind, _), writer in self._writers.items():
+            if writer_kind == kind:
+                writer.failed_seq = None
+
+    def commit(self, kind: str) -> None:
+        """Close every open file of `kind` (results, at each checkpoint: a restart cannot make them again)."""
+        for (writer_kind, _), writer in self._writers.items():
+            if writer_kind == kind:
+                writer.close()
+
+    def end_replay(self) -> None:
+        self.replaying = False
+        for writer in self._writers.values():
+            writer.end_replay()
 
     def close(self) -> None:
         """Write and rename every open file (at stop, after the last micro-batch)."""
@@ -111,6 +148,5 @@ class Archive:
             writer = self._writers[(kind, name)] = PartitionedWriter(self.root / kind / name, self.policy)
         return writer
 
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
+    def _now_ms(self) -> int:
+        return self.position.time_ms or time.time_ns() // 1_000_000

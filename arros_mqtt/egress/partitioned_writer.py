@@ -6,6 +6,11 @@ only temporary files behind. A closed file is never opened again: later rows go 
 Rows are buffered per open file up to one row group (`ROW_GROUP_ROWS`), so small micro-batches
 still make row groups big enough to compress and skip well. A table whose schema (or Arros
 metadata) differs from the open file's starts a new file.
+
+Each file also records which rows of the write-ahead log it holds, per hour partition: from
+`arros.log_from` to `arros.log_to` (exclusive), each `seq:offset`, offset counting that record's rows
+of the file's hour. A file holds a contiguous run of them, so after a crash the rows of the log not
+in any closed file are found exactly and archived again (`write(..., replay=True)`), never twice.
 """
 
 from __future__ import annotations
@@ -22,10 +27,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from arros_mqtt.egress.archive_layout import partition_path, temp_name
+from arros_mqtt.egress.archive_layout import FILE_SUFFIX, partition_path, temp_name
 from arros_mqtt.egress.partition_time import split_by_hour
 
 log = logging.getLogger(__name__)
+Position = tuple[int, int]  # (log seq, offset among that record's rows of one hour)
 ROW_GROUP_ROWS = 65_536  # ~1-5 MB of telemetry per row group: big enough for zstd and statistics
 MAX_OPEN_FILES = 32  # per folder; a backfill touching more hours closes the least recently written
 
@@ -49,8 +55,13 @@ class _OpenFile:
         self.opened = self.last_write = time.monotonic()
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
+        self.first: Position | None = None  # the log rows it holds: [first, end)
+        self.end: Position = (0, 0)
 
-    def append(self, table: pa.Table) -> None:
+    def append(self, table: pa.Table, seq: int, offset: int) -> None:
+        if self.first is None:
+            self.first = (seq, offset)
+        self.end = (seq, offset + table.num_rows)
         self._pending.append(table)
         self._pending_rows += table.num_rows
         self.rows += table.num_rows
@@ -61,6 +72,9 @@ class _OpenFile:
     def commit(self) -> Path:
         """Write what is buffered, the footer, sync, and rename into place."""
         self._write_pending()
+        if self.first is not None:
+            self.writer.add_key_value_metadata({"arros.log_from": "{}:{}".format(*self.first),
+                                                "arros.log_to": "{}:{}".format(*self.end)})
         self.writer.close()
         fd = os.open(self.temp, os.O_RDONLY)
         try:
@@ -95,12 +109,34 @@ class PartitionedWriter:
         self.files_written = 0
         self.rows_written = 0
         self.rows_lost = 0
+        self.failed_seq: int | None = None  # the oldest log record with rows lost to a write error
         self._open: dict[int, _OpenFile] = {}
+        self._closed_coverage: dict[int, list[tuple[Position, Position]]] = {}  # read from disk while replaying
 
-    def write(self, table: pa.Table, hours: np.ndarray) -> None:
-        """Append rows; `hours[i]` is the epoch hour (UTC) of row i."""
+    def write(self, table: pa.Table, hours: np.ndarray, seq: int = 0, replay: bool = False) -> None:
+        """Append the rows of log record `seq`; `hours[i]` is the epoch hour (UTC) of row i. With `replay`,
+        rows that a closed or open file already holds are skipped."""
         for hour, rows in split_by_hour(table, hours):
-            self._append(hour, rows)
+            if not replay:
+                self._append(hour, rows, seq, 0)
+                continue
+            covered = self._covered(hour, seq, rows.num_rows)
+            start = 0
+            for stop in [*np.flatnonzero(np.diff(covered.astype(np.int8))) + 1, rows.num_rows]:
+                if not covered[start]:
+                    self._append(hour, rows.slice(start, stop - start), seq, start)
+                start = stop
+
+    def end_replay(self) -> None:
+        self._closed_coverage.clear()
+
+    @property
+    def oldest_open_seq(self) -> int | None:
+        """The oldest log record with rows in a file not yet closed (or lost): the log must keep it."""
+        seqs = [f.first[0] for f in self._open.values() if f.first is not None]
+        if self.failed_seq is not None:
+            seqs.append(self.failed_seq)
+        return min(seqs, default=None)
 
     def roll_due(self, now: float) -> None:
         """Close files open for `policy.interval` seconds or longer (`now` is time.monotonic())."""
@@ -119,7 +155,24 @@ class PartitionedWriter:
     def open_rows(self) -> int:
         return sum(f.rows for f in self._open.values())
 
-    def _append(self, hour: int, rows: pa.Table) -> None:
+    def _covered(self, hour: int, seq: int, count: int) -> np.ndarray:
+        """Which of record `seq`'s `count` rows of `hour` some file already holds."""
+        intervals = self._closed_coverage.get(hour)
+        if intervals is None:
+            intervals = self._closed_coverage[hour] = _file_coverage(self.folder / partition_path(hour))
+        open_file = self._open.get(hour)
+        if open_file is not None and open_file.first is not None:
+            intervals = [*intervals, (open_file.first, open_file.end)]
+        covered = np.zeros(count, dtype=bool)
+        for (first_seq, first_offset), (end_seq, end_offset) in intervals:
+            if first_seq > seq or end_seq < seq:
+                continue
+            low = first_offset if first_seq == seq else 0
+            high = end_offset if end_seq == seq else count
+            covered[low:high] = True
+        return covered
+
+    def _append(self, hour: int, rows: pa.Table, seq: int, offset: int) -> None:
         left = rows
         try:
             while left.num_rows:
@@ -130,7 +183,7 @@ class PartitionedWriter:
                 if file is None:
                     file = self._start(hour, left.schema)
                 take = min(left.num_rows, self.policy.rows - file.rows)
-                file.append(left.slice(0, take))
+                file.append(left.slice(0, take), seq, offset + rows.num_rows - left.num_rows)
                 left = left.slice(take)
                 if file.rows >= self.policy.rows:
                     self._commit(hour)
@@ -139,7 +192,7 @@ class PartitionedWriter:
             lost = left.num_rows + (failed.rows if failed else 0)
             if failed is not None:
                 failed.discard()
-            self._lost(lost, exc)
+            self._lost(lost, exc, failed.first[0] if failed is not None and failed.first else seq)
 
     def _start(self, hour: int, schema: pa.Schema) -> _OpenFile:
         if len(self._open) >= MAX_OPEN_FILES:
@@ -154,12 +207,34 @@ class PartitionedWriter:
             file.commit()
         except Exception as exc:
             file.discard()
-            self._lost(file.rows, exc)
+            self._lost(file.rows, exc, file.first[0] if file.first else None)
             return
         self.files_written += 1
         self.rows_written += file.rows
 
-    def _lost(self, rows: int, exc: Exception) -> None:
+    def _lost(self, rows: int, exc: Exception, seq: int | None) -> None:
         self.rows_lost += rows
+        if seq is not None and seq > 0:
+            self.failed_seq = seq if self.failed_seq is None else min(self.failed_seq, seq)
         log.error("archive %s: writing failed, %d rows not archived: %s: %s", self.folder, rows,
                   type(exc).__name__, exc)
+
+
+def _file_coverage(partition: Path) -> list[tuple[Position, Position]]:
+    """The log rows each closed file of one hour partition holds (files without the keys hold none)."""
+    found = []
+    for path in partition.glob(f"*{FILE_SUFFIX}"):
+        try:
+            metadata = pq.read_metadata(path).metadata or {}
+        except (OSError, pa.ArrowInvalid) as exc:
+            log.warning("archive: cannot read %s: %s", path, exc)
+            continue
+        first, end = metadata.get(b"arros.log_from"), metadata.get(b"arros.log_to")
+        if first and end:
+            found.append((_position(first), _position(end)))
+    return found
+
+
+def _position(text: bytes) -> Position:
+    seq, offset = text.decode().split(":")
+    return int(seq), int(offset)

@@ -60,6 +60,18 @@ class AggregateState:
         """The DataFusion tables this state registers, to deregister when the subscription goes."""
         return (self._state_name, self._final_name, self._changed_name)
 
+    def snapshot(self) -> tuple[pa.Table, dict[str, int | None]]:
+        """The state table and the counters a checkpoint needs to restore it."""
+        return self.table, {"emitted_until": self.emitted_until, "compacted_rows": self._compacted_rows}
+
+    def restore(self, table: pa.Table, counters: dict[str, int | None]) -> None:
+        """ValueError if `table` does not have this state's schema (the query changed)."""
+        if not table.schema.equals(self.schema):
+            raise ValueError("the checkpointed state has another schema")
+        self.table = table
+        self.emitted_until = counters["emitted_until"]
+        self._compacted_rows = counters["compacted_rows"] or 0
+
     def split_late(self, batch: pa.Table, watermark: int | None) -> tuple[pa.Table, pa.Table]:
         """(rows to aggregate, late rows): late = behind the watermark for a window already emitted.
 

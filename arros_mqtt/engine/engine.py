@@ -217,6 +217,12 @@ class Engine:
                 results += self._close_windows(stream)
         return results
 
+    def advance(self, stream: str, value: int) -> list[Result]:
+        """Raise `stream`'s watermark to `value` and close the windows it passes (a logged idle advance)."""
+        if not self.watermarks[stream].advance_to(value):
+            return []
+        return self._close_windows(stream)
+
     def _run(self, subscription: Subscription, stream: str, batch: pa.Table, watermark: int | None) -> list[Result]:
         state, stats = subscription.aggregate, subscription.stats
         if state is None:

@@ -27,12 +27,36 @@ class Watermark:
 
     def idle_advance(self, now: float) -> bool:
         """On a tick: if the stream has been idle for `idle_timeout`, advance by processing time."""
+        target = self.idle_target(now)
+        return target is not None and self._raise_to(target)
+
+    def idle_target(self, now: float) -> int | None:
+        """Where `idle_advance(now)` would move the watermark, None if it would not move it."""
         if not self.idle_timeout or self.last_arrival is None or self.max_event_ms is None:
-            return False
+            return None
         idle = now - self.last_arrival
         if idle < self.idle_timeout:
-            return False
-        return self._raise_to(self.max_event_ms - self.delay_ms + int(idle * 1000))
+            return None
+        target = self.max_event_ms - self.delay_ms + int(idle * 1000)
+        return target if self.value is None or target > self.value else None
+
+    def advance_to(self, value: int) -> bool:
+        """Raise the watermark to `value` (a logged idle advance, replayed after a restart)."""
+        return self._raise_to(value)
+
+    def touch(self, now: float) -> None:
+        """Count the stream as active at `now`: while Arros was down or cut off from the broker, rows
+        were not missing, only not delivered; the idle clock restarts."""
+        if self.last_arrival is not None:
+            self.last_arrival = max(self.last_arrival, now)
+
+    def snapshot(self) -> dict[str, int | None]:
+        return {"value": self.value, "max_event_ms": self.max_event_ms}
+
+    def restore(self, snapshot: dict[str, int | None], now: float) -> None:
+        self.value = snapshot["value"]
+        self.max_event_ms = snapshot["max_event_ms"]
+        self.last_arrival = now if self.max_event_ms is not None else None
 
     def _raise_to(self, candidate: int) -> bool:
         if self.value is None or candidate > self.value:

@@ -2,6 +2,12 @@
 
 The paho callback does the least possible per message: note the arrival time and append to the
 stream's buffer. Everything else happens per micro-batch on the engine thread.
+
+With an `AckLedger` (the write-ahead log is on), paho does not acknowledge messages itself: the ledger
+sends each PUBACK once the message's rows are in the log, and drops redelivered copies of messages
+already logged. `pause` then stops taking messages without disconnecting, so the acknowledgements of
+the last micro-batches still reach the broker; what arrives after it is left unacknowledged and is
+redelivered to the next run from the persistent session.
 """
 
 from __future__ import annotations
@@ -14,11 +20,13 @@ from dataclasses import dataclass
 import paho.mqtt.client as mqtt
 
 from arros_mqtt.config import BrokerConfig, StreamConfig
+from arros_mqtt.durability.acks import AckLedger
 from arros_mqtt.ingress.routing import Sink, StreamRouter
 from arros_mqtt.mqtt_connection import connect, new_client
 
 log = logging.getLogger(__name__)
 __all__ = ["MqttSource", "Presence", "Sink"]
+RECEIVE_MAXIMUM = 65_535  # MQTT 5: unacknowledged QoS 1 messages the broker may have in flight to us
 
 
 @dataclass(frozen=True)
@@ -36,9 +44,12 @@ class Presence:
 
 class MqttSource:
     def __init__(
-        self, broker: BrokerConfig, streams: list[StreamConfig], sink: Sink, presence: Presence | None = None
+        self, broker: BrokerConfig, streams: list[StreamConfig], sink: Sink, presence: Presence | None = None,
+        ledger: AckLedger | None = None,
     ) -> None:
         self.broker = broker
+        self._ledger = ledger
+        self._paused = False
         self._presence = presence
         self._sink = sink
         self._router = StreamRouter(streams)
@@ -47,11 +58,22 @@ class MqttSource:
         self.client = new_client(broker)
         self.client.on_subscribe = lambda *_: self.subscribed.set()
         self.client.on_message = self._on_message
+        if ledger is not None:
+            self.client.manual_ack_set(True)
         if presence is not None:
             self.client.will_set(presence.topic, presence.offline, qos=presence.qos, retain=True)
 
     def start(self) -> None:
-        connect(self.client, self.broker, on_connect=self._subscribe)
+        connect(self.client, self.broker, on_connect=self._subscribe,
+                receive_maximum=RECEIVE_MAXIMUM if self._ledger is not None else None)
+
+    def pause(self) -> None:
+        """Take no more messages (they stay unacknowledged); acknowledgements still go out."""
+        self._paused = True
+
+    def acknowledge(self, mid: int) -> None:
+        """PUBACK for a QoS 1 message (the ledger calls this; paho queues it for its network thread)."""
+        self.client.ack(mid, 1)
 
     def stop(self) -> None:
         """Stop receiving; the persistent session keeps what arrives meanwhile for the next start."""
@@ -59,9 +81,14 @@ class MqttSource:
         self.client.loop_stop()
 
     def _on_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
+        if self._paused:
+            return
         received = time.time_ns() // 1_000_000
         topic = message.topic
-        for name in self._router.streams_for(topic):
+        streams = self._router.streams_for(topic)
+        if self._ledger is not None and not self._ledger.received(message.mid, message.qos, message.dup, streams):
+            return
+        for name in streams:
             self._sink(name, topic, message.payload, received)
 
     def _subscribe(self, client: mqtt.Client, _session_present: bool) -> None:

@@ -1,0 +1,104 @@
+"""The service's health: backpressure, the write-ahead log, checkpoints and the output queue, as a
+retained JSON message on `{prefix}/health` (every `[control] status_interval`) and as Prometheus metrics.
+
+`backpressure` is true while ingestion is slowed down on purpose: the micro-batch buffer is full (the
+MQTT client stops reading, unacknowledged messages stay at the broker), the log cannot be written, or
+results wait for the broker beyond the output queue's limits.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+if TYPE_CHECKING:
+    from arros_mqtt.runtime import Service
+
+
+def health(service: Service) -> dict[str, Any]:
+    journal, batcher, ledger = service.journal, service.batcher, service.ledger
+    outputs = journal.outputs
+    reasons = []
+    if batcher.blocked or batcher.pending >= batcher.max_pending:
+        reasons.append("the engine is behind: the micro-batch buffer is full")
+    if journal.error is not None:
+        reasons.append(f"the write-ahead log cannot be written: {journal.error}")
+    if outputs is not None and outputs.full:
+        reasons.append("results wait for the broker beyond output_memory + output_spill")
+    degraded = []
+    failed = service.archive.failed_seq()
+    if failed is not None:
+        degraded.append(f"archive write errors since log record {failed}; retried from the log")
+    receiving = getattr(service.transport, "receiving", None)
+    if receiving is not None and not receiving():
+        degraded.append("not connected to the broker")
+    wal, checkpoints = journal.wal, journal.checkpoints
+    latest = checkpoints.latest if checkpoints is not None else None
+    return {
+        "status": "backpressure" if reasons else "degraded" if degraded else "ok",
+        "backpressure": bool(reasons),
+        "reasons": reasons + degraded,
+        "ingest": {"pending_messages": batcher.pending, "buffer_limit": batcher.max_pending,
+                   "blocked_seconds": round(batcher.blocked_seconds, 3),
+                   "unacknowledged": ledger.unacknowledged if ledger is not None else None,
+                   "duplicates_dropped": ledger.duplicates if ledger is not None else 0},
+        "wal": None if wal is None else {"bytes": wal.bytes, "last_record": wal.appended_seq,
+                                         "synced_record": wal.synced_seq, "error": journal.error},
+        "checkpoint": None if latest is None else {
+            "record": latest.seq, "age_seconds": round(time.time() - latest.manifest.get("written_at", 0), 1)},
+        "outputs": None if outputs is None else {"queued": outputs.queued, "queued_bytes": outputs.queued_bytes,
+                                                 "spilled_bytes": outputs.spilled_bytes, "inflight": outputs.inflight},
+    }
+
+
+class HealthPublisher:
+    """A pipeline ticker: publishes `health` retained on `{prefix}/health` every `interval` seconds."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.topic = f"{service.config.control.prefix}/health"
+        self.interval = service.config.control.status_interval
+        self._next = 0.0
+
+    def tick(self, now: float) -> None:
+        if now >= self._next:
+            self._next = now + self.interval
+            self.service.transport.publish(self.topic, orjson.dumps(health(self.service)), 0, True)
+
+
+def durability_metrics(service: Service) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    """Prometheus families read at scrape time (nothing is counted on the hot path)."""
+    state = health(service)
+    ingest = state["ingest"]
+    yield GaugeMetricFamily("arros_backpressure", "1 while ingestion is slowed down on purpose (see /health)",
+                            value=int(state["backpressure"]))
+    yield CounterMetricFamily("arros_ingest_blocked_seconds", "Time the MQTT client waited for room in the "
+                              "micro-batch buffer", value=ingest["blocked_seconds"])
+    yield GaugeMetricFamily("arros_ingest_pending_messages", "Messages received, not yet in a micro-batch",
+                            value=ingest["pending_messages"])
+    yield GaugeMetricFamily("arros_ingest_unacknowledged", "QoS 1 messages received whose PUBACK waits for the log",
+                            value=ingest["unacknowledged"] or 0)
+    yield CounterMetricFamily("arros_ingest_duplicates_dropped", "Redelivered copies of messages already logged",
+                              value=ingest["duplicates_dropped"])
+    journal = service.journal
+    if state["wal"] is not None:
+        yield GaugeMetricFamily("arros_wal_bytes", "Size of the write-ahead log", value=state["wal"]["bytes"])
+        yield GaugeMetricFamily("arros_wal_last_record", "Seq of the last record appended",
+                                value=state["wal"]["last_record"])
+        yield CounterMetricFamily("arros_durability_errors", "Log, checkpoint and archive write failures",
+                                  value=journal.errors)
+    if state["checkpoint"] is not None:
+        yield GaugeMetricFamily("arros_checkpoint_age_seconds", "Age of the checkpoint a restart would use",
+                                value=state["checkpoint"]["age_seconds"])
+    if state["outputs"] is not None:
+        outputs = state["outputs"]
+        yield GaugeMetricFamily("arros_output_queued", "Result messages waiting for the broker",
+                                value=outputs["queued"])
+        yield GaugeMetricFamily("arros_output_queued_bytes", "Bytes of result messages waiting for the broker",
+                                value=outputs["queued_bytes"])
+        yield GaugeMetricFamily("arros_output_spilled_bytes", "Of which spilled to disk",
+                                value=outputs["spilled_bytes"])

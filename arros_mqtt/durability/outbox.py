@@ -1,0 +1,231 @@
+"""Results waiting for the broker: bounded in memory, spilled to disk past that, published in order.
+
+The engine thread `put`s each outgoing message, tagged with the log position (seq) that produced it.
+`pump` hands messages to the MQTT client while it is connected and fewer than `max_inflight` QoS 1
+messages await their PUBACK; it runs after every `put`, on every PUBACK and on every (re)connect, so a
+broker outage just lets the queue grow: past `memory_bytes` new messages go to files under
+`spill_dir`, which are read back in order once the broker is back; past `spill_bytes` the queue is
+`full` and the engine waits (backpressure on ingestion). Spill files are not synced: after a crash the
+write-ahead log, not the spill, is what brings unconfirmed results back.
+
+`confirmed(position)` is the log position up to which every output was acknowledged by the broker
+(QoS 1) or written to its socket (QoS 0): outputs of records at or before it are never published again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import struct
+import threading
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+
+log = logging.getLogger(__name__)
+SPILL_FILE_BYTES = 16 * 1024 * 1024
+MESSAGE_OVERHEAD = 64  # bytes counted per message besides topic and payload
+_RECORD = struct.Struct("<QBBHI")  # seq, qos, retain, topic length, payload length
+Message = tuple[int, str, bytes, int, bool]  # (seq, topic, payload, qos, retain)
+
+
+def _size(message: Message) -> int:
+    return len(message[1]) + len(message[2]) + MESSAGE_OVERHEAD
+
+
+class SpillFiles:
+    """A FIFO of messages in files of `SPILL_FILE_BYTES`, written at the back and read from the front."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.bytes = 0
+        self.messages = 0
+        self._files: deque[Path] = deque()
+        self._writer = None
+        self._written = 0
+        self._number = 0
+        self._reader = None
+        self._cleared = False
+
+
+    def push(self, message: Message) -> None:
+        seq, topic, payload, qos, retain = message
+        if self._writer is None or self._written >= SPILL_FILE_BYTES:
+            if self._writer is not None:
+                self._writer.close()  # the reader has a handle of its own
+            if not self._cleared:  # a previous run's spill is regenerated from the log, never read
+                shutil.rmtree(self.dir, ignore_errors=True)
+                self._cleared = True
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._number += 1
+            path = self.dir / f"spill-{self._number:08d}.bin"
+            self._writer = open(path, "wb")  # noqa: SIM115 - kept open across calls
+            self._written = 0
+            self._files.append(path)
+        encoded = topic.encode()
+        self._writer.write(_RECORD.pack(seq, qos, int(retain), len(encoded), len(payload)) + encoded + payload)
+        self._written += _RECORD.size + len(encoded) + len(payload)
+        self.bytes += _size(message)
+        self.messages += 1
+
+    def pop(self, limit: int) -> list[Message]:
+        """Up to `limit` messages from the front."""
+        out: list[Message] = []
+        if self._writer is not None and not self._writer.closed:
+            self._writer.flush()
+        while len(out) < limit and self.messages:
+            if self._reader is None:
+                self._reader = open(self._files[0], "rb")  # noqa: SIM115 - kept open across calls
+            head = self._reader.read(_RECORD.size)
+            if len(head) < _RECORD.size:  # this file is done (it is not the one being written)
+                self._reader.close()
+                self._reader = None
+                self._files.popleft().unlink(missing_ok=True)
+                continue
+            seq, qos, retain, topic_len, payload_len = _RECORD.unpack(head)
+            topic = self._reader.read(topic_len).decode()
+            message = (seq, topic, self._reader.read(payload_len), qos, bool(retain))
+            self.bytes -= _size(message)
+            self.messages -= 1
+            out.append(message)
+        if not self.messages:
+            self._reset()
+        return out
+
+    def _reset(self) -> None:
+        for handle in (self._reader, self._writer):
+            if handle is not None:
+                with contextlib.suppress(OSError):
+                    handle.close()
+        for path in self._files:
+            path.unlink(missing_ok=True)
+        self._files.clear()
+        self._reader = self._writer = None
+        self._written = 0
+        self.bytes = 0
+
+
+class OutputQueue:
+    def __init__(self, client: mqtt.Client, memory_bytes: int, spill_bytes: int, spill_dir: Path | None,
+                 max_inflight: int = 1000) -> None:
+        self.client = client
+        self.memory_bytes = memory_bytes
+        self.spill_bytes = spill_bytes
+        self.max_inflight = max_inflight
+        self.spill = SpillFiles(spill_dir) if spill_dir is not None else None
+        self._memory: deque[Message] = deque()
+        self._memory_size = 0
+        self._inflight: dict[int, int] = {}  # paho mid -> seq of QoS 1 messages awaiting PUBACK
+        self._sent_order: deque[tuple[int, int]] = deque()  # (seq, mid) in the order handed to paho
+        self._lock = threading.RLock()
+        self._idle = threading.Condition(self._lock)
+        self.put_count = 0
+        self.sent = 0  # handed to the client
+        self.acknowledged = 0  # QoS 1 PUBACKs (QoS 0: counted when sent)
+        self.spilled = 0  # messages that went through the spill files
+        self.suppress_through = 0  # outputs of records up to this seq were published before a crash
+        self.on_change: Callable[[], None] | None = None  # called (network thread) when messages were confirmed
+
+    # -- state --
+
+    @property
+    def queued(self) -> int:
+        return len(self._memory) + (self.spill.messages if self.spill else 0)
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._memory_size + (self.spill.bytes if self.spill else 0)
+
+    @property
+    def spilled_bytes(self) -> int:
+        return self.spill.bytes if self.spill else 0
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    @property
+    def full(self) -> bool:
+        """True while memory and spill are both at their limits: the engine should wait."""
+        limit = self.spill_bytes if self.spill is not None else 0
+        return self.queued_bytes >= self.memory_bytes + limit
+
+    def confirmed(self, position: int) -> int:
+        """The seq through which every output is confirmed, `position` being the last seq processed."""
+        with self._lock:
+            heads = []
+            if self._sent_order:
+                heads.append(self._sent_order[0][0])
+            if self._memory:
+                heads.append(self._memory[0][0])
+            elif self.spill is not None and self.spill.messages:
+                heads.append(0)  # unknown without reading the file: nothing newer than the spill is confirmed
+            return min(heads) - 1 if heads else position
+
+    # -- putting and publishing --
+
+    def put(self, seq: int, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        if 0 < seq <= self.suppress_through:  # replaying records whose outputs the broker has
+            return
+        message = (seq, topic, payload, qos, retain)
+        with self._lock:
+            self.put_count += 1
+            spilling = self.spill is not None and (self.spill.messages or self._memory_size >= self.memory_bytes)
+            if spilling:
+                self.spill.push(message)
+                self.spilled += 1
+            else:
+                self._memory.append(message)
+                self._memory_size += _size(message)
+        self.pump()
+
+    def pump(self) -> None:
+        """Hand queued messages to the client while it is connected and has room.
+
+        Locks are taken in paho's order: paho calls `on_publish` (`acked`) holding its out-message
+        lock, so `pump` takes that lock before ours, never after.
+        """
+        with self.client._out_message_mutex, self._lock:
+            while self.client.is_connected():
+                if not self._memory and self.spill is not None and self.spill.messages:
+                    for message in self.spill.pop(max(1, self.max_inflight)):
+                        self._memory.append(message)
+                        self._memory_size += _size(message)
+                if not self._memory or len(self._inflight) >= self.max_inflight:
+                    break
+                seq, topic, payload, qos, retain = self._memory[0]
+                info = self.client.publish(topic, payload, qos=qos, retain=retain)
+                if info.rc != mqtt.MQTT_ERR_SUCCESS and qos == 0:
+                    break  # not connected after all: keep it for the next pump
+                self._memory.popleft()
+                self._memory_size -= _size((seq, topic, payload, qos, retain))
+                self.sent += 1
+                if qos:
+                    self._inflight[info.mid] = seq
+                    self._sent_order.append((seq, info.mid))
+                else:
+                    self.acknowledged += 1
+            if not self._memory and not self._inflight and not (self.spill and self.spill.messages):
+                self._idle.notify_all()
+
+    def acked(self, mid: int) -> None:
+        """paho's on_publish (network thread): a QoS 1 PUBACK (QoS 0 publishes are counted in `pump`)."""
+        with self._lock:
+            if self._inflight.pop(mid, None) is None:
+                return
+            self.acknowledged += 1
+            order = self._sent_order
+            while order and self._inflight.get(order[0][1]) != order[0][0]:
+                order.popleft()
+        self.pump()
+        if self.on_change is not None:
+            self.on_change()
+
+    def wait_empty(self, timeout: float) -> bool:
+        """Until every message was handed over and acknowledged; False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: not self._memory and not self._inflight
+                                       and not (self.spill and self.spill.messages), timeout)

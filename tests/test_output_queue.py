@@ -1,0 +1,45 @@
+"""Results produced while the broker is unreachable wait in memory, then on disk, and go out in order."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+
+from arros_mqtt.config import BrokerConfig
+from arros_mqtt.durability.position import LogPosition
+from arros_mqtt.egress.mqtt_sink import MqttSink
+from tests.support import Collector, unique
+
+
+def test_outputs_spill_to_disk_while_disconnected_and_are_published_in_order_after(mosquitto, tmp_path):
+    prefix = unique()
+    out = Collector(mosquitto.port, [f"{prefix}/#"])
+    position = LogPosition()
+    spill = tmp_path / "outbox"
+    sink = MqttSink(BrokerConfig(url=mosquitto.url, client_id=unique("arros-")), memory_bytes=4_000,
+                    spill_bytes=10_000_000, spill_dir=spill, position=position)
+    for i in range(3000):  # not connected yet: as during a broker outage
+        position.seq = 1 + i // 10
+        sink.publish(f"{prefix}/r/{i % 5}", orjson.dumps({"i": i, "pad": "x" * 50}), qos=1 if i % 3 else 0)
+    queue = sink.outputs
+    assert queue.queued == 3000 and queue.spilled > 2900 and list(spill.glob("spill-*.bin"))
+    assert queue.queued_bytes > queue.memory_bytes and not queue.full
+    assert queue.confirmed(300) == 0  # nothing confirmed: record 1's outputs wait
+    sink.start(wait=10)
+    assert sink.flush(30)
+    got = out.wait_for(3000)
+    sink.stop()
+    out.close()
+    assert [orjson.loads(p)["i"] for _, p in got] == list(range(3000))
+    assert queue.queued == 0 and queue.confirmed(300) == 300 and not list(spill.glob("spill-*.bin"))
+
+
+def test_a_full_queue_says_so(tmp_path):
+    sink = MqttSink(BrokerConfig(url="mqtt://127.0.0.1:1", client_id=unique("arros-")), memory_bytes=1_000,
+                    spill_bytes=5_000, spill_dir=tmp_path / "outbox")
+    while not sink.outputs.full:
+        sink.publish("a/b", b"x" * 100, qos=1)
+    assert 5_000 < sink.outputs.queued_bytes < 7_000
+    time.sleep(0)  # never connected: nothing was lost, nothing sent
+    assert sink.outputs.sent == 0 and sink.outputs.queued == sink.outputs.put_count

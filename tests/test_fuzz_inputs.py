@@ -1,12 +1,12 @@
-"""Random and adversarial input (hypothesis): every input is decoded, dead-lettered or answered with an
-error; nothing raises anything else. Decoders, topic patterns and templates, the config loader and
-control requests."""
+"""Random and adversarial input (hypothesis) for topic patterns and templates, the config loader and control
+requests: every input is accepted or answered with its own error; nothing raises anything else. (The
+decoders are fuzzed in test_decode_fuzz.py; `ARROS_FUZZ_EXAMPLES` sets the examples per property here too.)"""
 
 from __future__ import annotations
 
+import os
 import string
 
-import msgpack
 import orjson
 import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
@@ -14,73 +14,16 @@ from hypothesis import strategies as st
 
 from arros_mqtt.config import parse_config
 from arros_mqtt.control.protocol import ControlError, Request, decode_payload, envelope, validate
-from arros_mqtt.decode import build_decoder
 from arros_mqtt.errors import ConfigError
 from arros_mqtt.topics import OutputTemplate, TopicPattern
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=int(os.environ.get("ARROS_FUZZ_EXAMPLES", "150")), deadline=None,
+               suppress_health_check=[HealthCheck.too_slow])
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**63 - 1), st.floats(allow_nan=True),
                     st.text(max_size=20), st.binary(max_size=20))
 JSONISH = st.recursive(SCALARS.filter(lambda v: not isinstance(v, bytes)),
                        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
                                                                                      max_size=5), max_leaves=20)
-FIELDS = ["ts", "temp", "rpm", "ok", "status", "pos"]
-STREAM = parse_config({"streams": {"t": {
-    "topic": "f/{line}/{machine}", "format": "json", "event_time": "ts",
-    "schema": {"ts": "timestamp[ms]", "temp": "float64", "rpm": "int64", "ok": "bool", "status": "string",
-               "pos": "struct<x: float64, y: float64>"}}}}).streams["t"]
-
-
-def objects() -> st.SearchStrategy:
-    """Mostly schema-shaped objects with wrong types mixed in, plus anything at all."""
-    shaped = st.fixed_dictionaries({}, optional={name: JSONISH for name in FIELDS})
-    return st.one_of(shaped, st.lists(shaped, max_size=3), JSONISH)
-
-
-def check_decoded(fmt: str, payloads: list[bytes]) -> None:
-    schema = {name: str(f.type) for name, f in zip(FIELDS, STREAM.schema, strict=True)}
-    stream = STREAM if fmt == "json" else parse_config({"streams": {"t": {
-        "topic": "f/{line}/{machine}", "format": fmt, "schema": schema}}}).streams["t"]
-    decoder = build_decoder(stream, lambda *_: None)
-    topics = [f"f/l{i}/m{i}" for i in range(len(payloads))]
-    table, bad = decoder.decode(topics, payloads, [1_700_000_000_000 + i for i in range(len(payloads))])
-    assert table.schema.equals(stream.full_schema())
-    assert all(b.topic in topics and b.payload in payloads and b.error for b in bad)
-    assert set(table.column("_topic").to_pylist()) <= set(topics)
-    dead = {b.topic for b in bad}
-    for topic, payload in zip(topics, payloads, strict=True):
-        if topic in dead or topic in set(table.column("_topic").to_pylist()):
-            continue
-        alone, alone_bad = decoder.decode([topic], [payload], [0])  # neither: it holds no rows (e.g. [])
-        assert alone.num_rows == 0 and not alone_bad
-
-
-@FUZZ
-@given(st.lists(objects().map(orjson.dumps) | st.binary(max_size=40), min_size=1, max_size=8))
-def test_json_decoder(payloads):
-    check_decoded("json", payloads)
-
-
-@FUZZ
-@given(st.lists(objects().map(lambda v: msgpack.packb(v, use_bin_type=True)) | st.binary(max_size=40),
-                min_size=1, max_size=8))
-def test_msgpack_decoder(payloads):
-    check_decoded("msgpack", payloads)
-
-
-@FUZZ
-@given(st.lists(st.tuples(st.sampled_from(["NBIRTH", "DBIRTH", "NDATA", "DDATA", "NDEATH", "DDEATH", "STATE", "x"]),
-                          st.binary(max_size=60)), min_size=1, max_size=6))
-def test_sparkplug_decoder(messages):
-    stream = parse_config({"streams": {"plc": {"topic": "spBv1.0/#", "format": "sparkplug"}}}).streams["plc"]
-    published = []
-    decoder = build_decoder(stream, lambda *args: published.append(args))
-    topics = [f"spBv1.0/g/{kind}/n1" + ("/d1" if kind.startswith("D") else "") for kind, _ in messages]
-    table, bad = decoder.decode(topics, [p for _, p in messages], [0] * len(messages))
-    assert table.schema.equals(stream.full_schema()) and len(bad) <= len(messages)
-    decoder.tick(1e9)
-
-
 TOPIC_TEXT = st.text(alphabet=string.ascii_letters + "/{}+#$ _-.\x00é", max_size=30)
 
 

@@ -6,8 +6,8 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 DEMO_ARGS ?=          # e.g. make demo DEMO_ARGS="--seconds 30 --rate 10"
 
-.PHONY: demo test test-slow faults lint bench-ingest bench-archive bench-plc bench-windows bench-brokers bench-decode \
-	bench-durability mosquitto spb-venv sparkplug-proto clean
+.PHONY: demo test test-slow faults lint bench bench-quick bench-ingest bench-archive bench-plc bench-windows \
+	bench-brokers bench-decode bench-durability mosquitto spb-venv sparkplug-proto clean
 
 $(BIN)/arros: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,8 +43,15 @@ faults: $(BIN)/arros mosquitto
 lint: $(BIN)/arros
 	$(BIN)/ruff check .
 
+# The whole suite (README "Performance"); ARGS="--json bench.json" etc. are passed on
+bench: $(BIN)/arros mosquitto
+	$(BIN)/arros bench $(ARGS)
+
+bench-quick: $(BIN)/arros mosquitto
+	$(BIN)/arros bench --quick $(ARGS)
+
 bench-ingest: $(BIN)/arros mosquitto
-	$(BIN)/python benchmarks/ingest_filter.py
+	$(BIN)/python benchmarks/ingest.py
 
 bench-archive: $(BIN)/arros
 	$(BIN)/python benchmarks/archive_write.py

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Sequence
 
 from arros_mqtt import __version__
+from arros_mqtt.bench import add_bench_command
 from arros_mqtt.config import Config, load_config
 from arros_mqtt.control.cli import add_sub_command
 from arros_mqtt.errors import ArrosError, ConfigError, UserError
@@ -73,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_demo_command(commands)
     add_simulate_command(commands)
+    add_bench_command(commands)
     return parser
 
 

@@ -53,6 +53,7 @@ class MicroBatcher:
             self._pending += 1
             if len(buffer.payloads) == 1:
                 self._opened[stream] = time.monotonic()
+                self._cond.notify_all()  # a waiting `take` learns when this batch falls due
             elif len(buffer.payloads) >= self.max_rows:
                 self._cond.notify_all()
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from arros_mqtt.config import BrokerConfig
 from arros_mqtt.durability.outbox import OutputQueue
 from arros_mqtt.durability.position import LogPosition
-from arros_mqtt.mqtt_connection import connect, new_client
+from arros_mqtt.mqtt_connection import connect, new_client, send_at_once
 
 MAX_INFLIGHT = 1000
 DEFAULT_MEMORY_BYTES = 64 * 1024 * 1024
@@ -26,6 +26,7 @@ class MqttSink:
         self.position = position or LogPosition()
         self.client = new_client(broker, suffix="-out", persistent=False)
         self.client.max_inflight_messages_set(MAX_INFLIGHT)
+        send_at_once(self.client)  # results leave as they are made, not when Nagle's timer lets them
         self.outputs = OutputQueue(self.client, memory_bytes, spill_bytes, spill_dir, MAX_INFLIGHT)
         self.client.on_publish = lambda _client, _userdata, mid, _reason, _properties: self.outputs.acked(mid)
         self.connected = threading.Event()

@@ -1,0 +1,255 @@
+"""`arros bench`: every benchmark in one run, a table on the terminal and (with --json) a JSON file.
+
+Sections run one after another, each against its own Mosquitto on a free loopback port (the replay
+needs no broker): ingest (with the broker's ceiling), latency, memory, many subscriptions, replay.
+`--quick` shrinks every size so the whole suite takes about a minute (CI, a smoke test); the default
+sizes are the ones the README's numbers come from. Ratios measured in one run are what to compare:
+absolute numbers drift with whatever else the machine is doing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from arros_mqtt.bench import SECTIONS, add_arguments  # noqa: E402
+from arros_mqtt.local_broker import mosquitto_binary  # noqa: E402
+from benchmarks import ingest, latency, many_subscriptions, memory, workload  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Sizes:
+    messages: int
+    latency_rates: tuple[int, ...]
+    latency_seconds: float
+    latency_delays: tuple[str, ...]
+    memory_seconds: float
+    memory_rate: int
+    subscription_counts: tuple[int, ...]
+    subscription_rate: int
+    subscription_seconds: float
+    replay_events: int
+
+
+FULL = Sizes(messages=200_000, latency_rates=(1_000, 10_000), latency_seconds=10.0,
+             latency_delays=tuple(latency.DELAYS), memory_seconds=60.0, memory_rate=5_000,
+             subscription_counts=(10, 100, 1_000, 10_000), subscription_rate=1_000, subscription_seconds=20.0,
+             replay_events=1_000_000)
+QUICK = Sizes(messages=20_000, latency_rates=(1_000, 10_000), latency_seconds=2.0,
+              latency_delays=tuple(latency.DELAYS)[:1], memory_seconds=8.0, memory_rate=2_000,
+              subscription_counts=(10, 100), subscription_rate=1_000, subscription_seconds=3.0,
+              replay_events=100_000)
+
+
+class Progress:
+    """One status line, rewritten in place on a terminal; plain lines otherwise (logs, CI)."""
+
+    def __init__(self, sections: list[str]) -> None:
+        self.sections = sections
+        self.current = 0
+        self.started = time.monotonic()
+        self.tty = sys.stderr.isatty()
+        self._width = 0
+
+    def section(self, name: str) -> None:
+        self.current = self.sections.index(name) + 1
+        self(f"{name}")
+
+    def __call__(self, text: str) -> None:
+        line = f"[{self.current}/{len(self.sections)} {time.monotonic() - self.started:5.0f}s] {text}"
+        if self.tty:
+            sys.stderr.write("\r" + line.ljust(self._width))
+            self._width = len(line)
+        else:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.tty:
+            sys.stderr.write("\r" + " " * self._width + "\r")
+            sys.stderr.flush()
+
+
+def environment() -> dict:
+    versions = {name: _version(name) for name in ("arros-mqtt", "pyarrow", "datafusion", "paho-mqtt", "duckdb")}
+    mosquitto = subprocess.run([mosquitto_binary(), "-h"], capture_output=True, text=True).stdout.split("\n")[0]
+    return {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
+            "cpu": _cpu_model(), "python": platform.python_version(), "platform": platform.platform(),
+            "mosquitto": mosquitto.replace("mosquitto version ", ""), "versions": versions}
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def replay(events: int, directory: Path) -> dict:
+    """benchmarks/window_replay.py in a child (it runs each contender in a child of its own for RSS)."""
+    out = directory / "replay.json"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "window_replay.py"), "--events", str(events),
+                    "--json", str(out)], check=False, capture_output=True, text=True, timeout=3600)
+    result = json.loads(out.read_text())
+    duck = result["runs"]["duckdb"]
+    for run in result["runs"].values():
+        run["x_duckdb_time"] = run["seconds"] / duck["seconds"]
+    return result
+
+
+def targets(report: dict) -> list[dict]:
+    """Each goal of the performance work, with what this run measured."""
+    rows = []
+    ingest_result = report.get("ingest")
+    if ingest_result:
+        for run in ingest_result["runs"]:
+            if run["payload"] == "json":
+                rows.append({"target": f"ingest JSON into a {run['query']} >= 0.9x the broker's ceiling",
+                             "measured": f"{run['ratio_to_ceiling']:.2f}x ({run['msgs_per_s']:,.0f} msgs/s), "
+                                         f"{'zero loss' if run['zero_loss'] else 'LOSS'}",
+                             "met": run["ratio_to_ceiling"] >= 0.9 and run["zero_loss"]})
+    latency_result = report.get("latency")
+    if latency_result:
+        for run in latency_result["runs"]:
+            if run["rate"] == 10_000:
+                rows.append({"target": f"latency p99 <= 10 ms at 10k msgs/s (batch delay {run['batch_max_delay']})",
+                             "measured": f"p99 {run['p99_ms']:.1f} ms", "met": run["p99_ms"] <= 10})
+    replay_result = report.get("replay")
+    if replay_result:
+        engine = replay_result["runs"].get("engine")
+        if engine:
+            rows.append({"target": "replay within 2x DuckDB's batch time, RSS < 250 MB",
+                         "measured": f"{engine['x_duckdb_time']:.2f}x, peak RSS {engine['peak_rss_mb']:.0f} MB",
+                         "met": engine["x_duckdb_time"] <= 2 and engine["peak_rss_mb"] < 250
+                         and engine["matches_duckdb"]})
+    subscriptions = report.get("subscriptions")
+    if subscriptions:
+        for run in subscriptions["runs"]:
+            if run["subscriptions"] == max(r["subscriptions"] for r in subscriptions["runs"]):
+                rows.append({"target": f"{run['subscriptions']:,} {run['kind']} subscriptions at "
+                                       f"{run['rate']:,} msgs/s keep up on 2 cores",
+                             "measured": f"{run['cpu_per_s']:.2f} CPU s/s, lag {run['lag_s']:.1f} s, "
+                                         f"{'zero loss' if run['zero_loss'] else 'LOSS'}",
+                             "met": run["kept_up"] and run["zero_loss"]})
+    return rows
+
+
+def run(sections: list[str], sizes: Sizes, json_path: Path | None) -> int:
+    progress = Progress(sections)
+    report: dict = {"environment": environment(), "sizes": sizes.__dict__, "sections": sections}
+    with tempfile.TemporaryDirectory(prefix="arros-bench-") as tmp:
+        directory = Path(tmp)
+        for name in sections:
+            progress.section(name)
+            if name == "ingest":
+                report[name] = ingest.run(sizes.messages, list(workload.PAYLOADS), list(ingest.QUERIES), progress,
+                                          directory)
+            elif name == "latency":
+                report[name] = latency.run(list(sizes.latency_rates), sizes.latency_seconds,
+                                           list(sizes.latency_delays), progress, directory)
+            elif name == "memory":
+                report[name] = memory.run(sizes.memory_seconds, sizes.memory_rate, progress, directory)
+            elif name == "subscriptions":
+                report[name] = many_subscriptions.run(list(sizes.subscription_counts), list(many_subscriptions.KINDS),
+                                                      sizes.subscription_rate, sizes.subscription_seconds, progress,
+                                                      directory)
+            elif name == "replay":
+                report[name] = replay(sizes.replay_events, directory)
+    progress.done()
+    report["targets"] = targets(report)
+    report["zero_loss"] = zero_loss(report)
+    print_report(report)
+    if json_path is not None:
+        json_path.write_text(json.dumps(report, indent=2, default=_plain))
+        print(f"\nwritten to {json_path}")
+    return 0 if report["zero_loss"] else 1
+
+
+def _plain(value: object) -> object:
+    """numpy scalars (bools, ints) as their Python values."""
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def zero_loss(report: dict) -> bool:
+    """Every row accounted for in every section that ran."""
+    checks = [r["zero_loss"] for r in report.get("ingest", {}).get("runs", [])]
+    checks += [r["complete"] for r in report.get("latency", {}).get("runs", [])]
+    checks += [report["memory"]["zero_loss"]] if "memory" in report else []
+    checks += [r["zero_loss"] for r in report.get("subscriptions", {}).get("runs", [])]
+    checks += [r.get("matches_duckdb", True) for r in report.get("replay", {}).get("runs", {}).values()]
+    return all(checks)
+
+
+def print_report(report: dict) -> None:
+    env = report["environment"]
+    print(f"arros bench, {env['date']}: {env['cpus']} CPUs ({env['cpu']}), Python {env['python']}, "
+          f"Mosquitto {env['mosquitto']}, " + ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v))
+    if "ingest" in report:
+        print("\n1-2. Ingest")
+        ingest.print_table(report["ingest"])
+    if "latency" in report:
+        print("\n3. Latency, publish -> derived message (filter subscription)")
+        latency.print_table(report["latency"])
+    if "memory" in report:
+        print("\n4. Memory")
+        memory.print_table(report["memory"])
+    if "subscriptions" in report:
+        print("\n5. Many subscriptions on one stream")
+        many_subscriptions.print_table(report["subscriptions"])
+    if "replay" in report:
+        replay_result = report["replay"]
+        print(f"\n6. Replay: {replay_result['events']:,} events, 10 s tumbling window per machine, vs DuckDB")
+        print(f"{'contender':<10}{'seconds':>9}{'x DuckDB':>10}{'peak RSS MB':>13}  same rows as DuckDB")
+        for mode, run in replay_result["runs"].items():
+            print(f"{mode:<10}{run['seconds']:>9.2f}{run['x_duckdb_time']:>10.2f}{run['peak_rss_mb']:>13.0f}  "
+                  f"{run.get('matches_duckdb', '-')}")
+    if report["targets"]:
+        print("\nTargets")
+        for row in report["targets"]:
+            print(f"  [{'met' if row['met'] else 'not met':>7}] {row['target']}: {row['measured']}")
+    print(f"\nzero loss: {'yes, every row accounted for' if report['zero_loss'] else 'NO (see above)'}")
+
+
+def main_with(args: argparse.Namespace) -> int:
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = [s for s in sections if s not in SECTIONS]
+    if unknown:
+        raise ValueError(f"unknown section {unknown[0]!r} (known: {', '.join(SECTIONS)})")
+    sizes = QUICK if args.quick else FULL
+    if args.duration is not None:
+        sizes = Sizes(**{**sizes.__dict__, "memory_seconds": args.duration})
+    if args.messages is not None:
+        sizes = Sizes(**{**sizes.__dict__, "messages": args.messages})
+    return run(sections, sizes, args.json)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return main_with(parser.parse_args())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

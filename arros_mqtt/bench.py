@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes: about a minute (CI, smoke test)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--duration", type=float, help="seconds of the memory run (default 60; 8 with --quick)")
-    parser.add_argument("--messages", type=int, help="messages per ingest run (default 200,000; 20,000 with --quick)")
+    parser.add_argument("--messages", type=int, help="messages per ingest run (default 500,000; 20,000 with --quick)")
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, of: {', '.join(SECTIONS)}")
 
 

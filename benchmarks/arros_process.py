@@ -34,7 +34,7 @@ def toml_value(value: object) -> str:
 
 
 def service_config(broker_port: int, metrics_port: int, state_dir: Path, subscriptions: dict[str, dict],
-                   fmt: str = "json", engine: dict | None = None, protocol: str = "3.1.1",
+                   fmt: str = "json", engine: dict | None = None, protocol: str = "5",
                    schema: dict | None = None, control: dict | None = None) -> str:
     """An arros.toml: the telemetry stream (event time `ts`, in order so no watermark delay, 1 s idle
     timeout so the last windows close soon after the load stops), a probe stream that tells when Arros

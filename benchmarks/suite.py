@@ -33,6 +33,7 @@ from benchmarks import ingest, latency, many_subscriptions, memory, workload  # 
 @dataclass(frozen=True)
 class Sizes:
     messages: int
+    ceiling_runs: int
     latency_rates: tuple[int, ...]
     latency_seconds: float
     latency_delays: tuple[str, ...]
@@ -44,11 +45,11 @@ class Sizes:
     replay_events: int
 
 
-FULL = Sizes(messages=200_000, latency_rates=(1_000, 10_000), latency_seconds=10.0,
+FULL = Sizes(messages=500_000, ceiling_runs=3, latency_rates=(1_000, 10_000), latency_seconds=10.0,
              latency_delays=tuple(latency.DELAYS), memory_seconds=60.0, memory_rate=5_000,
              subscription_counts=(10, 100, 1_000, 10_000), subscription_rate=1_000, subscription_seconds=20.0,
              replay_events=1_000_000)
-QUICK = Sizes(messages=20_000, latency_rates=(1_000, 10_000), latency_seconds=2.0,
+QUICK = Sizes(messages=20_000, ceiling_runs=1, latency_rates=(1_000, 10_000), latency_seconds=2.0,
               latency_delays=tuple(latency.DELAYS)[:1], memory_seconds=8.0, memory_rate=2_000,
               subscription_counts=(10, 100), subscription_rate=1_000, subscription_seconds=3.0,
               replay_events=100_000)
@@ -163,7 +164,7 @@ def run(sections: list[str], sizes: Sizes, json_path: Path | None) -> int:
             progress.section(name)
             if name == "ingest":
                 report[name] = ingest.run(sizes.messages, list(workload.PAYLOADS), list(ingest.QUERIES), progress,
-                                          directory)
+                                          directory, ceiling_runs=sizes.ceiling_runs)
             elif name == "latency":
                 report[name] = latency.run(list(sizes.latency_rates), sizes.latency_seconds,
                                            list(sizes.latency_delays), progress, directory)

@@ -24,11 +24,23 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
-from ingest_filter import make_lines, publish  # noqa: E402
-
 from arros_mqtt.config import parse_config  # noqa: E402
 from arros_mqtt.local_broker import HOST, free_port, start_mosquitto  # noqa: E402
 from arros_mqtt.runtime import Service  # noqa: E402
+from benchmarks import workload  # noqa: E402
+
+TOPIC = "bench/line1/m1/telemetry"
+
+
+def make_lines(n: int) -> tuple[bytes, int]:
+    """N JSON telemetry payloads, one a line (for `mosquitto_pub -l`), and how many the filter passes."""
+    data = workload.readings(n)
+    return b"\n".join(payload for _, payload in workload.payloads(data, "json")) + b"\n", workload.expected_hot(data)
+
+
+def publish(port: int, data: bytes) -> None:
+    subprocess.run(["mosquitto_pub", "-h", HOST, "-p", str(port), "-t", TOPIC, "-q", "0", "-l"], input=data,
+                   check=True, timeout=600)
 
 STREAM = {"topic": "bench/{line}/{machine}/telemetry", "qos": 0, "schema": {
     "ts": "timestamp[ms]", "temp": "float64", "rpm": "int64", "ok": "bool", "status": "string", "seq": "int64"}}

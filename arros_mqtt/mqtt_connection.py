@@ -26,10 +26,11 @@ log = logging.getLogger(__name__)
 RECONNECT_MIN, RECONNECT_MAX = 0.5, 30.0
 
 
-def new_client(broker: BrokerConfig, suffix: str = "", persistent: bool = True) -> mqtt.Client:
+def new_client(broker: BrokerConfig, suffix: str = "", persistent: bool = True,
+               client_class: type[mqtt.Client] = mqtt.Client) -> mqtt.Client:
     """A configured but unconnected client; `connect()` starts it."""
     v5 = broker.protocol == "5"
-    client = mqtt.Client(
+    client = client_class(
         callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=broker.client_id + suffix,
         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,

@@ -30,6 +30,7 @@ from arros_mqtt.engine.aggregate_state import AggregateState
 from arros_mqtt.engine.incremental import RAW, WindowCall, rewrite
 from arros_mqtt.engine.lookup import LookupTable, load_table
 from arros_mqtt.engine.readonly_sql import PER_ROW, RUNNING, WINDOWED, QueryShape, analyze, plan
+from arros_mqtt.engine.routing import equality_route, present_values
 from arros_mqtt.engine.sql_text import Span, calls, tokenize
 from arros_mqtt.engine.subscription import Subscription
 from arros_mqtt.engine.watermark import Watermark
@@ -91,6 +92,9 @@ class Engine:
             _refuse_stray_windows(config.sql)
         else:
             subscription.aggregate = self._aggregate_state(config, shape)
+        if shape.kind in (PER_ROW, WINDOWED):  # a running aggregate without keys emits on every batch
+            subscription.route = equality_route(plan(self._ctx, config.sql).logical_plan(), shape.stream,
+                                                self.streams[shape.stream].full_schema())
         return subscription
 
     def install(self, subscription: Subscription, replace: bool = False) -> Subscription:
@@ -193,13 +197,20 @@ class Engine:
         self._register(stream, batch)
         watermark = self.watermarks[stream]
         before = watermark.value
+        present = present_values(batch, {s.route[0] for s in readers if s.route is not None})
+        splits: dict = {}  # late/on-time split per window shape, shared by the subscriptions of this batch
         results = []
         for subscription in readers:
             stats = subscription.stats
             stats.batches += 1
             stats.rows_in += batch.num_rows
+            route = subscription.route
             try:
-                results += self._run(subscription, stream, batch, before)
+                if route is not None and route[1] not in present[route[0]]:  # no row can match
+                    if subscription.aggregate is not None:
+                        results += self._late(subscription, self._split(subscription, batch, before, splits)[1])
+                    continue
+                results += self._run(subscription, stream, batch, before, splits)
             except Exception as exc:  # a runtime SQL error (cast, overflow) in one batch
                 self._failed(subscription, exc)
                 self._register(stream, batch)
@@ -223,7 +234,8 @@ class Engine:
             return []
         return self._close_windows(stream)
 
-    def _run(self, subscription: Subscription, stream: str, batch: pa.Table, watermark: int | None) -> list[Result]:
+    def _run(self, subscription: Subscription, stream: str, batch: pa.Table, watermark: int | None,
+             splits: dict) -> list[Result]:
         state, stats = subscription.aggregate, subscription.stats
         if state is None:
             table = subscription.run(self._ctx)
@@ -235,12 +247,8 @@ class Engine:
             stats.state_bytes = state.table.nbytes
             stats.rows_out += table.num_rows
             return [Result(subscription, table)] if table.num_rows else []
-        rows, late = state.split_late(batch, watermark)
-        results = []
-        if late.num_rows:
-            stats.late_rows += late.num_rows
-            if subscription.config.late_output is not None:
-                results.append(Result(subscription, late, late=True))
+        rows, late = self._split(subscription, batch, watermark, splits)
+        results = self._late(subscription, late)
         if rows.num_rows:
             if rows is not batch:
                 self._register(stream, rows)
@@ -250,6 +258,24 @@ class Engine:
         stats.state_rows = state.rows
         stats.state_bytes = state.table.nbytes
         return results
+
+    @staticmethod
+    def _split(subscription: Subscription, batch: pa.Table, watermark: int | None,
+               splits: dict) -> tuple[pa.Table, pa.Table]:
+        """(on-time rows, late rows) of the batch for the subscription's window, computed once per window
+        shape and batch: the watermark is the stream's, so subscriptions with equal windows split alike."""
+        state = subscription.aggregate
+        key = (state.window, state.event_column)
+        if key not in splits:
+            splits[key] = state.split_late(batch, watermark)
+        return splits[key]
+
+    @staticmethod
+    def _late(subscription: Subscription, late: pa.Table) -> list[Result]:
+        if not late.num_rows:
+            return []
+        subscription.stats.late_rows += late.num_rows
+        return [Result(subscription, late, late=True)] if subscription.config.late_output is not None else []
 
     def _close_windows(self, stream: str) -> list[Result]:
         watermark = self.watermarks[stream].value

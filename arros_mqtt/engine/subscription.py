@@ -11,6 +11,7 @@ from arros_mqtt.config import SubscriptionConfig
 from arros_mqtt.engine.aggregate_state import AggregateState
 from arros_mqtt.engine.incremental import PARTIAL
 from arros_mqtt.engine.readonly_sql import QueryShape, plan
+from arros_mqtt.engine.routing import Route
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Subscription:
     shape: QueryShape
     stats: SubscriptionStats = field(default_factory=SubscriptionStats)
     aggregate: AggregateState | None = None  # windowed and running subscriptions
+    route: Route | None = None  # (column, value) every output row needs: batches without it are skipped
 
     @property
     def name(self) -> str:

@@ -21,7 +21,8 @@ import paho.mqtt.client as mqtt
 
 from arros_mqtt.config import BrokerConfig, StreamConfig
 from arros_mqtt.durability.acks import AckLedger
-from arros_mqtt.ingress.routing import Sink, StreamRouter
+from arros_mqtt.ingress.bulk_read import BulkReadClient
+from arros_mqtt.ingress.routing import ROUTE_CACHE_SIZE, Sink, StreamRouter
 from arros_mqtt.mqtt_connection import connect, new_client
 
 log = logging.getLogger(__name__)
@@ -54,12 +55,14 @@ class MqttSource:
         self._sink = sink
         self._router = StreamRouter(streams)
         self._subscriptions = self._router.qos  # topic filter -> QoS
+        self._raw_routes: dict[bytes, tuple[str, tuple[str, ...]]] = {}  # topic bytes -> (topic, streams)
         self.subscribed = threading.Event()  # set once the broker acknowledged our SUBSCRIBE
-        self.client = new_client(broker)
+        self.client = new_client(broker, client_class=BulkReadClient)
         self.client.on_subscribe = lambda *_: self.subscribed.set()
         self.client.on_message = self._on_message
         if ledger is not None:
             self.client.manual_ack_set(True)
+        self.client.on_publishes = self._on_publishes
         if presence is not None:
             self.client.will_set(presence.topic, presence.offline, qos=presence.qos, retain=True)
 
@@ -90,6 +93,33 @@ class MqttSource:
             return
         for name in streams:
             self._sink(name, topic, message.payload, received)
+
+    def _on_publishes(self, topics: list[bytes], payloads: list[bytes]) -> None:
+        """QoS 0 messages taken in bulk from the socket (`BulkReadClient`): the same as `_on_message`."""
+        if self._paused:
+            return
+        received = time.time_ns() // 1_000_000
+        routes, sink, ledger = self._raw_routes, self._sink, self._ledger
+        for raw, payload in zip(topics, payloads, strict=True):
+            route = routes.get(raw)
+            if route is None:
+                route = self._raw_route(raw)
+            topic, streams = route
+            if ledger is not None:  # QoS 0 messages hold their place in the acknowledgement order too
+                ledger.received(0, 0, False, streams)
+            for name in streams:
+                sink(name, topic, payload, received)
+
+    def _raw_route(self, raw: bytes) -> tuple[str, tuple[str, ...]]:
+        if len(self._raw_routes) >= ROUTE_CACHE_SIZE:
+            self._raw_routes.clear()
+        try:
+            topic = raw.decode()
+        except UnicodeDecodeError:  # brokers refuse such topics; never let one stop the network thread
+            log.warning("dropped a message with a topic that is not UTF-8: %r", raw[:100])
+            return "", ()
+        route = self._raw_routes[raw] = (topic, self._router.streams_for(topic))
+        return route
 
     def _subscribe(self, client: mqtt.Client, _session_present: bool) -> None:
         # Subscribing again to the same filters replaces them: never a duplicate subscription.

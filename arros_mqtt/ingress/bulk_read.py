@@ -1,0 +1,116 @@
+"""paho's client reading its socket in large chunks and taking QoS 0 PUBLISH packets in bulk: the
+ingress client's receive path.
+
+paho reads each packet with ~3 `recv` calls (the type byte, the length bytes one at a time, the
+body), goes back to `select` after each, and builds an `MQTTMessage` (with a `Condition`) for each;
+at tens of thousands of small messages a second that is most of the network thread's time. Here:
+
+- `_sock_recv` serves paho's small reads from a 256 KB buffer filled by one `recv`;
+- `loop_read` first takes every complete QoS 0 PUBLISH at the head of the buffer itself (a few byte
+  operations each) and hands them to `on_publishes` as lists, then lets paho parse the next packet,
+  and repeats while buffered bytes remain (nothing already read waits for the next `select`).
+
+Everything else stays paho's own: CONNACK, SUBACK, PINGRESP, QoS 1/2 PUBLISHes (and their acks),
+MQTT 5 PUBLISHes that carry properties, anything malformed, packets split across reads, keepalive
+and reconnects. A new socket (reconnect) starts with an empty buffer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import paho.mqtt.client as mqtt
+
+log = logging.getLogger(__name__)
+READ_SIZE = 256 * 1024
+OnPublishes = Callable[[list[bytes], list[bytes]], None]  # (topics, payloads) of QoS 0 PUBLISHes, in order
+
+
+class BulkReadClient(mqtt.Client):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_publishes: OnPublishes | None = None
+        self._read_buffer = b""
+        self._read_position = 0
+        self._read_socket: object | None = None
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._sock is not self._read_socket:  # a new connection: bytes of the old one are not its stream
+            self._read_socket = self._sock
+            self._read_buffer, self._read_position = b"", 0
+        if self._read_position >= len(self._read_buffer):
+            data = super()._sock_recv(READ_SIZE)  # BlockingIOError when nothing is there, as paho expects
+            if not data:
+                return data  # the peer closed: paho sees the connection lost
+            self._read_buffer, self._read_position = data, 0
+        end = self._read_position + bufsize
+        chunk = self._read_buffer[self._read_position:end]
+        self._read_position += len(chunk)
+        return chunk
+
+    @property
+    def buffered(self) -> int:
+        """Bytes read from the socket that are not parsed yet."""
+        return len(self._read_buffer) - self._read_position if self._sock is self._read_socket else 0
+
+    def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
+        while True:
+            if self.on_publishes is not None and self.buffered and self._in_packet["command"] == 0:
+                self._take_publishes(self.on_publishes)
+            rc = super().loop_read(max_packets)
+            if rc != mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS or self._sock is None or not self.buffered:
+                return rc
+
+    def _take_publishes(self, deliver: OnPublishes) -> None:
+        """Complete QoS 0 PUBLISHes at the head of the buffer -> `deliver`; stops at anything else."""
+        data, position, end = self._read_buffer, self._read_position, len(self._read_buffer)
+        v5 = self._protocol == mqtt.MQTTv5
+        topics: list[bytes] = []
+        payloads: list[bytes] = []
+        while position + 4 <= end and data[position] & 0xFE == 0x30:  # PUBLISH, QoS 0, no DUP (RETAIN any)
+            length, shift, cursor = 0, 0, position + 1
+            while cursor < end and shift <= 21:
+                byte = data[cursor]
+                length |= (byte & 0x7F) << shift
+                cursor += 1
+                if not byte & 0x80:
+                    break
+                shift += 7
+            else:
+                break  # length incomplete (or malformed): paho's turn
+            packet_end = cursor + length
+            if packet_end > end or length < 2:
+                break
+            topic_end = cursor + 2 + (data[cursor] << 8 | data[cursor + 1])
+            payload_start = topic_end
+            if v5:  # only PUBLISHes without properties (a single 0 property length byte)
+                if topic_end >= packet_end or data[topic_end] != 0:
+                    break
+                payload_start += 1
+            if payload_start > packet_end:
+                break
+            topics.append(data[cursor + 2:topic_end])
+            payloads.append(data[payload_start:packet_end])
+            position = packet_end
+        if not topics:
+            return
+        self._read_position = position
+        with self._msgtime_mutex:
+            self._last_bytes_received = mqtt.time_func()
+        with self._in_callback_mutex:
+            deliver(topics, payloads)
+
+    def _handle_on_message(self, message: mqtt.MQTTMessage) -> None:
+        """Straight to `on_message`: the ingress client has no per-filter callbacks, and paho's matching
+        against them cost as much as our own callback."""
+        on_message = self.on_message
+        if on_message is None:
+            return
+        with self._in_callback_mutex:
+            try:
+                on_message(self, self._userdata, message)
+            except Exception as err:
+                log.error("ingress on_message failed: %s", err)
+                if not self.suppress_exceptions:
+                    raise

@@ -226,8 +226,11 @@ class Service:
             self._run_calls()
             now = time.monotonic()
             if now >= next_tick:
-                self._guard(journal.tick, time.time())
-                self._guard(self.pipeline.tick, time.time())
+                wall = time.time()
+                for stream in self.batcher.pending_streams():  # behind, not idle: keep windows open
+                    self.engine.watermarks[stream].touch(wall)
+                self._guard(journal.tick, wall)
+                self._guard(self.pipeline.tick, wall)
                 next_tick = now + TICK_SECONDS
             self._guard(journal.after_round)
             if self._stopping.is_set() and not batches and not tables and (self.batcher.pending == 0 or blocked):

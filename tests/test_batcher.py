@@ -57,3 +57,18 @@ def test_add_blocks_when_full_until_the_engine_takes():
         taken += sum(len(b) for b in batcher.take(timeout=1))
     thread.join(5)
     assert done.is_set() and taken == 50
+
+
+def test_pending_streams_and_a_prompt_take():
+    """A message into an empty buffer wakes a waiting `take`: it returns the batch once its delay is due,
+    not at the end of its own (long) timeout."""
+    batcher = MicroBatcher(["a", "b"], max_rows=100, max_delay=0.05)
+    taken: list = []
+    waiter = threading.Thread(target=lambda: taken.extend(batcher.take(timeout=30)))
+    waiter.start()
+    time.sleep(0.1)
+    batcher.add("b", "t/b", b"{}", 1)
+    assert batcher.pending_streams() == ["b"]
+    waiter.join(10)
+    assert not waiter.is_alive() and [len(b) for b in taken] == [1]
+    assert batcher.pending_streams() == []

@@ -64,3 +64,15 @@ def test_late_rows_without_late_output_are_counted_only():
     engine.process("telemetry", batch(engine, [T0 + 20_000], ["a"], [1.0]))
     assert rows_of(engine.process("telemetry", batch(engine, [T0], ["a"], [1.0])), late=True) == []
     assert sub.stats.late_rows == 1
+
+
+def test_a_stream_with_a_backlog_is_not_idle():
+    """Rows still waiting for the engine (the runtime `touch`es their stream): its windows stay open even
+    when the newest processed row is older than idle_timeout."""
+    engine = telemetry_engine(idle_timeout="5s")
+    subscribe(engine, "SELECT tumble(ts, INTERVAL '10 seconds') AS w, count(*) AS n FROM telemetry GROUP BY w")
+    engine.process("telemetry", batch(engine, [ARRIVAL_MS], ["m1"], [20.0]))
+    later = ARRIVAL_MS / 1000 + 60
+    engine.watermarks["telemetry"].touch(later - 1)
+    assert engine.tick(later) == []
+    assert [r.table.column("n").to_pylist() for r in engine.tick(later + 10)] == [[1]]

@@ -87,6 +87,11 @@ class MicroBatcher:
     def pending(self) -> int:
         return self._pending
 
+    def pending_streams(self) -> list[str]:
+        """Streams with messages waiting: not idle, however old their last processed row is."""
+        with self._cond:
+            return list(self._opened)
+
     def _cut(self, stream: str, now: float) -> RawBatch:
         buffer = self._buffers[stream]
         n = self.max_rows

@@ -27,6 +27,7 @@ from datafusion import SessionConfig, SessionContext
 
 from arros_mqtt.config import StreamConfig, SubscriptionConfig, TableConfig
 from arros_mqtt.engine.aggregate_state import AggregateState
+from arros_mqtt.engine.arrow_select import compile_select
 from arros_mqtt.engine.incremental import RAW, WindowCall, rewrite
 from arros_mqtt.engine.lookup import LookupTable, load_table
 from arros_mqtt.engine.readonly_sql import PER_ROW, RUNNING, WINDOWED, QueryShape, analyze, plan
@@ -92,9 +93,12 @@ class Engine:
             _refuse_stray_windows(config.sql)
         else:
             subscription.aggregate = self._aggregate_state(config, shape)
+        stream_schema = self.streams[shape.stream].full_schema()
+        logical_plan = plan(self._ctx, config.sql).logical_plan()
         if shape.kind in (PER_ROW, WINDOWED):  # a running aggregate without keys emits on every batch
-            subscription.route = equality_route(plan(self._ctx, config.sql).logical_plan(), shape.stream,
-                                                self.streams[shape.stream].full_schema())
+            subscription.route = equality_route(logical_plan, shape.stream, stream_schema)
+        if shape.kind == PER_ROW:
+            subscription.arrow = compile_select(logical_plan, shape.stream, stream_schema, shape.output_schema)
         return subscription
 
     def install(self, subscription: Subscription, replace: bool = False) -> Subscription:
@@ -238,7 +242,7 @@ class Engine:
              splits: dict) -> list[Result]:
         state, stats = subscription.aggregate, subscription.stats
         if state is None:
-            table = subscription.run(self._ctx)
+            table = subscription.run(self._ctx, batch)
             stats.rows_out += table.num_rows
             return [Result(subscription, table)] if table.num_rows else []
         if subscription.shape.kind == RUNNING:

@@ -9,6 +9,7 @@ from datafusion import SessionContext
 
 from arros_mqtt.config import SubscriptionConfig
 from arros_mqtt.engine.aggregate_state import AggregateState
+from arros_mqtt.engine.arrow_select import ArrowSelect
 from arros_mqtt.engine.incremental import PARTIAL
 from arros_mqtt.engine.readonly_sql import QueryShape, plan
 from arros_mqtt.engine.routing import Route
@@ -35,6 +36,7 @@ class Subscription:
     stats: SubscriptionStats = field(default_factory=SubscriptionStats)
     aggregate: AggregateState | None = None  # windowed and running subscriptions
     route: Route | None = None  # (column, value) every output row needs: batches without it are skipped
+    arrow: ArrowSelect | None = None  # per-row queries simple enough for pyarrow alone
 
     @property
     def name(self) -> str:
@@ -49,8 +51,10 @@ class Subscription:
         detail.append("partial aggregates" if state.query.mode == PARTIAL else "raw rows until the window closes")
         return f"{self.shape.kind} ({', '.join(detail)})"
 
-    def run(self, ctx: SessionContext) -> pa.Table:
-        """A per-row query over the micro-batch currently registered as the stream's table."""
+    def run(self, ctx: SessionContext, batch: pa.Table) -> pa.Table:
+        """A per-row query over the micro-batch (also registered as the stream's table)."""
+        if self.arrow is not None:
+            return self.arrow.run(batch)
         df = plan(ctx, self.config.sql)
         batches = df.collect()
         return pa.Table.from_batches(batches, schema=self.shape.output_schema)

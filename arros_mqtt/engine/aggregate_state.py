@@ -135,7 +135,7 @@ class AggregateState:
         """Result rows of every window whose end the watermark passed since the last close."""
         if watermark is None or (self.emitted_until is not None and watermark <= self.emitted_until):
             return None
-        if self._earliest_window_end() > watermark:  # nothing to close: O(1) until the state changes
+        if self.earliest_window_end() > watermark:  # nothing to close: O(1) until the state changes
             self.emitted_until = watermark
             return None
         if self.window.kind == SESSION:
@@ -153,7 +153,7 @@ class AggregateState:
             return None
         return self._finalize(ctx, closed)
 
-    def _earliest_window_end(self) -> float:
+    def earliest_window_end(self) -> float:
         """The earliest end (epoch ms) of any window a state row belongs to; infinite without rows.
 
         A tumble/hop pane starting at p is in windows ending at p + slide at the earliest. Cached: with

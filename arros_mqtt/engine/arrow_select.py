@@ -12,12 +12,14 @@ the SELECT list, functions, casts, joins, other types) is planned and run by Dat
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from datafusion import Expr, LogicalPlan
 
+Evaluate = Callable[[pa.Table], pa.ChunkedArray | pa.Scalar]  # a predicate's part over one batch
 _COMPARISONS = {"=": pc.equal, "!=": pc.not_equal, "<>": pc.not_equal, "<": pc.less, "<=": pc.less_equal,
                 ">": pc.greater, ">=": pc.greater_equal}
 
@@ -26,10 +28,10 @@ _COMPARISONS = {"=": pc.equal, "!=": pc.not_equal, "<>": pc.not_equal, "<": pc.l
 class ArrowSelect:
     columns: tuple[str, ...]  # stream columns, in output order
     schema: pa.Schema  # the subscription's output schema (names as the query gives them)
-    predicate: pc.Expression | None
+    predicate: Evaluate | None  # -> a boolean array (compute kernels on the columns; no Acero plan per call)
 
     def run(self, batch: pa.Table) -> pa.Table:
-        rows = batch if self.predicate is None else batch.filter(self.predicate)
+        rows = batch if self.predicate is None else batch.filter(self.predicate(batch))
         return pa.Table.from_arrays([rows.column(c) for c in self.columns], schema=self.schema)
 
 
@@ -80,33 +82,37 @@ def _kind(data_type: pa.DataType) -> str | None:
     return None
 
 
-def _expression(expr: Expr, schema: pa.Schema) -> pc.Expression | None:
-    """The predicate as a boolean pyarrow expression; None for anything outside the simple subset."""
+def _expression(expr: Expr, schema: pa.Schema) -> Evaluate | None:
+    """The predicate as a function of the batch; None for anything outside the simple subset."""
     compiled = _operand(expr, schema)
     return compiled[0] if compiled is not None and compiled[1] == "bool" else None
 
 
-def _operand(expr: Expr, schema: pa.Schema) -> tuple[pc.Expression, str] | None:
-    """(expression, kind of its values) for columns, literals and boolean combinations."""
+def _operand(expr: Expr, schema: pa.Schema) -> tuple[Evaluate, str] | None:
+    """(evaluator, kind of its values) for columns, literals and boolean combinations."""
     variant = expr.variant_name()
     if variant == "Column":
         name = expr.to_variant().name()
         if name not in schema.names:
             return None
         kind = _kind(schema.field(name).type)
-        return (pc.field(name), kind) if kind else None
+        return (lambda table: table.column(name), kind) if kind else None
     if variant == "Literal":
         value = expr.python_value()
         kind = _kind(value.type) if value.is_valid else None
-        return (pc.scalar(value), kind) if kind else None
+        return (lambda _table: value, kind) if kind else None
     if variant in ("IsNull", "IsNotNull"):
         inner = _operand(expr.to_variant().expr(), schema)
         if inner is None:
             return None
-        return (inner[0].is_null() if variant == "IsNull" else inner[0].is_valid()), "bool"
+        test, value = pc.is_null if variant == "IsNull" else pc.is_valid, inner[0]
+        return (lambda table: test(value(table))), "bool"
     if variant == "Not":
         inner = _operand(expr.to_variant().expr(), schema)
-        return (~inner[0], "bool") if inner is not None and inner[1] == "bool" else None
+        if inner is None or inner[1] != "bool":
+            return None
+        value = inner[0]
+        return (lambda table: pc.invert(value(table))), "bool"
     if variant != "BinaryExpr":
         return None
     binary = expr.to_variant()
@@ -117,7 +123,11 @@ def _operand(expr: Expr, schema: pa.Schema) -> tuple[pc.Expression, str] | None:
     if op in ("AND", "OR"):
         if left[1] != "bool" or right[1] != "bool":
             return None
-        return (left[0] & right[0] if op == "AND" else left[0] | right[0]), "bool"
+        return _call(pc.and_kleene if op == "AND" else pc.or_kleene, left[0], right[0]), "bool"
     if op in _COMPARISONS and left[1] == right[1]:
-        return _COMPARISONS[op](left[0], right[0]), "bool"
+        return _call(_COMPARISONS[op], left[0], right[0]), "bool"
     return None
+
+
+def _call(function: Callable, left: Evaluate, right: Evaluate) -> Evaluate:
+    return lambda table: function(left(table), right(table))

@@ -18,6 +18,7 @@ then fails are kept in `rejected` with the reason.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, replace
 
@@ -31,7 +32,7 @@ from arros_mqtt.engine.arrow_select import compile_select
 from arros_mqtt.engine.incremental import RAW, WindowCall, rewrite
 from arros_mqtt.engine.lookup import LookupTable, load_table
 from arros_mqtt.engine.readonly_sql import PER_ROW, RUNNING, WINDOWED, QueryShape, analyze, plan
-from arros_mqtt.engine.routing import equality_route, present_values
+from arros_mqtt.engine.routing import StreamReaders, equality_route
 from arros_mqtt.engine.sql_text import Span, calls, tokenize
 from arros_mqtt.engine.subscription import Subscription
 from arros_mqtt.engine.watermark import Watermark
@@ -65,6 +66,8 @@ class Engine:
         self.paused: dict[str, str] = {}  # name -> reason; paused subscriptions skip micro-batches
         self.pending: dict[str, SubscriptionConfig] = {}  # waiting for a stream's inferred schema
         self.rejected: dict[str, str] = {}  # pending ones whose SQL failed once the schema was known
+        self._readers: dict[str, StreamReaders] = {}  # per stream; rebuilt after any change (`_changed`)
+        self._next_close: dict[str, float] = {}  # per stream: no window of its subscriptions ends before this
         self._ctx = SessionContext(SessionConfig().with_target_partitions(1).with_information_schema(False))
         register_window_functions(self._ctx)
         self._aggregate_names = _aggregate_function_names()
@@ -114,6 +117,7 @@ class Engine:
             self.release(old)
         self.subscriptions[name] = subscription
         self.paused.pop(name, None)
+        self._changed()
         return subscription
 
     def add_when_ready(self, config: SubscriptionConfig) -> Subscription | None:
@@ -156,6 +160,7 @@ class Engine:
         """Stop running `name` and release its state; KeyError if there is none."""
         subscription = self.subscriptions.pop(name)
         self.paused.pop(name, None)
+        self._changed()
         self.release(subscription)
         return subscription
 
@@ -171,11 +176,13 @@ class Engine:
         if name not in self.subscriptions:
             raise KeyError(name)
         self.paused[name] = reason
+        self._changed()
 
     def resume(self, name: str) -> None:
         if name not in self.subscriptions:
             raise KeyError(name)
         self.paused.pop(name, None)
+        self._changed()
 
     def explain(self, subscription: Subscription) -> dict[str, str]:
         """DataFusion's logical and physical plans for one micro-batch of the subscription's stream."""
@@ -195,22 +202,22 @@ class Engine:
 
     def process(self, stream: str, batch: pa.Table) -> list[Result]:
         """Run every subscription of `stream` over one micro-batch; a failing one never stops the others."""
-        readers = [s for s in self.subscriptions.values() if s.shape.stream == stream and s.name not in self.paused]
-        if not readers or batch.num_rows == 0:
+        readers = self._readers_of(stream)
+        if not readers.running or batch.num_rows == 0:
             return []
         self._register(stream, batch)
         watermark = self.watermarks[stream]
         before = watermark.value
-        present = present_values(batch, {s.route[0] for s in readers if s.route is not None})
+        matching = readers.matching(batch)
         splits: dict = {}  # late/on-time split per window shape, shared by the subscriptions of this batch
         results = []
-        for subscription in readers:
+        rows = batch.num_rows
+        for subscription in readers.running:
             stats = subscription.stats
             stats.batches += 1
-            stats.rows_in += batch.num_rows
-            route = subscription.route
+            stats.rows_in += rows
             try:
-                if route is not None and route[1] not in present[route[0]]:  # no row can match
+                if subscription.route is not None and id(subscription) not in matching:  # no row can match
                     if subscription.aggregate is not None:
                         results += self._late(subscription, self._split(subscription, batch, before, splits)[1])
                     continue
@@ -259,6 +266,7 @@ class Engine:
             state.ingest(self._ctx)
             if rows is not batch:
                 self._register(stream, batch)
+            self._next_close[stream] = min(self._next_close.get(stream, -math.inf), state.earliest_window_end())
         stats.state_rows = state.rows
         stats.state_bytes = state.table.nbytes
         return results
@@ -283,22 +291,38 @@ class Engine:
 
     def _close_windows(self, stream: str) -> list[Result]:
         watermark = self.watermarks[stream].value
+        if watermark is None or watermark < self._next_close.get(stream, -math.inf):
+            return []  # no window of any subscription of the stream can end yet
         results = []
-        for subscription in self.subscriptions.values():
+        next_close = math.inf
+        for subscription in self._readers_of(stream).windowed:
             state = subscription.aggregate
-            if subscription.shape.stream != stream or subscription.shape.kind != WINDOWED or state is None:
-                continue
             try:
                 table = state.close(self._ctx, watermark)
             except Exception as exc:
                 self._failed(subscription, exc)
+                next_close = -math.inf  # try again on the next batch
                 continue
             subscription.stats.state_rows = state.rows
             subscription.stats.state_bytes = state.table.nbytes
+            next_close = min(next_close, state.earliest_window_end())
             if table is not None and table.num_rows:
                 subscription.stats.rows_out += table.num_rows
                 results.append(Result(subscription, table))
+        self._next_close[stream] = next_close
         return results
+
+    def _readers_of(self, stream: str) -> StreamReaders:
+        readers = self._readers.get(stream)
+        if readers is None:
+            readers = self._readers[stream] = StreamReaders.of(
+                (s for s in self.subscriptions.values() if s.shape.stream == stream), self.paused)
+        return readers
+
+    def _changed(self) -> None:
+        """Subscriptions were added, removed, paused or resumed: rebuild indexes, close windows afresh."""
+        self._readers.clear()
+        self._next_close.clear()
 
     def _aggregate_state(self, config: SubscriptionConfig, shape: QueryShape) -> AggregateState:
         stream = self.streams[shape.stream]

@@ -13,12 +13,55 @@ skipping it changes nothing it outputs.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from datafusion import Expr, LogicalPlan
 
+if TYPE_CHECKING:
+    from arros_mqtt.engine.subscription import Subscription
+
 Route = tuple[str, object]  # (stream column, value a row must have)
+
+
+@dataclass
+class StreamReaders:
+    """The subscriptions of one stream, indexed once (rebuilt when subscriptions change), so a micro-batch
+    costs per subscription that can match it, not per subscription there is."""
+
+    running: list[Subscription] = field(default_factory=list)  # not paused, in the order they were added
+    unrouted: list[Subscription] = field(default_factory=list)
+    routed: dict[str, dict[object, list[Subscription]]] = field(default_factory=dict)  # column -> value -> subs
+    windowed: list[Subscription] = field(default_factory=list)  # paused ones too: their windows still close
+
+    @classmethod
+    def of(cls, subscriptions: Iterable[Subscription], paused: set[str] | dict) -> StreamReaders:
+        readers = cls()
+        for subscription in subscriptions:
+            if subscription.aggregate is not None and subscription.aggregate.window is not None:
+                readers.windowed.append(subscription)
+            if subscription.name in paused:
+                continue
+            readers.running.append(subscription)
+            if subscription.route is None:
+                readers.unrouted.append(subscription)
+            else:
+                column, value = subscription.route
+                readers.routed.setdefault(column, {}).setdefault(value, []).append(subscription)
+        return readers
+
+    def matching(self, batch: pa.Table) -> set[int] | None:
+        """ids of the routed subscriptions whose value occurs in the batch; None when none is routed."""
+        if not self.routed:
+            return None
+        found: set[int] = set()
+        for column, values in present_values(batch, self.routed).items():
+            by_value = self.routed[column]
+            for value in values:
+                found.update(id(s) for s in by_value.get(value, ()))
+        return found
 
 
 def equality_route(logical_plan: LogicalPlan, stream: str, schema: pa.Schema) -> Route | None:

@@ -10,6 +10,7 @@ import pytest
 
 from arros_mqtt.engine.readonly_sql import plan
 from arros_mqtt.engine.routing import equality_route
+from arros_mqtt.engine.shared_partial import share
 from tests.engine_support import batch, subscribe, telemetry_engine
 
 START = 1_800_000_000_000
@@ -50,6 +51,8 @@ def test_many_routed_subscriptions_match_duckdb():
         subscribe(engine, f"SELECT machine, ts, temp FROM telemetry WHERE machine = '{m}' AND temp > 50", f"f{m}")
         subscribe(engine, "SELECT tumble(ts, INTERVAL '1 second') AS w, machine, count(*) AS n, max(temp) AS hi "
                   f"FROM telemetry WHERE machine = '{m}' GROUP BY w, machine", f"w{m}", late_output="late/x")
+    assert engine.subscriptions["wm0"].shared is not None  # the 30 windows share one partial query per batch
+    assert engine.subscriptions["wm0"].shared.key == engine.subscriptions["wm29"].shared.key
     rng = np.random.default_rng(3)
     rows, per_row, windows, late_rows = [], {}, {}, {}
     for b in range(40):
@@ -87,3 +90,18 @@ def test_many_routed_subscriptions_match_duckdb():
         # late rows are reported to every windowed subscription, skipped or not (as without routing)
         assert engine.subscriptions[f"w{m}"].stats.late_rows == 2
         assert sum(t.num_rows for t in late_rows[f"w{m}"]) == 2
+
+
+@pytest.mark.parametrize(("partial", "shared"), [
+    ("SELECT count(*) AS __a0 FROM telemetry WHERE machine = 'm1' AND temp > 3 GROUP BY __ws",
+     "SELECT count(*) AS __a0, machine AS __route FROM telemetry WHERE TRUE AND temp > 3 GROUP BY __ws, __route"),
+    ("SELECT count(*) AS __a0 FROM telemetry WHERE 'm1' = machine GROUP BY __ws",
+     "SELECT count(*) AS __a0, machine AS __route FROM telemetry WHERE TRUE GROUP BY __ws, __route"),
+    ("SELECT count(*) AS __a0 FROM telemetry t WHERE t.machine = 'm1' GROUP BY __ws", None),  # qualified
+    ("SELECT count(*) FILTER (WHERE machine = 'm1') AS __a0 FROM telemetry WHERE machine = 'm1' GROUP BY __ws",
+     None),  # the literal twice
+    ("SELECT machine AS __a0 FROM telemetry WHERE machine = 'm1'", None),  # no GROUP BY (raw rows)
+])
+def test_shared_partial_sql(partial, shared):
+    result = share(partial, ("machine", "m1"))
+    assert (result.sql if result else None) == shared

@@ -108,7 +108,10 @@ class AggregateState:
 
     def ingest(self, ctx: SessionContext) -> pa.Table:
         """Fold the rows registered as the stream's table (by the caller) into the state; the partial."""
-        partial = _collect(ctx, self.query.partial, self.schema)
+        return self.add_partial(ctx, _collect(ctx, self.query.partial, self.schema))
+
+    def add_partial(self, ctx: SessionContext, partial: pa.Table) -> pa.Table:
+        """Fold partial rows (the result of the partial query, e.g. a shared one's slice) into the state."""
         self.table = pa.concat_tables([self.table, partial]) if self.table.num_rows else partial
         if self.window is not None and self.window.kind == SESSION:
             self.table = self._run(ctx, self._session_sql(), self.table)

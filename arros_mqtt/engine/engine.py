@@ -33,6 +33,7 @@ from arros_mqtt.engine.incremental import RAW, WindowCall, rewrite
 from arros_mqtt.engine.lookup import LookupTable, load_table
 from arros_mqtt.engine.readonly_sql import PER_ROW, RUNNING, WINDOWED, QueryShape, analyze, plan
 from arros_mqtt.engine.routing import StreamReaders, equality_route
+from arros_mqtt.engine.shared_partial import ROUTE_COLUMN, SharedPartial, share, split_by_route
 from arros_mqtt.engine.sql_text import Span, calls, tokenize
 from arros_mqtt.engine.subscription import Subscription
 from arros_mqtt.engine.watermark import Watermark
@@ -102,7 +103,21 @@ class Engine:
             subscription.route = equality_route(logical_plan, shape.stream, stream_schema)
         if shape.kind == PER_ROW:
             subscription.arrow = compile_select(logical_plan, shape.stream, stream_schema, shape.output_schema)
+        if subscription.route is not None and subscription.aggregate is not None:
+            subscription.shared = self._shared_partial(subscription)
         return subscription
+
+    def _shared_partial(self, subscription: Subscription) -> SharedPartial | None:
+        """The shared form of a routed window's partial query, if it plans and gives the state's columns."""
+        state = subscription.aggregate
+        shared = share(state.query.partial, subscription.route)
+        if shared is None:
+            return None
+        try:
+            names = plan(self._ctx, shared.sql).schema().names
+        except SqlError:
+            return None
+        return shared if set(state.schema.names) | {ROUTE_COLUMN} <= set(names) else None
 
     def install(self, subscription: Subscription, replace: bool = False) -> Subscription:
         """Run a built subscription; with `replace` it takes the place (and releases the state) of the
@@ -263,13 +278,27 @@ class Engine:
         if rows.num_rows:
             if rows is not batch:
                 self._register(stream, rows)
-            state.ingest(self._ctx)
+            self._ingest(subscription, splits)
             if rows is not batch:
                 self._register(stream, batch)
             self._next_close[stream] = min(self._next_close.get(stream, -math.inf), state.earliest_window_end())
         stats.state_rows = state.rows
         stats.state_bytes = state.table.nbytes
         return results
+
+    def _ingest(self, subscription: Subscription, cache: dict) -> None:
+        """Fold the registered rows into the subscription's state: by its own partial query, or by its
+        slice of the partial query it shares with others (run once per batch, the first time it is needed)."""
+        state, shared = subscription.aggregate, subscription.shared
+        if shared is None or self._readers_of(subscription.shape.stream).sharing[shared.key] < 2:
+            state.ingest(self._ctx)
+            return
+        parts = cache.get(shared.key)
+        if parts is None:
+            parts = cache[shared.key] = split_by_route(plan(self._ctx, shared.sql).to_arrow_table(), state.schema)
+        part = parts.get(subscription.route[1])
+        if part is not None:
+            state.add_partial(self._ctx, part)
 
     @staticmethod
     def _split(subscription: Subscription, batch: pa.Table, watermark: int | None,

@@ -12,6 +12,7 @@ skipping it changes nothing it outputs.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -35,6 +36,7 @@ class StreamReaders:
     unrouted: list[Subscription] = field(default_factory=list)
     routed: dict[str, dict[object, list[Subscription]]] = field(default_factory=dict)  # column -> value -> subs
     windowed: list[Subscription] = field(default_factory=list)  # paused ones too: their windows still close
+    sharing: Counter = field(default_factory=Counter)  # shared partial key -> running subscriptions with it
 
     @classmethod
     def of(cls, subscriptions: Iterable[Subscription], paused: set[str] | dict) -> StreamReaders:
@@ -45,6 +47,8 @@ class StreamReaders:
             if subscription.name in paused:
                 continue
             readers.running.append(subscription)
+            if subscription.shared is not None:
+                readers.sharing[subscription.shared.key] += 1
             if subscription.route is None:
                 readers.unrouted.append(subscription)
             else:

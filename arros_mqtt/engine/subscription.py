@@ -13,6 +13,7 @@ from arros_mqtt.engine.arrow_select import ArrowSelect
 from arros_mqtt.engine.incremental import PARTIAL
 from arros_mqtt.engine.readonly_sql import QueryShape, plan
 from arros_mqtt.engine.routing import Route
+from arros_mqtt.engine.shared_partial import SharedPartial
 
 
 @dataclass
@@ -37,6 +38,7 @@ class Subscription:
     aggregate: AggregateState | None = None  # windowed and running subscriptions
     route: Route | None = None  # (column, value) every output row needs: batches without it are skipped
     arrow: ArrowSelect | None = None  # per-row queries simple enough for pyarrow alone
+    shared: SharedPartial | None = None  # routed windows whose partial query others can share
 
     @property
     def name(self) -> str:

@@ -10,7 +10,7 @@ import pytest
 
 from arros_mqtt.engine.readonly_sql import plan
 from arros_mqtt.engine.routing import equality_route
-from arros_mqtt.engine.shared_partial import share
+from arros_mqtt.engine.shared_partial import share_partial
 from tests.engine_support import batch, subscribe, telemetry_engine
 
 START = 1_800_000_000_000
@@ -53,6 +53,7 @@ def test_many_routed_subscriptions_match_duckdb():
                   f"FROM telemetry WHERE machine = '{m}' GROUP BY w, machine", f"w{m}", late_output="late/x")
     assert engine.subscriptions["wm0"].shared is not None  # the 30 windows share one partial query per batch
     assert engine.subscriptions["wm0"].shared.key == engine.subscriptions["wm29"].shared.key
+    assert engine.subscriptions["wm0"].shared.final is not None  # ... and one final query when windows close
     rng = np.random.default_rng(3)
     rows, per_row, windows, late_rows = [], {}, {}, {}
     for b in range(40):
@@ -103,5 +104,20 @@ def test_many_routed_subscriptions_match_duckdb():
     ("SELECT machine AS __a0 FROM telemetry WHERE machine = 'm1'", None),  # no GROUP BY (raw rows)
 ])
 def test_shared_partial_sql(partial, shared):
-    result = share(partial, ("machine", "m1"))
-    assert (result.sql if result else None) == shared
+    result = share_partial(partial, ("machine", "m1"))
+    assert (result[1] if result else None) == shared
+
+
+def test_two_subscriptions_for_the_same_value_each_get_the_full_window():
+    """Shared partial and final queries with a value twice in the group: neither is counted double."""
+    engine = telemetry_engine(watermark="0s")
+    sql = ("SELECT tumble(ts, INTERVAL '1 second') AS w, count(*) AS n, sum(temp) AS total FROM telemetry "
+           "WHERE machine = '{m}' GROUP BY w")
+    for name, machine in (("a", "m1"), ("b", "m1"), ("c", "m2")):
+        subscribe(engine, sql.format(m=machine), name)
+    assert engine.subscriptions["a"].shared.final_key == engine.subscriptions["c"].shared.final_key
+    results = engine.process("telemetry", batch(engine, [START + i for i in range(6)], ["m1", "m2"] * 3,
+                                                 [1.0, 10.0, 2.0, 20.0, 3.0, 30.0]))
+    results += engine.tick(START / 1000 + 3600)
+    got = {r.subscription.name: r.table.select(["n", "total"]).to_pylist() for r in results}
+    assert got == {"a": [{"n": 3, "total": 6.0}], "b": [{"n": 3, "total": 6.0}], "c": [{"n": 3, "total": 60.0}]}

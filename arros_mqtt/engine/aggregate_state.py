@@ -132,10 +132,16 @@ class AggregateState:
             self._register(self._changed_name, self.schema.empty_table())
         else:
             rows = self.table
-        return self._finalize(ctx, rows)
+        return self.finalize(ctx, rows)
 
     def close(self, ctx: SessionContext, watermark: int | None) -> pa.Table | None:
         """Result rows of every window whose end the watermark passed since the last close."""
+        closed = self.take_closed(watermark)
+        return None if closed is None else self.finalize(ctx, closed)
+
+    def take_closed(self, watermark: int | None) -> pa.Table | None:
+        """State rows of the windows whose end the watermark passed since the last close (now out of the
+        state), labelled with their window; None when none. `close` without the final query."""
         if watermark is None or (self.emitted_until is not None and watermark <= self.emitted_until):
             return None
         if self.earliest_window_end() > watermark:  # nothing to close: O(1) until the state changes
@@ -152,9 +158,7 @@ class AggregateState:
             self.table = self.table.filter(pa.array(pane + self.window.size_ms > watermark))
         self.emitted_until = watermark
         self._compacted_rows = min(self._compacted_rows, self.rows)
-        if closed.num_rows == 0:
-            return None
-        return self._finalize(ctx, closed)
+        return closed if closed.num_rows else None
 
     def earliest_window_end(self) -> float:
         """The earliest end (epoch ms) of any window a state row belongs to; infinite without rows.
@@ -196,7 +200,8 @@ class AggregateState:
         self.table = self._run(ctx, self.query.merge(self._state_name), self.table)
         self._compacted_rows = self.rows
 
-    def _finalize(self, ctx: SessionContext, rows: pa.Table) -> pa.Table:
+    def finalize(self, ctx: SessionContext, rows: pa.Table) -> pa.Table:
+        """The user's select list over state rows (closed windows, changed groups)."""
         self._register(self._final_name, rows)
         try:
             result = plan(ctx, self.query.final(self._final_name)).to_arrow_table()

@@ -33,7 +33,7 @@ from arros_mqtt.engine.incremental import RAW, WindowCall, rewrite
 from arros_mqtt.engine.lookup import LookupTable, load_table
 from arros_mqtt.engine.readonly_sql import PER_ROW, RUNNING, WINDOWED, QueryShape, analyze, plan
 from arros_mqtt.engine.routing import StreamReaders, equality_route
-from arros_mqtt.engine.shared_partial import ROUTE_COLUMN, SharedPartial, share, split_by_route
+from arros_mqtt.engine.shared_partial import ROUTE_COLUMN, SHARED_FINAL, SharedPartial, share, split_by_route
 from arros_mqtt.engine.sql_text import Span, calls, tokenize
 from arros_mqtt.engine.subscription import Subscription
 from arros_mqtt.engine.watermark import Watermark
@@ -110,14 +110,24 @@ class Engine:
     def _shared_partial(self, subscription: Subscription) -> SharedPartial | None:
         """The shared form of a routed window's partial query, if it plans and gives the state's columns."""
         state = subscription.aggregate
-        shared = share(state.query.partial, subscription.route)
+        shared = share(state.query, subscription.route)
         if shared is None:
             return None
         try:
             names = plan(self._ctx, shared.sql).schema().names
         except SqlError:
             return None
-        return shared if set(state.schema.names) | {ROUTE_COLUMN} <= set(names) else None
+        if not set(state.schema.names) | {ROUTE_COLUMN} <= set(names):
+            return None
+        route = pa.array([subscription.route[1]])
+        self._register(SHARED_FINAL, state.schema.empty_table().append_column(ROUTE_COLUMN, route.slice(0, 0)))
+        try:
+            names = plan(self._ctx, shared.final).schema().names
+        except SqlError:
+            names = []
+        if names != [*state.output_schema.names, ROUTE_COLUMN]:
+            shared = replace(shared, final=None)
+        return shared
 
     def install(self, subscription: Subscription, replace: bool = False) -> Subscription:
         """Run a built subscription; with `replace` it takes the place (and releases the state) of the
@@ -324,10 +334,21 @@ class Engine:
             return []  # no window of any subscription of the stream can end yet
         results = []
         next_close = math.inf
-        for subscription in self._readers_of(stream).windowed:
-            state = subscription.aggregate
+        readers = self._readers_of(stream)
+        groups: dict[str, dict[object, tuple[Subscription, pa.Table]]] = {}  # final key -> route value -> rows
+        for subscription in readers.windowed:
+            state, shared = subscription.aggregate, subscription.shared
             try:
-                table = state.close(self._ctx, watermark)
+                if shared is not None and shared.final is not None and readers.closing[shared.final_key] > 1:
+                    table = None
+                    closed = state.take_closed(watermark)
+                    group = groups.setdefault(shared.final_key, {})
+                    if closed is not None and subscription.route[1] in group:  # the same value twice: alone
+                        table = state.finalize(self._ctx, closed)
+                    elif closed is not None:
+                        group[subscription.route[1]] = (subscription, closed)
+                else:
+                    table = state.close(self._ctx, watermark)
             except Exception as exc:
                 self._failed(subscription, exc)
                 next_close = -math.inf  # try again on the next batch
@@ -339,6 +360,33 @@ class Engine:
                 subscription.stats.rows_out += table.num_rows
                 results.append(Result(subscription, table))
         self._next_close[stream] = next_close
+        for group in groups.values():
+            results += self._finalize_shared(list(group.values()))
+        return results
+
+    def _finalize_shared(self, members: list[tuple[Subscription, pa.Table]]) -> list[Result]:
+        """Closed windows of subscriptions sharing their final query: one query for all, split by value."""
+        if not members:
+            return []
+        first = members[0][0]
+        rows = pa.concat_tables([closed.append_column(ROUTE_COLUMN, pa.array([s.route[1]] * closed.num_rows))
+                                 for s, closed in members])
+        self._register(SHARED_FINAL, rows)
+        try:
+            parts = split_by_route(plan(self._ctx, first.shared.final).to_arrow_table(),
+                                   first.aggregate.output_schema)
+        except Exception as exc:
+            for subscription, _ in members:
+                self._failed(subscription, exc)
+            return []
+        finally:
+            self._register(SHARED_FINAL, rows.schema.empty_table())
+        results = []
+        for subscription, _ in members:
+            table = parts.get(subscription.route[1])
+            if table is not None and table.num_rows:
+                subscription.stats.rows_out += table.num_rows
+                results.append(Result(subscription, table))
         return results
 
     def _readers_of(self, stream: str) -> StreamReaders:

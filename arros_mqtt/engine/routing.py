@@ -37,6 +37,7 @@ class StreamReaders:
     routed: dict[str, dict[object, list[Subscription]]] = field(default_factory=dict)  # column -> value -> subs
     windowed: list[Subscription] = field(default_factory=list)  # paused ones too: their windows still close
     sharing: Counter = field(default_factory=Counter)  # shared partial key -> running subscriptions with it
+    closing: Counter = field(default_factory=Counter)  # shared final key -> windowed subscriptions with it
 
     @classmethod
     def of(cls, subscriptions: Iterable[Subscription], paused: set[str] | dict) -> StreamReaders:
@@ -44,6 +45,8 @@ class StreamReaders:
         for subscription in subscriptions:
             if subscription.aggregate is not None and subscription.aggregate.window is not None:
                 readers.windowed.append(subscription)
+                if subscription.shared is not None and subscription.shared.final is not None:
+                    readers.closing[subscription.shared.final_key] += 1
             if subscription.name in paused:
                 continue
             readers.running.append(subscription)

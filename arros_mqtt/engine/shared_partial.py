@@ -6,7 +6,9 @@ would run its own partial aggregation over every micro-batch it matches. Subscri
 SQL (incremental.py) is the same text except for the routed literal (routing.py) instead share one
 query: the literal's conjunct becomes TRUE and the routed column becomes one more group key
 (`__route`); its result is split by that key and each subscription folds its own slice into its state,
-exactly the rows its own partial query would have produced.
+exactly the rows its own partial query would have produced. When windows close, the closed rows of
+subscriptions that also share the final query (same select list, HAVING, ORDER BY) are finalized by one
+query grouped by `__route` too, and split again.
 """
 
 from __future__ import annotations
@@ -16,21 +18,39 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from arros_mqtt.engine.incremental import IncrementalQuery
 from arros_mqtt.engine.routing import Route
 from arros_mqtt.engine.sql_text import Token, tokenize
 
 ROUTE_COLUMN = "__route"
+SHARED_FINAL = "__shared_final"  # the table closed rows of a group are registered as for its final query
 
 
 @dataclass(frozen=True)
 class SharedPartial:
     key: str  # the partial SQL with the routed literal blanked out: subscriptions with equal keys share
     sql: str  # the partial for every value at once, grouped by ROUTE_COLUMN as well
+    final_key: str  # ... and the final query too: subscriptions with equal final keys share closing
+    final: str | None  # the final query over the closed rows of all of them (SHARED_FINAL), by ROUTE_COLUMN
 
 
-def share(partial_sql: str, route: Route) -> SharedPartial | None:
-    """The shared form of a routed subscription's partial query; None when the text is not plain enough
-    to rewrite safely (the literal written more than once, a qualified column, a WITH prefix, ...)."""
+def share(query: IncrementalQuery, route: Route) -> SharedPartial | None:
+    """The shared form of a routed subscription's queries; None when the text is not plain enough to
+    rewrite safely (the literal written more than once, a qualified column, a WITH prefix, ...)."""
+    group = f" GROUP BY {', '.join(query.keys)}"
+    if not query.keys or not query.final_tail.startswith(group):
+        return None
+    partial = share_partial(query.partial, route)
+    if partial is None:
+        return None
+    key, sql = partial
+    tail = group + f", {ROUTE_COLUMN}" + query.final_tail[len(group):]
+    final = f"{query.final_select}, {ROUTE_COLUMN} FROM {SHARED_FINAL}{tail}"
+    return SharedPartial(key, sql, f"{key}\x01{query.final_select}\x01{query.final_tail}", final)
+
+
+def share_partial(partial_sql: str, route: Route) -> tuple[str, str] | None:
+    """(key, shared SQL) of one partial query: its routed conjunct TRUE, the routed column a group key."""
     column, value = route
     try:
         tokens = tokenize(partial_sql)
@@ -48,11 +68,11 @@ def share(partial_sql: str, route: Route) -> SharedPartial | None:
     cut = tokens[from_index].start
     sql = (partial_sql[:cut].rstrip() + f", {tokens[span[0] if tokens[span[0]].kind == 'ident' else span[1]].text} "
            f"AS {ROUTE_COLUMN} " + partial_sql[cut:start] + "TRUE" + partial_sql[end:] + f", {ROUTE_COLUMN}")
-    return SharedPartial(key, sql)
+    return key, sql
 
 
 def split_by_route(table: pa.Table, schema: pa.Schema) -> dict[object, pa.Table]:
-    """The shared partial's rows per routed value, in each subscription's state schema."""
+    """The shared query's rows per routed value, in each subscription's schema (state or output)."""
     if table.num_rows == 0:
         return {}
     table = table.take(pc.sort_indices(table.column(ROUTE_COLUMN)))
@@ -61,7 +81,11 @@ def split_by_route(table: pa.Table, schema: pa.Schema) -> dict[object, pa.Table]
     for position in range(1, len(values) + 1):
         if position == len(values) or values[position] != values[start]:
             if values[start] is not None:
-                parts[values[start]] = table.slice(start, position - start).select(schema.names).cast(schema)
+                part = table.slice(start, position - start).select(schema.names)
+                try:
+                    parts[values[start]] = part.cast(schema)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
+                    parts[values[start]] = part  # as the subscription's own final query would give it
             start = position
     return parts
 

@@ -57,6 +57,22 @@ class MicroBatcher:
             elif len(buffer.payloads) >= self.max_rows:
                 self._cond.notify_all()
 
+    def add_many(self, stream: str, topics: list[str], payloads: list[bytes], received_ms: int) -> None:
+        """`add` for messages received together (one socket read): one lock round for all of them."""
+        with self._cond:
+            while self._pending >= self.max_pending and not self._closed:
+                self._cond.wait(0.1)
+            buffer = self._buffers[stream]
+            was_empty = not buffer.payloads
+            buffer.topics += topics
+            buffer.payloads += payloads
+            buffer.received_ms += [received_ms] * len(payloads)
+            self._pending += len(payloads)
+            if was_empty:
+                self._opened[stream] = time.monotonic()
+            if was_empty or len(buffer.payloads) >= self.max_rows:
+                self._cond.notify_all()
+
     def take(self, timeout: float) -> list[RawBatch]:
         """The batches that are due, waiting at most `timeout` for one; after `close`, all that is left."""
         deadline = time.monotonic() + timeout

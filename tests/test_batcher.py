@@ -72,3 +72,15 @@ def test_pending_streams_and_a_prompt_take():
     waiter.join(10)
     assert not waiter.is_alive() and [len(b) for b in taken] == [1]
     assert batcher.pending_streams() == []
+
+
+def test_add_many_is_add_in_order():
+    batcher = MicroBatcher(["a"], max_rows=3, max_delay=60)
+    batcher.add("a", "t/0", b"0", 5)
+    batcher.add_many("a", ["t/1", "t/2", "t/3", "t/4"], [b"1", b"2", b"3", b"4"], 7)
+    assert batcher.pending == 5
+    (first,) = batcher.take(timeout=1)  # full: due without waiting for the delay
+    assert (first.topics, first.payloads, first.received_ms) == (["t/0", "t/1", "t/2"], [b"0", b"1", b"2"], [5, 7, 7])
+    batcher.close()
+    (rest,) = batcher.take(timeout=1)
+    assert rest.payloads == [b"3", b"4"] and batcher.pending == 0

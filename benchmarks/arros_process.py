@@ -35,7 +35,7 @@ def toml_value(value: object) -> str:
 
 def service_config(broker_port: int, metrics_port: int, state_dir: Path, subscriptions: dict[str, dict],
                    fmt: str = "json", engine: dict | None = None, protocol: str = "5",
-                   schema: dict | None = None, control: dict | None = None) -> str:
+                   schema: dict | None = None, control: dict | None = None, durability: dict | None = None) -> str:
     """An arros.toml: the telemetry stream (event time `ts`, in order so no watermark delay, 1 s idle
     timeout so the last windows close soon after the load stops), a probe stream that tells when Arros
     is subscribed, `subscriptions`."""
@@ -45,6 +45,7 @@ def service_config(broker_port: int, metrics_port: int, state_dir: Path, subscri
         "engine": {"state_dir": str(state_dir), **(engine or {})},
         "metrics": {"listen": f"127.0.0.1:{metrics_port}"},
         "control": {"max_subscriptions": 0, **(control or {})},
+        "durability": durability or {},
         "streams.telemetry": {"topic": workload.TOPIC_PATTERN, "format": fmt, "qos": 0, "event_time": "ts",
                               "watermark": "0s", "idle_timeout": "1s", "schema": schema or workload.SCHEMA},
         "streams.probe": {"topic": "bench-probe/{x}", "qos": 0, "schema": {"v": "int64"}},

@@ -8,9 +8,10 @@ limit). Measured, for N ~100 B JSON telemetry messages from 100 machines:
   its exit; the physical limit of broker + one subscriber on this machine (best of 3 runs);
 - Arros (`arros run` in a child process, MQTT 5 as by default) into (a) a per-row filter and (b) a 10 s tumbling
   window per machine (count/avg/max/min): time until its engine decoded all rows (Prometheus counter),
-  for JSON, msgpack and JSON arrays of 100 readings per message. Zero loss is checked: every row
-  decoded, no dead letter, the filter's messages are exactly the hot readings, the windows' counts and
-  values equal pyarrow's over the input. RSS idle and peak under load come from /proc.
+  for JSON, msgpack and JSON arrays of 100 readings per message, with the default durability (the
+  write-ahead log, fsync per micro-batch) and, for JSON, also with `[durability] wal = false`. Zero loss
+  is checked: every row decoded, no dead letter, the filter's messages are exactly the hot readings, the
+  windows' counts and values equal pyarrow's over the input. RSS idle and peak under load come from /proc.
 
     .venv/bin/python benchmarks/ingest.py --messages 200000 [--json out.json]
 """
@@ -91,13 +92,13 @@ def ceiling(broker: Mosquitto, data: bytes, n: int) -> float:
 
 
 def ingest(broker: Mosquitto, directory: Path, data: workload.Readings, kind: str, query: str, wire: bytes,
-           progress: Progress, protocol: str = "5") -> dict:
+           progress: Progress, protocol: str = "5", wal: bool = True) -> dict:
     """One Arros run: start, idle RSS, the load, accounting, stop."""
     directory.mkdir(parents=True, exist_ok=True)
     metrics_port = free_port()
     fmt = workload.PAYLOADS[kind][0]
     config = service_config(broker.port, metrics_port, directory / "state", QUERIES[query], fmt=fmt,
-                            protocol=protocol)
+                            protocol=protocol, durability=None if wal else {"wal": False})
     arros = ArrosProcess(directory, config, metrics_port)
     try:
         arros.wait_ready(broker.port)
@@ -125,7 +126,8 @@ def ingest(broker: Mosquitto, directory: Path, data: workload.Readings, kind: st
         receiver.close()
     finally:
         arros.stop()
-    return {"payload": kind, "query": query, "messages": data.messages, "rows": data.rows, "seconds": elapsed,
+    return {"payload": kind if wal else f"{kind}, no WAL", "wal": wal, "query": query, "messages": data.messages,
+            "rows": data.rows, "seconds": elapsed,
             "msgs_per_s": data.messages / elapsed, "rows_per_s": data.rows / elapsed, "cpu_seconds": cpu,
             "rss_idle_mb": rss_idle, "rss_peak_mb": rss_peak, **outcome}
 
@@ -175,10 +177,12 @@ def run(messages: int, payload_kinds: list[str], queries: list[str], progress: P
                 data = json_data if kind == "json" else workload.readings(messages, rows_per_message=per)
                 wire = json_wire if kind == "json" else packets(workload.payloads(data, fmt))
                 for query in queries:
-                    progress(f"{query} {kind}: starting arros")
-                    result = ingest(broker, root / f"{kind}-{query}", data, kind, query, wire, progress, protocol)
-                    result["ratio_to_ceiling"] = result["msgs_per_s"] / bare
-                    runs.append(result)
+                    for wal in (True, False) if kind == "json" else (True,):
+                        progress(f"{query} {kind}{'' if wal else ', no WAL'}: starting arros")
+                        result = ingest(broker, root / f"{kind}-{query}-{wal}", data, kind, query, wire, progress,
+                                        protocol, wal)
+                        result["ratio_to_ceiling"] = result["msgs_per_s"] / bare
+                        runs.append(result)
         finally:
             broker.stop()
     return {"messages": messages, "protocol": protocol, "bytes_per_message": round(len(json_wire) / messages, 1),
@@ -189,9 +193,9 @@ def print_table(result: dict) -> None:
     runs = ", ".join(f"{r:,.0f}" for r in result["ceiling_runs_msgs_per_s"])
     print(f"ceiling (bare mosquitto_sub, best of {runs}): {result['ceiling_msgs_per_s']:,.0f} msgs/s "
           f"({result['messages']:,} messages of ~{result['bytes_per_message']:.0f} B on the wire)")
-    print(f"{'payload':<15}{'query':<8}{'msgs/s':>10}{'rows/s':>11}{'x ceiling':>10}{'CPU s':>7}{'RSS MB':>8}  loss")
+    print(f"{'payload':<21}{'query':<8}{'msgs/s':>10}{'rows/s':>11}{'x ceiling':>10}{'CPU s':>7}{'RSS MB':>8}  loss")
     for r in result["runs"]:
-        print(f"{r['payload']:<15}{r['query']:<8}{r['msgs_per_s']:>10,.0f}{r['rows_per_s']:>11,.0f}"
+        print(f"{r['payload']:<21}{r['query']:<8}{r['msgs_per_s']:>10,.0f}{r['rows_per_s']:>11,.0f}"
               f"{r['ratio_to_ceiling']:>10.2f}{r['cpu_seconds']:>7.1f}{r['rss_peak_mb']:>8.0f}  "
               f"{'none' if r['zero_loss'] else '; '.join(r['problems'])}")
 

@@ -19,7 +19,6 @@ limit). Measured, for N ~100 B JSON telemetry messages from 100 machines:
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from arros_mqtt.local_broker import HOST, Mosquitto, free_port, start_mosquitto  # noqa: E402
-from benchmarks import mqtt_wire, workload  # noqa: E402
+from benchmarks import mqtt_wire, report, workload  # noqa: E402
 from benchmarks.arros_process import ArrosProcess, service_config  # noqa: E402
 
 Progress = Callable[[str], None]
@@ -209,11 +208,8 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     result = run(args.messages, args.payloads.split(","), args.queries.split(","),
-                 progress=lambda text: print(f"  {text}", file=sys.stderr), protocol=args.protocol)
-    print_table(result)
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
-    return 0 if all(r["zero_loss"] for r in result["runs"]) else 1
+                 progress=report.progress, protocol=args.protocol)
+    return report.finish(result, print_table, args.json, all(r["zero_loss"] for r in result["runs"]))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ the load stopped the last row was decoded (lag: > 1 s means it did not keep up),
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -27,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from arros_mqtt.local_broker import HOST, Mosquitto, free_port, start_mosquitto  # noqa: E402
-from benchmarks import mqtt_wire, paced, workload  # noqa: E402
+from benchmarks import mqtt_wire, paced, report, workload  # noqa: E402
 from benchmarks.arros_process import ArrosProcess, service_config  # noqa: E402
 
 Progress = Callable[[str], None]
@@ -145,11 +144,8 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     result = run([int(c) for c in args.counts.split(",")], args.kinds.split(","), args.rate, args.seconds,
-                 progress=lambda text: print(f"  {text}", file=sys.stderr))
-    print_table(result)
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
-    return 0 if all(r["zero_loss"] for r in result["runs"]) else 1
+                 progress=report.progress)
+    return report.finish(result, print_table, args.json, all(r["zero_loss"] for r in result["runs"]))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ against pyarrow's over the input at the end, so a long run is also a zero-loss r
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -25,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from arros_mqtt.local_broker import HOST, free_port, start_mosquitto  # noqa: E402
-from benchmarks import mqtt_wire, paced, workload  # noqa: E402
+from benchmarks import mqtt_wire, paced, report, workload  # noqa: E402
 from benchmarks.arros_process import ArrosProcess, service_config  # noqa: E402
 
 Progress = Callable[[str], None]
@@ -92,11 +91,8 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=5000)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    result = run(args.duration, args.rate, progress=lambda text: print(f"  {text}", file=sys.stderr))
-    print_table(result)
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
-    return 0 if result["zero_loss"] else 1
+    result = run(args.duration, args.rate, progress=report.progress)
+    return report.finish(result, print_table, args.json, result["zero_loss"])
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import duckdb
 import orjson
 import paho.mqtt.client as mqtt
 
-from tests.support import HOST, ROOT, Collector, new_client, start_arros, stop_process, unique
+from tests.support import HOST, ROOT, Collector, new_client, start_arros, stop_process, unique, wait_for_log
 
 WINDOW_SQL = ("SELECT tumble(ts, INTERVAL '1 second') AS window, machine, count(*) AS n, sum(temp) AS total "
               "FROM telemetry GROUP BY window, machine")
@@ -78,7 +78,7 @@ qos = 1
 
     def start_arros(self, name: str) -> subprocess.Popen:
         process = start_arros("run", "-c", str(self.config), log=self.directory / f"{name}.log")
-        wait_for_log(self.directory / f"{name}.log", "subscribed to", process)
+        wait_for_log(self.directory / f"{name}.log", "subscribed to", process=process)
         return process
 
     def start_publisher(self) -> subprocess.Popen:
@@ -109,17 +109,6 @@ class DurableCollector(Collector):
         self.client.loop_start()
         if not self._subscribed.wait(10):
             raise TimeoutError("collector did not get SUBACK")
-
-
-def wait_for_log(path: Path, text: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and text in path.read_text(errors="replace"):
-            return
-        if process.poll() is not None:
-            raise AssertionError(f"arros exited ({process.returncode}):\n{path.read_text(errors='replace')[-3000:]}")
-        time.sleep(0.1)
-    raise TimeoutError(f"{text!r} not in {path} after {timeout}s")
 
 
 def finish_publisher(publisher: subprocess.Popen, timeout: float = 180.0) -> int:

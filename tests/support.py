@@ -193,6 +193,18 @@ def start_arros(*args: str, log: Path) -> subprocess.Popen:
                             cwd=ROOT, env=env)
 
 
+def wait_for_log(path: Path, *texts: str, process: subprocess.Popen | None = None, timeout: float = 30.0) -> None:
+    """Until one of `texts` is in the log of a process we started; fails early if the process exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and any(text in path.read_text(errors="replace") for text in texts):
+            return
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"arros exited ({process.returncode}):\n{path.read_text(errors='replace')[-3000:]}")
+        time.sleep(0.05)
+    raise TimeoutError(f"none of {texts} in {path} after {timeout}s")
+
+
 def stop_process(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
     if process.poll() is None:
         process.send_signal(sig)

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from arros_mqtt.config import load_config
 from arros_mqtt.egress.archive import Archive
 from tests.archive_support import dataset_read, duckdb_read, parquet_files, temp_files
-from tests.support import publish_all, running_service, start_arros, stop_process, unique
+from tests.support import publish_all, running_service, start_arros, stop_process, unique, wait_for_log
 
 HOUR_MS = 3_600_000
 BASE_MS = 1_764_000_000_000 - 1_764_000_000_000 % HOUR_MS + HOUR_MS - 30_000  # 30 s before an hour ends
@@ -109,15 +109,6 @@ def test_published_rows_are_archived_exactly_once_while_readers_read(broker, tmp
     assert temp_files(archive_dir) == []
 
 
-def wait_for_log(log: Path, text: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if log.exists() and text in log.read_text():
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"{text!r} not in the log: {log.read_text() if log.exists() else ''}")
-
-
 def test_sigterm_flushes_open_files(mosquitto, tmp_path):
     prefix, archive_dir = unique(), tmp_path / "archive"
     config = tmp_path / "arros.toml"
@@ -125,7 +116,7 @@ def test_sigterm_flushes_open_files(mosquitto, tmp_path):
     log = tmp_path / "arros.log"
     process = start_arros("run", "-c", str(config), "--broker", mosquitto.url, log=log)
     try:
-        wait_for_log(log, "subscribed to")
+        wait_for_log(log, "subscribed to", process=process, timeout=15)
         messages, _ = make_messages(prefix, 500)
         publish_all(mosquitto.port, messages)
         time.sleep(0.3)  # still inside the 2 s batch delay: nothing is processed, let alone written
@@ -150,7 +141,7 @@ def test_kill_9_leaves_only_readable_files(mosquitto, tmp_path):
     messages, rows = make_messages(prefix, 4000)
     publisher = threading.Thread(target=publish_all, args=(mosquitto.port, messages), daemon=True)
     try:
-        wait_for_log(log, "subscribed to")
+        wait_for_log(log, "subscribed to", process=process, timeout=15)
         publisher.start()
         deadline = time.monotonic() + 30
         while len(parquet_files(archive_dir)) < 5 and time.monotonic() < deadline:

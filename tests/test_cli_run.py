@@ -8,7 +8,7 @@ import socket
 import orjson
 import pytest
 
-from tests.support import arros_command, start_arros, stop_process, unique
+from tests.support import arros_command, start_arros, stop_process, unique, wait_for_log
 
 
 def test_version_and_module_entry_point():
@@ -38,10 +38,7 @@ output = "{prefix}/out/{{device}}"
     log = tmp_path / "arros.log"
     process = start_arros("run", "-c", str(config), *(["--broker", broker.url] if broker.url else []), log=log)
     try:
-        for _ in range(200):
-            if "subscribed to" in log.read_text() or "listening on" in log.read_text():
-                break
-            __import__("time").sleep(0.05)
+        wait_for_log(log, "subscribed to", "listening on", process=process, timeout=10)
         out = broker.collector([f"{prefix}/out/#"])
         broker.publish_all([(f"{prefix}/in/d1", orjson.dumps({"v": i})) for i in range(100)])
         __import__("time").sleep(0.3)

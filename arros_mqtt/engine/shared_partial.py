@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from arros_mqtt.engine.incremental import IncrementalQuery
 from arros_mqtt.engine.routing import Route
-from arros_mqtt.engine.sql_text import Token, tokenize
+from arros_mqtt.engine.sql_text import Token, tokenize, top_level
 
 ROUTE_COLUMN = "__route"
 SHARED_FINAL = "__shared_final"  # the table closed rows of a group are registered as for its final query
@@ -115,10 +115,4 @@ def _conjunct(tokens: list[Token], column: str, value: object) -> tuple[int, int
 
 
 def _top_level(tokens: list[Token], word: str) -> int | None:
-    depth = 0
-    for index, token in enumerate(tokens):
-        depth += token.text == "("
-        depth -= token.text == ")"
-        if depth == 0 and token.word == word:
-            return index
-    return None
+    return next((index for index, token in top_level(tokens) if token.word == word), None)

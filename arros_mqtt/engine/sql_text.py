@@ -11,6 +11,7 @@ as the user wrote it.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 _TOKEN = re.compile(r"""
@@ -113,21 +114,17 @@ def split_query(sql: str) -> QueryText:
     sql = sql.strip().rstrip(";")
     tokens = tokenize(sql)
     starts: dict[str, int] = {}
-    depth = 0
-    for i, token in enumerate(tokens):
-        if token.text == "(":
-            depth += 1
-        elif token.text == ")":
-            depth -= 1
-        elif depth == 0 and token.word in _CLAUSES:
-            word = token.word
-            if word in ("group", "order") and (i + 1 >= len(tokens) or tokens[i + 1].word != "by"):
-                continue
-            if word in ("union", "intersect", "except"):
-                raise ValueError(f"{word.upper()} of several queries")
-            if word in starts:
-                raise ValueError(f"two top-level {word.upper()} clauses")
-            starts[word] = i
+    for i, token in top_level(tokens):
+        if token.word not in _CLAUSES:
+            continue
+        word = token.word
+        if word in ("group", "order") and (i + 1 >= len(tokens) or tokens[i + 1].word != "by"):
+            continue
+        if word in ("union", "intersect", "except"):
+            raise ValueError(f"{word.upper()} of several queries")
+        if word in starts:
+            raise ValueError(f"two top-level {word.upper()} clauses")
+        starts[word] = i
     if "select" not in starts or "from" not in starts:
         raise ValueError("no SELECT ... FROM at the top level")
     order = sorted(starts.items(), key=lambda kv: kv[1])
@@ -161,20 +158,23 @@ def split_query(sql: str) -> QueryText:
     )
 
 
-def split_commas(tokens: list[Token] | tuple[Token, ...]) -> list[list[Token]]:
-    """Comma-separated parts at depth 0."""
-    parts: list[list[Token]] = [[]]
+def top_level(tokens: list[Token] | tuple[Token, ...]) -> Iterator[tuple[int, Token]]:
+    """(index, token) of the tokens outside any parentheses or brackets (the brackets themselves excluded)."""
     depth = 0
-    for token in tokens:
+    for i, token in enumerate(tokens):
         if token.text in ("(", "["):
             depth += 1
         elif token.text in (")", "]"):
             depth -= 1
-        if token.text == "," and depth == 0:
-            parts.append([])
-        else:
-            parts[-1].append(token)
-    return [p for p in parts if p]
+        elif depth == 0:
+            yield i, token
+
+
+def split_commas(tokens: list[Token] | tuple[Token, ...]) -> list[list[Token]]:
+    """Comma-separated parts at depth 0."""
+    cuts = [i for i, token in top_level(tokens) if token.text == ","]
+    bounds = zip([-1, *cuts], [*cuts, len(tokens)], strict=True)
+    return [part for start, end in bounds if (part := list(tokens[start + 1:end]))]
 
 
 def _select_item(tokens: list[Token], sql: str) -> SelectItem:
@@ -258,13 +258,8 @@ def aggregate_calls(span: Span, names: set[str]) -> list[AggregateCall]:
 
 
 def _depth0_keyword(tokens: list[Token], first: str, second: str) -> int | None:
-    depth = 0
-    for i, token in enumerate(tokens):
-        if token.text == "(":
-            depth += 1
-        elif token.text == ")":
-            depth -= 1
-        elif depth == 0 and token.word == first and i + 1 < len(tokens) and tokens[i + 1].word == second:
+    for i, token in top_level(tokens):
+        if token.word == first and i + 1 < len(tokens) and tokens[i + 1].word == second:
             return i
     return None
 

@@ -9,13 +9,41 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 JOINTS = 6
+FAULTS = ["obstacle", "e_stop", "lidar_dirty"]  # what stops an AGV
 
 
 def _noisy(rng: random.Random, value: float, sigma: float, digits: int = 2) -> float:
     return round(value + rng.gauss(0, sigma), digits)
+
+
+@dataclass
+class Episode:
+    """Something that starts now and then and lasts some steps: an overheat, a fault, an idle spell."""
+
+    what: object = None  # what is going on (a joint, a fault's name); None between episodes
+    left: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.what is not None
+
+    def maybe_start(self, rng: random.Random, chance: float, what: Callable[[], object],
+                    steps: tuple[int, int]) -> None:
+        """Start with probability `chance` unless one is going on; `what` is drawn only when it starts."""
+        if self.what is None and rng.random() < chance:
+            self.what = what()
+            self.left = rng.randint(*steps)
+
+    def tick(self) -> None:
+        """One step of it has passed."""
+        if self.what is not None:
+            self.left -= 1
+            if self.left <= 0:
+                self.what = None
 
 
 @dataclass
@@ -29,29 +57,24 @@ class RobotArm:
     robot: str
     cycles: int = 0
     base_temp: list[float] = field(default_factory=lambda: [40.0] * JOINTS)
-    overheat_joint: int | None = None
-    overheat_left: int = 0
+    overheat: Episode = field(default_factory=Episode)  # which joint overheats
 
     @property
     def topic(self) -> str:
         return f"cell/{self.cell}/{self.robot}/telemetry"
 
     def step(self, rng: random.Random, step: int, anomaly_rate: float) -> dict:
-        if self.overheat_joint is None and rng.random() < anomaly_rate:
-            self.overheat_joint, self.overheat_left = rng.randrange(JOINTS), rng.randint(20, 60)
+        self.overheat.maybe_start(rng, anomaly_rate, lambda: rng.randrange(JOINTS), (20, 60))
         phase = math.sin(step / 25)  # a work cycle: load and rest
         temps, torques = [], []
         for joint in range(JOINTS):
             target = 45 + 8 * joint / JOINTS + 6 * phase
-            if joint == self.overheat_joint:
+            if joint == self.overheat.what:
                 target += 45
             self.base_temp[joint] += 0.2 * (target - self.base_temp[joint])
             temps.append(_noisy(rng, self.base_temp[joint], 0.4, 1))
             torques.append(_noisy(rng, (12 - joint * 1.5) * (1 + 0.5 * phase), 0.6))
-        if self.overheat_joint is not None:
-            self.overheat_left -= 1
-            if self.overheat_left <= 0:
-                self.overheat_joint = None
+        self.overheat.tick()
         if rng.random() < 0.2:
             self.cycles += 1
         state = "running" if phase > -0.8 else "waiting"
@@ -74,21 +97,18 @@ class Agv:
     driving_left: int = 0
     parked_left: int = 0
     trip: int = 0
-    fault: str | None = None
-    fault_left: int = 0
+    fault: Episode = field(default_factory=Episode)  # its name: obstacle, e_stop, lidar_dirty
 
     @property
     def topic(self) -> str:
         return f"fleet/{self.vehicle}/telemetry"
 
     def step(self, rng: random.Random, _step: int, anomaly_rate: float) -> dict:
-        if self.fault is None and self.driving_left and rng.random() < anomaly_rate:
-            self.fault, self.fault_left = rng.choice(["obstacle", "e_stop", "lidar_dirty"]), rng.randint(5, 30)
+        if self.driving_left:
+            self.fault.maybe_start(rng, anomaly_rate, lambda: rng.choice(FAULTS), (5, 30))
         speed = 0.0
-        if self.fault is not None:
-            self.fault_left -= 1
-            if self.fault_left <= 0:
-                self.fault = None
+        if self.fault.active:
+            self.fault.tick()
         elif self.driving_left > 0:
             self.driving_left -= 1
             self.heading += rng.gauss(0, 0.15)
@@ -105,7 +125,7 @@ class Agv:
             self.trip += 1
             self.driving_left = rng.randint(40, 200)
         return {"x": round(self.x, 2), "y": round(self.y, 2), "speed": round(speed, 2),
-                "battery": round(self.battery, 1), "fault": self.fault, "trip": self.trip}
+                "battery": round(self.battery, 1), "fault": self.fault.what, "trip": self.trip}
 
 
 @dataclass
@@ -122,23 +142,22 @@ class CncMachine:
     wear: float = 0.0
     parts: int = 0
     scrap: int = 0
-    fault_left: int = 0
-    idle_left: int = 0
+    fault: Episode = field(default_factory=Episode)  # spindle stopped
+    idle: Episode = field(default_factory=Episode)  # waiting for material
 
     @property
     def topic(self) -> str:
         return f"factory/{self.line}/{self.machine}/telemetry"
 
     def step(self, rng: random.Random, _step: int, anomaly_rate: float) -> dict:
-        if not self.fault_left and rng.random() < anomaly_rate:
-            self.fault_left = rng.randint(10, 40)
-        if not self.fault_left and not self.idle_left and rng.random() < 0.01:
-            self.idle_left = rng.randint(10, 50)  # waiting for material
-        if self.fault_left:
-            self.fault_left -= 1
+        self.fault.maybe_start(rng, anomaly_rate, lambda: "fault", (10, 40))
+        if not self.fault.active:
+            self.idle.maybe_start(rng, 0.01, lambda: "idle", (10, 50))
+        if self.fault.active:
+            self.fault.tick()
             status, rpm = "fault", 0
-        elif self.idle_left:
-            self.idle_left -= 1
+        elif self.idle.active:
+            self.idle.tick()
             status, rpm = "idle", 0
         else:
             status, rpm = "run", int(rng.gauss(8000, 150))

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datafusion import SessionContext
 
+from arros_mqtt.engine.arrow_window import ArrowWindow
 from arros_mqtt.engine.incremental import PARTIAL, WINDOW_END, WINDOW_START, IncrementalQuery
 from arros_mqtt.engine.readonly_sql import plan
 from arros_mqtt.engine.window_functions import SESSION, TIMESTAMP, WindowSpec, event_ms, floor_to
@@ -43,6 +44,7 @@ class AggregateState:
         self.schema = _schema(plan(ctx, query.partial))
         self.table = self.schema.empty_table()
         self.emitted_until: int | None = None  # the watermark windows were last closed at
+        self.arrow: ArrowWindow | None = None  # set by the engine when pyarrow kernels can run the steps
         self._compacted_rows = 0
         for table in (self._state_name, self._final_name, self._changed_name):
             register(table, self.table)
@@ -90,9 +92,9 @@ class AggregateState:
         """
         window = self.window
         ms_array = event_ms(batch.column(self.event_column))
+        if ms_array.null_count == 0 and (watermark is None or _earliest_unit_end(ms_array, window) > watermark):
+            return batch, batch.schema.empty_table()  # the usual batch: no row is late (one min, no mask)
         missing = pc.is_null(ms_array).to_numpy(zero_copy_only=False)
-        if watermark is None and not missing.any():
-            return batch, batch.schema.empty_table()
         ms = ms_array.fill_null(0).to_numpy()
         limit = watermark if watermark is not None else np.iinfo(np.int64).min
         if window.kind == SESSION:
@@ -109,6 +111,10 @@ class AggregateState:
     def ingest(self, ctx: SessionContext) -> pa.Table:
         """Fold the rows registered as the stream's table (by the caller) into the state; the partial."""
         return self.add_partial(ctx, _collect(ctx, self.query.partial, self.schema))
+
+    def ingest_rows(self, ctx: SessionContext, rows: pa.Table) -> pa.Table:
+        """`ingest` with the partial aggregate on pyarrow kernels (needs `arrow`): rows given, not registered."""
+        return self.add_partial(ctx, self.arrow.partial(rows))
 
     def add_partial(self, ctx: SessionContext, partial: pa.Table) -> pa.Table:
         """Fold partial rows (the result of the partial query, e.g. a shared one's slice) into the state."""
@@ -197,11 +203,16 @@ class AggregateState:
         return pa.concat_tables(parts) if parts else self.schema.empty_table()
 
     def _compact(self, ctx: SessionContext) -> None:
-        self.table = self._run(ctx, self.query.merge(self._state_name), self.table)
+        if self.arrow is not None:
+            self.table = self.arrow.merge(self.table)
+        else:
+            self.table = self._run(ctx, self.query.merge(self._state_name), self.table)
         self._compacted_rows = self.rows
 
     def finalize(self, ctx: SessionContext, rows: pa.Table) -> pa.Table:
         """The user's select list over state rows (closed windows, changed groups)."""
+        if self.arrow is not None and self.arrow.outputs is not None:
+            return self.arrow.final(rows)
         self._register(self._final_name, rows)
         try:
             result = plan(ctx, self.query.final(self._final_name)).to_arrow_table()
@@ -243,6 +254,17 @@ class AggregateState:
         select = [f"min({WINDOW_START}) AS {WINDOW_START}", f"max({WINDOW_END}) AS {WINDOW_END}", *keys,
                   *self.query.merge_exprs]
         return head + "SELECT " + ", ".join(select) + f" FROM sessions GROUP BY {session}"
+
+
+def _earliest_unit_end(ms: pa.Array, window: WindowSpec) -> int:
+    """The end of the earliest pane (tumble/hop) or one-row session of non-null event times: a row is late
+    when its unit ends at or before the watermark, and ends grow with the event time."""
+    earliest = pc.min(ms).as_py()
+    if earliest is None:
+        return np.iinfo(np.int64).max
+    if window.kind == SESSION:
+        return earliest + window.size_ms
+    return int(floor_to(np.array([earliest]), window.slide_ms)[0]) + window.slide_ms
 
 
 def _collect(ctx: SessionContext, sql: str, schema: pa.Schema) -> pa.Table:

@@ -44,7 +44,7 @@ def compile_select(logical_plan: LogicalPlan, stream: str, stream_schema: pa.Sch
     child = logical_plan.inputs()[0]
     predicate = None
     if type(child.to_variant()).__name__ == "Filter":
-        predicate = _expression(child.to_variant().predicate(), stream_schema)
+        predicate = compile_predicate(child.to_variant().predicate(), stream_schema)
         if predicate is None:
             return None
         child = child.inputs()[0]
@@ -82,7 +82,7 @@ def _kind(data_type: pa.DataType) -> str | None:
     return None
 
 
-def _expression(expr: Expr, schema: pa.Schema) -> Evaluate | None:
+def compile_predicate(expr: Expr, schema: pa.Schema) -> Evaluate | None:
     """The predicate as a function of the batch; None for anything outside the simple subset."""
     compiled = _operand(expr, schema)
     return compiled[0] if compiled is not None and compiled[1] == "bool" else None

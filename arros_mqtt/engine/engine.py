@@ -29,6 +29,7 @@ from datafusion import SessionConfig, SessionContext
 from arros_mqtt.config import StreamConfig, SubscriptionConfig, TableConfig
 from arros_mqtt.engine.aggregate_state import AggregateState
 from arros_mqtt.engine.arrow_select import compile_select
+from arros_mqtt.engine.arrow_window import compile_window
 from arros_mqtt.engine.incremental import RAW, WindowCall, rewrite
 from arros_mqtt.engine.lookup import LookupTable, load_table
 from arros_mqtt.engine.readonly_sql import PER_ROW, RUNNING, WINDOWED, QueryShape, analyze, plan
@@ -103,6 +104,10 @@ class Engine:
             subscription.route = equality_route(logical_plan, shape.stream, stream_schema)
         if shape.kind == PER_ROW:
             subscription.arrow = compile_select(logical_plan, shape.stream, stream_schema, shape.output_schema)
+        else:
+            state = subscription.aggregate
+            state.arrow = compile_window(state.query, state.window, state.event_column, logical_plan, shape.stream,
+                                         stream_schema, state.schema, shape.output_schema)
         if subscription.route is not None and subscription.aggregate is not None:
             subscription.shared = self._shared_partial(subscription)
         return subscription
@@ -230,7 +235,8 @@ class Engine:
         readers = self._readers_of(stream)
         if not readers.running or batch.num_rows == 0:
             return []
-        self._register(stream, batch)
+        if readers.datafusion:
+            self._register(stream, batch)
         watermark = self.watermarks[stream]
         before = watermark.value
         matching = readers.matching(batch)
@@ -249,10 +255,12 @@ class Engine:
                 results += self._run(subscription, stream, batch, before, splits)
             except Exception as exc:  # a runtime SQL error (cast, overflow) in one batch
                 self._failed(subscription, exc)
-                self._register(stream, batch)
+                if readers.datafusion:
+                    self._register(stream, batch)
         watermark.observe(self._max_event_ms(stream, batch), _arrival(batch))
         results += self._close_windows(stream)
-        self._register(stream, self.streams[stream].full_schema().empty_table())  # release the batch
+        if readers.datafusion:
+            self._register(stream, self.streams[stream].full_schema().empty_table())  # release the batch
         return results
 
     def tick(self, now: float) -> list[Result]:
@@ -286,11 +294,14 @@ class Engine:
         rows, late = self._split(subscription, batch, watermark, splits)
         results = self._late(subscription, late)
         if rows.num_rows:
-            if rows is not batch:
-                self._register(stream, rows)
-            self._ingest(subscription, splits)
-            if rows is not batch:
-                self._register(stream, batch)
+            if self._readers_of(stream).on_arrow(subscription):
+                state.ingest_rows(self._ctx, rows)
+            else:
+                if rows is not batch:
+                    self._register(stream, rows)
+                self._ingest(subscription, splits)
+                if rows is not batch:
+                    self._register(stream, batch)
             self._next_close[stream] = min(self._next_close.get(stream, -math.inf), state.earliest_window_end())
         stats.state_rows = state.rows
         stats.state_bytes = state.table.nbytes
@@ -300,7 +311,7 @@ class Engine:
         """Fold the registered rows into the subscription's state: by its own partial query, or by its
         slice of the partial query it shares with others (run once per batch, the first time it is needed)."""
         state, shared = subscription.aggregate, subscription.shared
-        if shared is None or self._readers_of(subscription.shape.stream).sharing[shared.key] < 2:
+        if not self._shares_partial(subscription):
             state.ingest(self._ctx)
             return
         parts = cache.get(shared.key)
@@ -309,6 +320,10 @@ class Engine:
         part = parts.get(subscription.route[1])
         if part is not None:
             state.add_partial(self._ctx, part)
+
+    def _shares_partial(self, subscription: Subscription) -> bool:
+        shared = subscription.shared
+        return shared is not None and self._readers_of(subscription.shape.stream).sharing[shared.key] >= 2
 
     @staticmethod
     def _split(subscription: Subscription, batch: pa.Table, watermark: int | None,

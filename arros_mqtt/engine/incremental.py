@@ -60,6 +60,10 @@ class IncrementalQuery:
     final_select: str  # the final query up to FROM ...
     final_tail: str  # ... and after it (GROUP BY, HAVING, ORDER BY)
     aggregates: tuple[str, ...]  # the aggregate functions used, for `arros check`
+    calls: tuple[AggregateCall, ...] = ()  # the aggregate calls, in state column order (`__a{j}`)
+    key_exprs: tuple[Span, ...] = ()  # the GROUP BY keys besides the window, in order (`__k{i}`)
+    select_refs: tuple[tuple[str, int], ...] | None = None  # per select item ("window", 0), ("key", i) or
+    # ("aggregate", j); None when an item is any other expression or the query has HAVING/ORDER BY/DISTINCT
 
     def merge(self, state: str) -> str | None:
         """Compacts state rows by key (None in RAW mode: state rows are input rows)."""
@@ -132,7 +136,29 @@ def rewrite(sql: str, aggregate_names: set[str], output_names: list[str]) -> Inc
         tail += f" ORDER BY {replacer.rewrite(query.order_by)}"
     return IncrementalQuery(mode=mode, window=window, keys=tuple(key_columns), partial=partial,
                             merge_exprs=merge_exprs, final_select=final_select, final_tail=tail,
-                            aggregates=tuple(sorted({c.name for c in calls_found})))
+                            aggregates=tuple(sorted({c.name for c in calls_found})), calls=tuple(calls_found),
+                            key_exprs=tuple(key_spans), select_refs=_select_refs(query, calls_found, key_spans,
+                                                                                 window_items))
+
+
+def _select_refs(query: QueryText, found: list[AggregateCall], key_spans: list[Span],
+                 windows: list[Span]) -> tuple[tuple[str, int], ...] | None:
+    """What each select item is when all are the window, a key or one aggregate call as written."""
+    if query.distinct or query.having or query.order_by:
+        return None
+    refs = []
+    for item in query.select:
+        tokens = item.expr.tokens
+        whole = [j for j, c in enumerate(found) if c.start == tokens[0].start and c.end == tokens[-1].end]
+        if any(_same(tokens, w.tokens) for w in windows):
+            refs.append(("window", 0))
+        elif keys := [i for i, k in enumerate(key_spans) if _same(tokens, k.tokens)]:
+            refs.append(("key", keys[0]))
+        elif whole:
+            refs.append(("aggregate", whole[0]))
+        else:
+            return None
+    return tuple(refs)
 
 
 def _resolve_group(item: Span, query: QueryText) -> Span:

@@ -38,6 +38,7 @@ class StreamReaders:
     windowed: list[Subscription] = field(default_factory=list)  # paused ones too: their windows still close
     sharing: Counter = field(default_factory=Counter)  # shared partial key -> running subscriptions with it
     closing: Counter = field(default_factory=Counter)  # shared final key -> windowed subscriptions with it
+    datafusion: bool = False  # some running subscription reads the micro-batch as a DataFusion table
 
     @classmethod
     def of(cls, subscriptions: Iterable[Subscription], paused: set[str] | dict) -> StreamReaders:
@@ -57,7 +58,15 @@ class StreamReaders:
             else:
                 column, value = subscription.route
                 readers.routed.setdefault(column, {}).setdefault(value, []).append(subscription)
+        readers.datafusion = not all(readers.on_arrow(s) for s in readers.running)
         return readers
+
+    def on_arrow(self, subscription: Subscription) -> bool:
+        """Whether the subscription runs on pyarrow kernels alone (so the batch need not be registered)."""
+        state, shared = subscription.aggregate, subscription.shared
+        if state is None:
+            return subscription.arrow is not None
+        return state.arrow is not None and (shared is None or self.sharing[shared.key] < 2)
 
     def matching(self, batch: pa.Table) -> set[int] | None:
         """ids of the routed subscriptions whose value occurs in the batch; None when none is routed."""

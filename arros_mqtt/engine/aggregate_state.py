@@ -159,8 +159,8 @@ class AggregateState:
             closed = self.table.filter(done)
             self.table = self.table.filter(pc.invert(done))
         else:
-            closed = self._closing_windows(self.emitted_until, watermark)
             pane = self.table.column(WINDOW_START).cast(pa.int64()).to_numpy()
+            closed = self._closing_windows(pane, self.emitted_until, watermark)
             self.table = self.table.filter(pa.array(pane + self.window.size_ms > watermark))
         self.emitted_until = watermark
         self._compacted_rows = min(self._compacted_rows, self.rows)
@@ -183,17 +183,19 @@ class AggregateState:
                 self._earliest_end = earliest + self.window.slide_ms
         return self._earliest_end
 
-    def _closing_windows(self, after: int | None, until: int) -> pa.Table:
-        """State rows relabelled with each window they belong to that ends in (after, until]."""
+    def _closing_windows(self, pane: np.ndarray, after: int | None, until: int) -> pa.Table:
+        """State rows (starting at `pane`) relabelled with each window they belong to that ends in
+        (after, until]; tumble rows are their window already."""
         window = self.window
-        pane = self.table.column(WINDOW_START).cast(pa.int64()).to_numpy()
         lower = np.iinfo(np.int64).min if after is None else after
         parts = []
         for k in range(window.panes_per_window):
             start = pane - k * window.slide_ms
             end = start + window.size_ms
             mask = (end > lower) & (end <= until)
-            if mask.any():
+            if mask.any() and window.panes_per_window == 1:
+                parts.append(self.table.filter(pa.array(mask)))
+            elif mask.any():
                 part = self.table.filter(pa.array(mask))
                 part = part.set_column(part.schema.get_field_index(WINDOW_START), WINDOW_START,
                                        pa.array(start[mask]).cast(TIMESTAMP))

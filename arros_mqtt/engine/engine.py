@@ -72,7 +72,7 @@ class Engine:
         self._next_close: dict[str, float] = {}  # per stream: no window of its subscriptions ends before this
         self._ctx = SessionContext(SessionConfig().with_target_partitions(1).with_information_schema(False))
         register_window_functions(self._ctx)
-        self._aggregate_names = _aggregate_function_names()
+        self._aggregate_names = _aggregate_function_names(self._ctx)
         self.watermarks = {name: Watermark(round(s.watermark * 1000), s.idle_timeout) for name, s in streams.items()}
         for name, stream in self.streams.items():
             self._register(name, stream.full_schema().empty_table())
@@ -518,12 +518,10 @@ def _refuse_stray_windows(sql: str) -> None:
                        f"{found[0][2]}(ts, ...) AS window, count(*) FROM stream GROUP BY window")
 
 
-def _aggregate_function_names() -> set[str]:
-    """Every aggregate function DataFusion knows, by name (so the rewrite can find aggregate calls)."""
-    ctx = SessionContext(SessionConfig().with_information_schema(True))
-    rows = ctx.sql("SELECT DISTINCT routine_name FROM information_schema.routines "
-                   "WHERE function_type = 'AGGREGATE'").to_arrow_table()
-    return {name.lower() for name in rows.column(0).to_pylist()}
+def _aggregate_function_names(ctx: SessionContext) -> set[str]:
+    """Every aggregate function DataFusion knows, by name (so the rewrite can find aggregate calls). The
+    same names as information_schema.routines lists, without building that table (~30 MB RSS for good)."""
+    return {name.lower() for name in ctx.udafs()}
 
 
 def _names_in(sql: str) -> set[str]:

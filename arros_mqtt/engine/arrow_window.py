@@ -34,6 +34,7 @@ from arros_mqtt.engine.window_functions import HOP, TIMESTAMP, TUMBLE, WINDOW_TY
 
 _MERGE = {"count": "sum", "count_all": "sum", "sum": "sum", "min": "min", "max": "max"}
 _ONLY_VALID = pc.CountOptions(mode="only_valid")
+_ALL = pc.CountOptions(mode="all")
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,9 @@ class ArrowWindow:
             columns[f"__k{i}"] = rows.column(key)
         aggregations = []
         for i, part in enumerate(self.partials):
-            if part.source is None:
-                aggregations.append(([], "count_all"))
+            if part.source is None:  # count(*): every row of the never-NULL pane column (named per call)
+                columns[f"__v{i}"] = columns[WINDOW_START]
+                aggregations.append((f"__v{i}", "count", _ALL))
                 continue
             value = rows.column(part.source)
             if part.function == "sum":
@@ -92,7 +94,7 @@ class ArrowWindow:
                                 else (f"__v{i}", part.function))
         grouped = pa.table(columns).group_by(self._group, use_threads=False).aggregate(aggregations)
         starts = grouped.column(WINDOW_START)
-        names = ["count_all" if p.source is None else f"__v{i}_{p.function}" for i, p in enumerate(self.partials)]
+        names = [f"__v{i}_{'count' if p.source is None else p.function}" for i, p in enumerate(self.partials)]
         return self._state(starts.cast(TIMESTAMP), pc.add(starts, self.slide_ms).cast(TIMESTAMP), grouped,
                            [grouped.column(n) for n in names])
 
@@ -190,7 +192,7 @@ def _proves(compiled: ArrowWindow, stream_schema: pa.Schema) -> bool:
         state = compiled.merge(compiled.partial(one))
         if compiled.outputs is not None:
             compiled.final(state)
-    except (pa.ArrowException, TypeError, ValueError):
+    except Exception:  # any failure of the trial means: leave this query (or its final) to DataFusion
         if compiled.outputs is None:
             return False
         compiled.outputs = None  # the partial is fine; the final stays DataFusion's

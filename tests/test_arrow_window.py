@@ -1,0 +1,99 @@
+"""Window subscriptions on pyarrow kernels (engine/arrow_window.py): which queries take that path, and that
+a checkpoint taken mid-window restores into it with results still equal to DuckDB's batch computation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from arros_mqtt.config import SubscriptionConfig
+from arros_mqtt.durability.checkpoint import CheckpointStore
+from arros_mqtt.engine import Engine
+from arros_mqtt.topics import OutputTemplate
+from tests.engine_support import subscribe, telemetry_engine
+from tests.test_sql_golden import (
+    ARRIVAL,
+    assert_same_rows,
+    batches_of,
+    engine_for,
+    flatten,
+    generate,
+    load,
+    run_duckdb,
+    stream_table,
+)
+
+SQL_DIR = Path(__file__).parent / "sql"
+
+
+def golden(engine: Engine, case: dict):
+    return engine.add(SubscriptionConfig(name="golden", sql=case["sql"], output=OutputTemplate.parse("out/x"),
+                                         late_output=OutputTemplate.parse("late/x")))
+
+
+@pytest.mark.parametrize(("name", "final_on_arrow"), [
+    ("tumble_arrow_nulls", True), ("hop_arrow_closing", True), ("tumble_global", True), ("hop", True),
+    ("tumble_arrow_having", False),  # expressions over aggregates, HAVING, ORDER BY: DataFusion's final
+])
+def test_golden_cases_run_on_arrow_kernels(name: str, final_on_arrow: bool):
+    case = load(SQL_DIR / f"{name}.toml")
+    state = golden(engine_for(case), case).aggregate
+    assert state.arrow is not None
+    assert (state.arrow.outputs is not None) is final_on_arrow
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT session(ts, INTERVAL '5 seconds') AS w, count(*) AS n FROM telemetry GROUP BY w",
+    "SELECT tumble(ts, INTERVAL '5 seconds') AS w, count(DISTINCT machine) AS n FROM telemetry GROUP BY w",
+    "SELECT tumble(ts, INTERVAL '5 seconds') AS w, median(temp) AS m FROM telemetry GROUP BY w",
+    "SELECT tumble(ts, INTERVAL '5 seconds') AS w, sum(temp + 1) AS s FROM telemetry GROUP BY w",
+    "SELECT tumble(ts, INTERVAL '5 seconds') AS w, count(*) FILTER (WHERE temp > 5) AS n FROM telemetry GROUP BY w",
+    "SELECT tumble(ts, INTERVAL '5 seconds') AS w, upper(machine) AS m, count(*) AS n FROM telemetry "
+    "GROUP BY w, upper(machine)",
+    "SELECT tumble(ts, INTERVAL '5 seconds') AS w, count(*) AS n FROM telemetry WHERE upper(machine) = 'M1' "
+    "GROUP BY w",
+    "WITH t AS (SELECT * FROM telemetry) SELECT tumble(ts, INTERVAL '5 seconds') AS w, count(*) AS n FROM t "
+    "GROUP BY w",
+])
+def test_other_shapes_stay_on_datafusion(sql: str):
+    assert subscribe(telemetry_engine(), sql).aggregate.arrow is None
+
+
+def feed(engine: Engine, batches: list[list[dict]]) -> tuple[list[dict], int]:
+    schema = engine.streams["telemetry"].full_schema()
+    rows, late = [], 0
+    for batch in batches:
+        for result in engine.process("telemetry", stream_table(batch, schema)):
+            if result.late:
+                late += result.table.num_rows
+            else:
+                rows += [flatten(r) for r in result.table.to_pylist()]
+    return rows, late
+
+
+@pytest.mark.parametrize("name", ["tumble_arrow_nulls", "hop_arrow_closing"])
+def test_a_checkpoint_mid_window_restores_into_the_arrow_path(tmp_path, name: str):
+    case = load(SQL_DIR / f"{name}.toml")
+    batches = batches_of(generate(case["generate"]), case)
+    half = len(batches) // 2
+    first = engine_for(case)
+    state = golden(first, case).aggregate
+    before, late_before = feed(first, batches[:half])
+    assert state.arrow is not None and state.rows > 0, "windows are open when the checkpoint is taken"
+    store = CheckpointStore(tmp_path)
+    store.write(first, seq=half, archive_from=0, confirmed=half)
+    store.promote()
+
+    second = engine_for(case)
+    golden(second, case)
+    reopened = CheckpointStore(tmp_path)
+    assert reopened.restore(reopened.load(), second, now=ARRIVAL) == ["golden"]
+    after, late_after = feed(second, batches[half:])
+    closing = second.tick(ARRIVAL + 1_000_000)
+    after += [flatten(r) for result in closing for r in result.table.to_pylist()]
+
+    expected, expected_late = run_duckdb(case, batches)
+    assert late_before + late_after == expected_late
+    assert_same_rows(before + after, expected)
+    assert second.subscriptions["golden"].aggregate.rows == 0

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import random
+
 import msgpack
 import orjson
 import pyarrow as pa
@@ -34,3 +37,18 @@ def test_json_and_msgpack_render_window_bounds():
 def test_converted_struct_type_is_strings():
     strings = pa.struct([("start", pa.string()), ("end", pa.string())])
     assert json_ready(windows()).schema.field("window").type == strings
+
+
+def test_repeated_timestamps_render_like_python_formats_each():
+    """Window bounds repeat in every row of a closing (each distinct value is formatted once): the strings
+    are still each row's own, NULLs and other timezones included, as Python's datetime writes them."""
+    rng = random.Random(7)
+    bounds = [rng.randrange(-10**12, 4 * 10**12) for _ in range(5)]
+    values = [rng.choice([*bounds, None]) for _ in range(300)]
+    column = pa.array(values, pa.int64()).cast(pa.timestamp("ms", tz="Europe/Paris"))
+    table = pa.table({"ts": pa.chunked_array([column.slice(0, 120), column.slice(120)])})
+    got = json_ready(table).column("ts").to_pylist()
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    expected = [None if v is None else (epoch + dt.timedelta(milliseconds=v)).strftime("%Y-%m-%dT%H:%M:%S")
+                + f".{v % 1000:03d}Z" for v in values]
+    assert got == expected

@@ -38,9 +38,12 @@ def golden(engine: Engine, case: dict):
 ])
 def test_golden_cases_run_on_arrow_kernels(name: str, final_on_arrow: bool):
     case = load(SQL_DIR / f"{name}.toml")
-    state = golden(engine_for(case), case).aggregate
+    engine = engine_for(case)
+    subscription = golden(engine, case)
+    state = subscription.aggregate
     assert state.arrow is not None
     assert (state.arrow.outputs is not None) is final_on_arrow
+    assert ("final query in DataFusion" in engine.explain(subscription)["kernels"]) is not final_on_arrow
 
 
 @pytest.mark.parametrize("sql", [
@@ -57,7 +60,10 @@ def test_golden_cases_run_on_arrow_kernels(name: str, final_on_arrow: bool):
     "GROUP BY w",
 ])
 def test_other_shapes_stay_on_datafusion(sql: str):
-    assert subscribe(telemetry_engine(), sql).aggregate.arrow is None
+    engine = telemetry_engine()
+    subscription = subscribe(engine, sql)
+    assert subscription.aggregate.arrow is None
+    assert "kernels" not in engine.explain(subscription)
 
 
 def feed(engine: Engine, batches: list[list[dict]]) -> tuple[list[dict], int]:

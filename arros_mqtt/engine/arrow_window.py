@@ -72,6 +72,12 @@ class ArrowWindow:
         self.output_schema = output_schema
         self._group = [WINDOW_START, *(f"__k{i}" for i in range(len(keys)))]
 
+    def describe(self) -> str:
+        """What runs on pyarrow kernels, for `arros explain`."""
+        if self.outputs is None:
+            return "pyarrow: partial aggregates and compaction; the final query in DataFusion"
+        return "pyarrow: partial aggregates, compaction and final"
+
     def partial(self, rows: pa.Table) -> pa.Table:
         """The partial aggregates of rows with an event time, per pane and keys, as state rows."""
         if self.predicate is not None:

@@ -228,6 +228,8 @@ class Engine:
             if merge is not None:
                 explained["merge_sql"] = merge
             explained["final_sql"] = query.final("state")
+            if state.arrow is not None:
+                explained["kernels"] = state.arrow.describe()
         return explained
 
     def process(self, stream: str, batch: pa.Table) -> list[Result]:

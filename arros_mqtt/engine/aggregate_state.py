@@ -1,4 +1,5 @@
-"""The incremental state of one aggregate subscription, as an Arrow table merged by DataFusion SQL.
+"""The incremental state of one aggregate subscription, as an Arrow table merged by DataFusion SQL (or,
+for the common window shape, by pyarrow kernels: arrow_window.py, same state columns).
 
 State rows are keyed by (window unit, group keys): the window itself for tumble, a pane of one
 slide for hop, a session for session windows; none for running aggregates. In partial mode a row
@@ -266,7 +267,7 @@ def _earliest_unit_end(ms: pa.Array, window: WindowSpec) -> int:
         return np.iinfo(np.int64).max
     if window.kind == SESSION:
         return earliest + window.size_ms
-    return int(floor_to(np.array([earliest]), window.slide_ms)[0]) + window.slide_ms
+    return earliest - earliest % window.slide_ms + window.slide_ms  # Python's % floors, as floor_to does
 
 
 def _collect(ctx: SessionContext, sql: str, schema: pa.Schema) -> pa.Table:

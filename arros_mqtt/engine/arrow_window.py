@@ -93,8 +93,9 @@ class ArrowWindow:
                 aggregations.append((f"__v{i}", "count", _ALL))
                 continue
             value = rows.column(part.source)
-            if part.function == "sum":
-                value = value.cast(self.state_schema.field(part.name).type)
+            wide = self.state_schema.field(part.name).type
+            if part.function == "sum" and value.type != wide:
+                value = value.cast(wide)
             columns[f"__v{i}"] = value
             aggregations.append((f"__v{i}", part.function, _ONLY_VALID) if part.function == "count"
                                 else (f"__v{i}", part.function))

@@ -21,6 +21,7 @@ min, max and avg of only NULLs are NULL; avg is sum / count as DOUBLE; sums wide
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -185,26 +186,43 @@ def compile_window(query: IncrementalQuery, window: WindowSpec | None, event_col
         outputs = tuple(OutputColumn("window", ()) if kind == "window" else
                         OutputColumn("key", (f"__k{index}",)) if kind == "key" else OutputColumn(*kinds[index])
                         for kind, index in query.select_refs)
-    compiled = ArrowWindow(event_column, window.slide_ms, tuple(keys), predicate, tuple(partials), outputs,
-                           state_schema, output_schema)
-    return compiled if _proves(compiled, stream_schema) else None
+    partial_runs, final_runs = _proven(event_column, window.slide_ms, tuple(keys), tuple(partials), outputs,
+                                       stream_schema, state_schema, output_schema)
+    if not partial_runs or (predicate is not None and not _evaluates(predicate, stream_schema)):
+        return None
+    return ArrowWindow(event_column, window.slide_ms, tuple(keys), predicate, tuple(partials),
+                       outputs if final_runs else None, state_schema, output_schema)
 
 
-def _proves(compiled: ArrowWindow, stream_schema: pa.Schema) -> bool:
-    """Kernels exist for these types and give the state's (and the output's) schema: a cheap trial run."""
+@functools.lru_cache(maxsize=1024)
+def _proven(event_column: str, slide_ms: int, keys: tuple[str, ...], partials: tuple[PartialColumn, ...],
+            outputs: tuple[OutputColumn, ...] | None, stream_schema: pa.Schema, state_schema: pa.Schema,
+            output_schema: pa.Schema) -> tuple[bool, bool]:
+    """(partial and compaction run, final runs) in a trial over one row: the kernels exist for these types
+    and give the state's schema. Cached: subscriptions that differ only in a literal have the same types."""
     one = pa.table({f.name: pa.nulls(1, f.type) for f in stream_schema})
-    one = one.set_column(stream_schema.get_field_index(compiled.event_column), compiled.event_column,
-                         pa.array([0]).cast(stream_schema.field(compiled.event_column).type))
+    one = one.set_column(stream_schema.get_field_index(event_column), event_column,
+                         pa.array([0]).cast(stream_schema.field(event_column).type))
+    trial = ArrowWindow(event_column, slide_ms, keys, None, partials, outputs, state_schema, output_schema)
+    try:  # any failure of the trial means: leave this query (or its final) to DataFusion
+        state = trial.merge(trial.partial(one))
+    except Exception:
+        return False, False
+    if not state.schema.equals(state_schema):
+        return False, False
     try:
-        state = compiled.merge(compiled.partial(one))
-        if compiled.outputs is not None:
-            compiled.final(state)
-    except Exception:  # any failure of the trial means: leave this query (or its final) to DataFusion
-        if compiled.outputs is None:
-            return False
-        compiled.outputs = None  # the partial is fine; the final stays DataFusion's
-        return _proves(compiled, stream_schema)
-    return state.schema.equals(compiled.state_schema)
+        return True, outputs is not None and trial.final(state).num_rows == 1
+    except Exception:
+        return True, False
+
+
+def _evaluates(predicate: Evaluate, stream_schema: pa.Schema) -> bool:
+    """The compiled WHERE runs on a micro-batch of the stream's types (kernels exist for them)."""
+    try:
+        predicate(stream_schema.empty_table())
+    except Exception:
+        return False
+    return True
 
 
 def _input_predicate(logical_plan: LogicalPlan, stream: str, schema: pa.Schema) -> Evaluate | bool | None:

@@ -27,8 +27,10 @@ class ClientTransport:
         self._streams = streams
         self._presence = presence
         durability = durability or DurabilityConfig()
-        spill_dir = Path(state_dir) / "outbox" if state_dir is not None else None
-        self.sink = MqttSink(broker, durability.output_memory, durability.output_spill, spill_dir, position)
+        outbox = Path(state_dir) / "outbox" if state_dir is not None else None
+        self.sink = MqttSink(broker, durability.output_memory, durability.output_spill,
+                             outbox / "spill" if outbox is not None else None, position,
+                             journal_dir=outbox if outbox is not None and durability.wal else None)
         self.source: MqttSource | None = None
         self._ledger: AckLedger | None = None
 

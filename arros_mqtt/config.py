@@ -164,7 +164,7 @@ class SubscriptionConfig:
     sql: str
     output: OutputTemplate | None = None
     format: str = "json"
-    qos: int = 1
+    qos: int | None = None  # None: 2 for windowed subscriptions with the log on in client mode, else 1
     retain: bool = False
     batch: bool = False
     timestamps: str = "rfc3339"
@@ -343,7 +343,16 @@ class _Section:
     def qos(self, name: str = "qos") -> int:
         value = self.integer(name, 1)
         if value not in (0, 1):
-            raise self.error(name, f"must be 0 or 1, got {value} (QoS 2 is not supported)")
+            raise self.error(name, f"must be 0 or 1, got {value} (QoS 2 is for subscriptions only)")
+        return value
+
+    def output_qos(self, name: str = "qos") -> int | None:
+        """A subscription's QoS: 0, 1 or 2 (exactly once), None when not given."""
+        if name not in self.data:
+            return None
+        value = self.integer(name, 1)
+        if value not in (0, 1, 2):
+            raise self.error(name, f"must be 0, 1 or 2, got {value}")
         return value
 
     def topic(self, name: str) -> TopicPattern:
@@ -691,7 +700,7 @@ def _subscription(sec: _Section, name: str) -> SubscriptionConfig:
         sql=sql,
         output=sec.template("output"),
         format=sec.choice("format", FORMATS_OUT, "json", FORMATS_IMPLEMENTED_OUT),
-        qos=sec.qos(),
+        qos=sec.output_qos(),
         retain=sec.boolean("retain", False),
         batch=sec.boolean("batch", False),
         timestamps=timestamps,

@@ -22,7 +22,7 @@ from arros_mqtt.decode.batcher import RawBatch
 from arros_mqtt.decode.stream_decoder import BadMessage
 from arros_mqtt.egress.deadletter import deadletter_payload, deadletter_topic
 from arros_mqtt.egress.encode import encode_results
-from arros_mqtt.engine import Engine, Result
+from arros_mqtt.engine import WINDOWED, Engine, Result
 
 log = logging.getLogger(__name__)
 Publish = Callable[[str, bytes, int, bool], None]  # (topic, payload, qos, retain)
@@ -46,6 +46,9 @@ class Pipeline:
         self.config = config
         self.engine = engine
         self.publish = publish
+        # subscriptions without `qos`: windows go exactly once (QoS 2 through the output journal) where
+        # that holds (client mode with the log), everything else QoS 1
+        self.window_qos = 2 if config.durability.wal and config.broker is not None else 1
         self.decoders = {
             name: build_decoder(stream, publish, self._schema_inferred)
             for name, stream in config.streams.items() if stream.topic is not None
@@ -155,8 +158,11 @@ class Pipeline:
         if template is None:
             return
         messages = encode_results(result.table, sub, template)
+        qos = sub.qos
+        if qos is None:
+            qos = self.window_qos if result.subscription.shape.kind == WINDOWED else 1
         for topic, payload in messages:
-            self.publish(topic, payload, sub.qos, sub.retain)
+            self.publish(topic, payload, qos, sub.retain)
         result.subscription.stats.messages_out += len(messages)
         result.subscription.stats.last_emit = time.time()
 

@@ -51,7 +51,7 @@ def hostile_requests() -> list[tuple[bytes, str]]:
         (create(sql=5), "invalid_request"),
         (create(sql=""), "invalid_request"),
         (create(sql="SELECT machine FROM telemetry WHERE machine = '\x00'"), "invalid_request"),
-        (create(qos=2), "invalid_request"),
+        (create(qos=3), "invalid_request"),
         (create(qos="1"), "invalid_request"),
         (create(qos=True), "invalid_request"),
         (create(retain="yes"), "invalid_request"),

@@ -40,7 +40,7 @@ def add_sub_command(commands: argparse._SubParsersAction) -> None:
         parser.add_argument("--sql", required=True, help="one read-only SELECT over a stream")
         parser.add_argument("--output", help="output topic template, e.g. derived/{machine}")
         parser.add_argument("--format", choices=("json", "msgpack"))
-        parser.add_argument("--qos", type=int, choices=(0, 1))
+        parser.add_argument("--qos", type=int, choices=(0, 1, 2))
         parser.add_argument("--retain", action="store_true", default=None)
         parser.add_argument("--batch", action="store_true", default=None, help="one message per micro-batch")
         parser.add_argument("--timestamps", choices=("rfc3339", "epoch_ms"))

@@ -39,8 +39,10 @@ def definition_of(config: SubscriptionConfig) -> dict[str, Any]:
     definition: dict[str, Any] = {"sql": config.sql}
     if config.output is not None:
         definition["output"] = config.output.text
-    definition.update(format=config.format, qos=config.qos, retain=config.retain, batch=config.batch,
+    definition.update(format=config.format, retain=config.retain, batch=config.batch,
                       timestamps=config.timestamps, archive=config.archive)
+    if config.qos is not None:  # not given: the default follows the subscription's kind
+        definition["qos"] = config.qos
     if config.late_output is not None:
         definition["late_output"] = config.late_output.text
     return definition

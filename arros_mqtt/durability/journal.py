@@ -116,7 +116,8 @@ class Journal:
         if self.ledger is not None and mids:
             self.ledger.remember(np.concatenate(mids)[-RECENT:].tolist())
         if self.outputs is not None:
-            self.outputs.suppress_through = confirmed
+            confirmed = max(confirmed, self.outputs.recover())
+            self.outputs.start_replay(confirmed)
         self._confirmed_logged = confirmed
         self.archive.replaying = True
         try:
@@ -126,7 +127,7 @@ class Journal:
         finally:
             self.archive.end_replay()
             if self.outputs is not None:
-                self.outputs.suppress_through = 0
+                self.outputs.end_replay()
         self.processed_seq = self.wal.appended_seq
         self.position.seq, self.position.time_ms = self.processed_seq, 0
         now = time.time()
@@ -231,6 +232,8 @@ class Journal:
         """Sync on the interval, log the confirmed output position, checkpoint and promote when due."""
         if self.wal is None:
             return
+        if self.outputs is not None:
+            self.outputs.pump()  # QoS 2 results of the round: one journal fsync for all of them
         now = time.monotonic()
         if self._unsynced and self.durability.sync and now - self._last_sync >= self.durability.sync:
             self._sync()
@@ -354,6 +357,8 @@ class Journal:
             return False
         self._unsynced.append([])
         self._confirmed_logged = confirmed
+        if self.outputs is not None:
+            self.outputs.confirm(confirmed)
         return True
 
     def _maybe_promote(self) -> None:

@@ -9,7 +9,15 @@ broker outage just lets the queue grow: past `memory_bytes` new messages go to f
 write-ahead log, not the spill, is what brings unconfirmed results back.
 
 `confirmed(position)` is the log position up to which every output was acknowledged by the broker
-(QoS 1) or written to its socket (QoS 0): outputs of records at or before it are never published again.
+(QoS 1 PUBACK, QoS 2 PUBCOMP) or written to its socket (QoS 0): outputs of records at or before it are
+never published again.
+
+With an output journal (`journal`, the log on), QoS 2 messages go exactly once: `pump` records each
+contiguous run of them in the journal with one fsync before handing them to the client (an
+`ExactlyOnceClient`, with the packet ids chosen here), and they are pumped at the end of the engine's
+round (`Journal.after_round`), not on every `put`, so a round's results share that fsync. At start,
+`recover` re-queues the journal's pending messages in the client and, during the log replay,
+regenerated QoS 2 outputs the broker was already sent are skipped (matched by (seq, topic, payload)).
 """
 
 from __future__ import annotations
@@ -19,11 +27,13 @@ import logging
 import shutil
 import struct
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+
+from arros_mqtt.durability.output_journal import Entry, OutputJournal
 
 log = logging.getLogger(__name__)
 SPILL_FILE_BYTES = 16 * 1024 * 1024
@@ -110,12 +120,15 @@ class SpillFiles:
 
 class OutputQueue:
     def __init__(self, client: mqtt.Client, memory_bytes: int, spill_bytes: int, spill_dir: Path | None,
-                 max_inflight: int = 1000) -> None:
+                 max_inflight: int = 1000, journal: OutputJournal | None = None) -> None:
         self.client = client
         self.memory_bytes = memory_bytes
         self.spill_bytes = spill_bytes
         self.max_inflight = max_inflight
         self.spill = SpillFiles(spill_dir) if spill_dir is not None else None
+        self.journal = journal  # QoS 2 exactly once (the client is then an ExactlyOnceClient)
+        self.journal_error: str | None = None  # why QoS 2 results cannot be journaled right now
+        self._replayed: Counter[tuple[int, str, bytes]] = Counter()  # QoS 2 outputs the broker was sent
         self._memory: deque[Message] = deque()
         self._memory_size = 0
         self._inflight: dict[int, int] = {}  # paho mid -> seq of QoS 1 messages awaiting PUBACK
@@ -167,9 +180,49 @@ class OutputQueue:
 
     # -- putting and publishing --
 
+    def recover(self) -> int:
+        """Open the journal and re-queue its pending QoS 2 messages in the client (before it connects).
+        Returns the log seq through which the journal knows every output was confirmed."""
+        if self.journal is None:
+            return 0
+        self.journal.open()
+        pending = list(self.journal.pending.values())
+        with self._lock:
+            self.client.preload(pending)
+            for entry in pending:
+                self._inflight[entry.mid] = entry.seq
+                self._sent_order.append((entry.seq, entry.mid))
+            self.put_count += len(pending)
+            self.sent += len(pending)
+        if pending:
+            log.info("output journal: %d QoS 2 results the broker may hold are sent again (%d of them released)",
+                     len(pending), sum(e.released for e in pending))
+        return self.journal.confirmed
+
+    def start_replay(self, confirmed: int) -> None:
+        """The log replay begins: outputs of records up to `confirmed` are not published again, nor QoS 2
+        outputs the journal says the broker was sent."""
+        self.suppress_through = confirmed
+        if self.journal is not None:
+            self._replayed = self.journal.sent_outputs()
+
+    def end_replay(self) -> None:
+        self.suppress_through = 0
+        self._replayed.clear()
+
+    def confirm(self, through: int) -> None:
+        """The write-ahead log records that outputs up to `through` are confirmed; so does the journal."""
+        if self.journal is not None:
+            self.journal.confirm(through)
+
     def put(self, seq: int, topic: str, payload: bytes, qos: int, retain: bool) -> None:
         if 0 < seq <= self.suppress_through:  # replaying records whose outputs the broker has
             return
+        if qos == 2 and self._replayed:
+            key = (seq, topic, payload)
+            if self._replayed[key] > 0:  # the broker has it (completed, or re-sent from the journal)
+                self._replayed[key] -= 1
+                return
         message = (seq, topic, payload, qos, retain)
         with self._lock:
             self.put_count += 1
@@ -180,7 +233,8 @@ class OutputQueue:
             else:
                 self._memory.append(message)
                 self._memory_size += _size(message)
-        self.pump()
+        if qos != 2 or self.journal is None:  # QoS 2: at the end of the round, one fsync for all
+            self.pump()
 
     def pump(self) -> None:
         """Hand queued messages to the client while it is connected and has room.
@@ -197,6 +251,10 @@ class OutputQueue:
                 if not self._memory or len(self._inflight) >= self.max_inflight:
                     break
                 seq, topic, payload, qos, retain = self._memory[0]
+                if qos == 2 and self.journal is not None:
+                    if not self._publish_journaled():
+                        break
+                    continue
                 info = self.client.publish(topic, payload, qos=qos, retain=retain)
                 if info.rc != mqtt.MQTT_ERR_SUCCESS and qos == 0:
                     break  # not connected after all: keep it for the next pump
@@ -211,8 +269,42 @@ class OutputQueue:
             if not self._memory and not self._inflight and not (self.spill and self.spill.messages):
                 self._idle.notify_all()
 
+    def _publish_journaled(self) -> bool:
+        """The run of QoS 2 messages at the front (as many as may be in flight): journaled with one fsync,
+        then published with the packet ids recorded. Called by `pump`, holding its locks. False if the
+        journal cannot be written (they wait, and ingestion with them once the queue is full)."""
+        run: list[Entry] = []
+        room = self.max_inflight - len(self._inflight)
+        for seq, topic, payload, qos, retain in self._memory:
+            if qos != 2 or len(run) >= room:
+                break
+            run.append(Entry(self.client.reserve_mid(), seq, topic, payload, retain))
+        try:
+            self.journal.published(run)
+            self.journal.sync()
+        except OSError as exc:
+            self.journal.withdraw([entry.mid for entry in run])
+            for entry in run:
+                self.client.unreserve_mid(entry.mid)
+            if self.journal_error is None:
+                log.error("output journal: cannot record QoS 2 results (%s); they wait until it can", exc)
+            self.journal_error = str(exc)
+            return False
+        self.journal_error = None
+        for entry in run:
+            self.client.publish_with(entry.mid, entry.topic, entry.payload, 2, entry.retain)
+            message = self._memory.popleft()
+            self._memory_size -= _size(message)
+            self.sent += 1
+            self._inflight[entry.mid] = entry.seq
+            self._sent_order.append((entry.seq, entry.mid))
+        return True
+
     def acked(self, mid: int) -> None:
-        """paho's on_publish (network thread): a QoS 1 PUBACK (QoS 0 publishes are counted in `pump`)."""
+        """paho's on_publish (network thread): a QoS 1 PUBACK or QoS 2 PUBCOMP (QoS 0 publishes are
+        counted in `pump`)."""
+        if self.journal is not None:
+            self.journal.complete(mid)
         with self._lock:
             if self._inflight.pop(mid, None) is None:
                 return

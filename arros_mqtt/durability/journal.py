@@ -245,7 +245,11 @@ class Journal:
             self._rearchive()
         if (self.checkpoints.pending is None and not self._held
                 and now - self.checkpoints.last_written >= self.durability.checkpoint_interval):
-            self.checkpoint()
+            latest = self.checkpoints.latest
+            if latest is not None and latest.seq >= self.processed_seq:  # nothing new (e.g. the broker is away):
+                self.checkpoints.last_written = now  # a second one at that seq could not be promoted over it
+            else:
+                self.checkpoint()
 
     def checkpoint(self) -> None:
         """Close result archives and write the engine's state at the last processed record (pending)."""

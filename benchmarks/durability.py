@@ -74,7 +74,7 @@ def run(port: int, n: int, durability: dict, state_dir: Path, output_qos: int | 
     while stats.rows < n and time.monotonic() < deadline:
         time.sleep(0.005)
     outputs = second.transport.outputs
-    while output_qos is not None and outputs.acknowledged < n and time.monotonic() < deadline:
+    while output_qos is not None and outputs.acknowledged < n and time.monotonic() < deadline:  # (+ health)
         time.sleep(0.005)
     elapsed = time.perf_counter() - start
     if output_qos is not None:
@@ -123,7 +123,7 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps({"messages": args.messages, "modes": results, "outputs": outputs}, indent=2))
     return 0 if all(r["rows"] == args.messages for r in results.values()) and all(
-        r["outputs"] == args.outputs for r in outputs.values()) else 1
+        r["outputs"] >= args.outputs for r in outputs.values()) else 1
 
 
 if __name__ == "__main__":

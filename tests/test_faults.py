@@ -23,7 +23,10 @@ from tests.fault_support import (
 from tests.support import start_mosquitto, unique
 
 
-def kill9_run(tmp_path, port: int, count: int, rate: int, kills: int, sig: int = signal.SIGKILL) -> dict[str, int]:
+def kill9_run(tmp_path, port: int, count: int, rate: int, kills: int, sig: int = signal.SIGKILL,
+              as_results_arrive: bool = False) -> dict[str, int]:
+    """`as_results_arrive`: each kill waits 2 s, then lands the moment the next window result reaches
+    the subscriber, while the other results of that window end are between PUBLISH and PUBCOMP."""
     run = FaultRun(tmp_path, port, unique("f"), count=count, rate=rate)
     collector = run.collector()
     arros = run.start_arros("run-0")
@@ -31,7 +34,9 @@ def kill9_run(tmp_path, port: int, count: int, rate: int, kills: int, sig: int =
     duration = count / rate
     try:
         for kill in range(kills):
-            time.sleep(duration / (kills + 1))
+            time.sleep(2.0 if as_results_arrive else duration / (kills + 1))
+            if as_results_arrive:
+                wait_for_more(collector, len(collector.messages))
             arros.send_signal(sig)
             assert arros.wait(30) == (0 if sig == signal.SIGTERM else -signal.SIGKILL)
             arros = run.start_arros(f"run-{kill + 1}")
@@ -57,6 +62,16 @@ def test_sigterm_restart_under_load_publishes_every_window_once(tmp_path, mosqui
 @pytest.mark.slow
 def test_kill9_three_times_at_high_rate(tmp_path, mosquitto):
     kill9_run(tmp_path, mosquitto.port, count=200_000, rate=10_000, kills=3)
+
+
+def test_kill9_as_window_results_arrive_publishes_each_window_once(tmp_path, mosquitto):
+    kill9_run(tmp_path, mosquitto.port, count=16_000, rate=2_000, kills=2, as_results_arrive=True)
+
+
+def wait_for_more(collector, seen: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(collector.messages) <= seen and time.monotonic() < deadline:
+        time.sleep(0.001)
 
 
 def test_broker_restart_mid_stream_loses_nothing(tmp_path):

@@ -23,6 +23,7 @@ regenerated QoS 2 outputs the broker was already sent are skipped (matched by (s
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import shutil
 import struct
@@ -37,6 +38,7 @@ from arros_mqtt.durability.output_journal import Entry, OutputJournal
 
 log = logging.getLogger(__name__)
 SPILL_FILE_BYTES = 16 * 1024 * 1024
+QOS2_GROUP = 100  # QoS 2 messages journaled per fsync when a PUBCOMP frees a slot in flight
 MESSAGE_OVERHEAD = 64  # bytes counted per message besides topic and payload
 _RECORD = struct.Struct("<QBBHI")  # seq, qos, retain, topic length, payload length
 Message = tuple[int, str, bytes, int, bool]  # (seq, topic, payload, qos, retain)
@@ -236,8 +238,11 @@ class OutputQueue:
         if qos != 2 or self.journal is None:  # QoS 2: at the end of the round, one fsync for all
             self.pump()
 
-    def pump(self) -> None:
+    def pump(self, qos2_group: int = 1) -> None:
         """Hand queued messages to the client while it is connected and has room.
+
+        `qos2_group`: journal a run of QoS 2 messages only once that many (or all that wait) fit in
+        flight; on a PUBCOMP (one free slot) waiting for a group keeps the journal's fsyncs per group.
 
         Locks are taken in paho's order: paho calls `on_publish` (`acked`) holding its out-message
         lock, so `pump` takes that lock before ours, never after.
@@ -252,7 +257,7 @@ class OutputQueue:
                     break
                 seq, topic, payload, qos, retain = self._memory[0]
                 if qos == 2 and self.journal is not None:
-                    if not self._publish_journaled():
+                    if not self._publish_journaled(qos2_group):
                         break
                     continue
                 info = self.client.publish(topic, payload, qos=qos, retain=retain)
@@ -269,16 +274,21 @@ class OutputQueue:
             if not self._memory and not self._inflight and not (self.spill and self.spill.messages):
                 self._idle.notify_all()
 
-    def _publish_journaled(self) -> bool:
+    def _publish_journaled(self, group: int) -> bool:
         """The run of QoS 2 messages at the front (as many as may be in flight): journaled with one fsync,
-        then published with the packet ids recorded. Called by `pump`, holding its locks. False if the
-        journal cannot be written (they wait, and ingestion with them once the queue is full)."""
-        run: list[Entry] = []
+        then published with the packet ids recorded. Called by `pump`, holding its locks. False if fewer
+        than `group` of those waiting fit in flight, or if the journal cannot be written (they wait, and
+        ingestion with them once the queue is full)."""
         room = self.max_inflight - len(self._inflight)
-        for seq, topic, payload, qos, retain in self._memory:
-            if qos != 2 or len(run) >= room:
+        waiting = 0
+        for message in self._memory:
+            if message[3] != 2 or waiting >= max(room, group):
                 break
-            run.append(Entry(self.client.reserve_mid(), seq, topic, payload, retain))
+            waiting += 1
+        if room < min(group, waiting):
+            return False
+        run = [Entry(self.client.reserve_mid(), seq, topic, payload, retain)
+               for seq, topic, payload, _qos, retain in itertools.islice(self._memory, min(room, waiting))]
         try:
             self.journal.published(run)
             self.journal.sync()
@@ -312,7 +322,7 @@ class OutputQueue:
             order = self._sent_order
             while order and self._inflight.get(order[0][1]) != order[0][0]:
                 order.popleft()
-        self.pump()
+        self.pump(qos2_group=QOS2_GROUP)
         if self.on_change is not None:
             self.on_change()
 

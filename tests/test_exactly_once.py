@@ -131,3 +131,32 @@ def test_windowed_subscriptions_default_to_qos_2_with_the_log_in_client_mode(tmp
     with pytest.raises(ConfigError, match="must be 0, 1 or 2") as refused:
         config({}, qos={"w": 3})
     assert refused.value.key == "subscriptions.w.qos"
+
+
+def test_qos2_results_wait_while_the_journal_cannot_be_written(mosquitto, tmp_path):
+    import os
+
+    prefix = unique()
+    collector = Collector(mosquitto.port, [f"{prefix}/#"], qos=2)
+    position = LogPosition()
+    sink = MqttSink(BrokerConfig(url=mosquitto.url, client_id=unique("arros-")), position=position,
+                    journal_dir=tmp_path / "outbox")
+    sink.outputs.recover()
+    sink.start(wait=10)
+    journal = sink.journal
+    os.close(journal._fd)
+    journal._fd = os.open("/dev/full", os.O_WRONLY)  # every write: ENOSPC, as on a full disk
+    put(sink, position, outputs(prefix, 1, 5))
+    assert sink.outputs.journal_error is not None and "No space" in sink.outputs.journal_error
+    assert sink.outputs.queued == 6 and sink.outputs.sent == 0 and journal.pending == {}
+    os.close(journal._fd)
+    journal._fd = os.open(journal.path, os.O_WRONLY | os.O_APPEND)  # space again
+    sink.outputs.pump()
+    assert sink.flush(10) and sink.outputs.journal_error is None
+    got = collector.wait_for(6, timeout=10)
+    sink.stop()
+    collector.close()
+    assert sorted(orjson.loads(p)["i"] for _, p in got) == [1, 2, 3, 4, 5, 5]
+    reopened = OutputJournal(tmp_path / "outbox")
+    reopened.open()
+    assert reopened.pending == {}  # the withdrawn first attempt left nothing to send again

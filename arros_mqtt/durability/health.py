@@ -33,6 +33,8 @@ def health(service: Service) -> dict[str, Any]:
     failed = service.archive.failed_seq()
     if failed is not None:
         degraded.append(f"archive write errors since log record {failed}; retried from the log")
+    if outputs is not None and outputs.journal_error is not None:
+        degraded.append(f"QoS 2 results wait: the output journal cannot be written: {outputs.journal_error}")
     receiving = getattr(service.transport, "receiving", None)
     if receiving is not None and not receiving():
         degraded.append("not connected to the broker")

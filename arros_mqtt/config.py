@@ -80,6 +80,8 @@ class EngineConfig:
     batch_max_rows: int = 10000
     batch_max_delay: float = 0.02
     state_dir: str = "./arros-state"
+    batch_max_bytes: int = 4 * 1024 * 1024  # payload bytes per micro-batch (arrays of readings stay bounded)
+    batching: str = "adaptive"  # "adaptive": a batch closes when the engine is free; "delay": after batch_max_delay
 
 
 @dataclass(frozen=True)
@@ -436,11 +438,20 @@ def _embedded(sec: _Section) -> EmbeddedConfig:
 
 
 def _engine(sec: _Section) -> EngineConfig:
-    sec.only("batch_max_rows", "batch_max_delay", "state_dir")
+    sec.only("batch_max_rows", "batch_max_delay", "batch_max_bytes", "batching", "state_dir")
+    defaults = EngineConfig()
+    batching = sec.string("batching", defaults.batching)
+    if batching not in ("adaptive", "delay"):
+        raise sec.error("batching", f"expected \"adaptive\" or \"delay\", got {batching!r}")
+    max_bytes = sec.size("batch_max_bytes", defaults.batch_max_bytes)
+    if max_bytes < 1:
+        raise sec.error("batch_max_bytes", "must be at least 1 byte")
     return EngineConfig(
         batch_max_rows=sec.integer("batch_max_rows", 10000, minimum=1),
         batch_max_delay=sec.duration("batch_max_delay", 0.02),
         state_dir=sec.string("state_dir", "./arros-state"),
+        batch_max_bytes=max_bytes,
+        batching=batching,
     )
 
 

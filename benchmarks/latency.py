@@ -5,10 +5,13 @@ wall-clock send time in microseconds in each payload (`sent_us`). Arros (`arros 
 filters it (`temp > 60`, about half the readings) and echoes `sent_us` in each derived message; the
 receiver (`mqtt_wire.Receiver`) stamps each socket read as it arrives. Latency = receive time -
 `sent_us`, over every derived message after a 1 s warm-up; every expected message must arrive. Runs
-with the default micro-batch delay (20 ms) and a short one. Mosquitto runs with `set_tcp_nodelay true`
-(its default, false, lets Nagle's algorithm hold small messages back by up to ~40 ms per hop).
+with the default adaptive micro-batching (a batch closes when the engine is free), with the
+write-ahead log on (default: fsync per micro-batch) and off, and with the older timer-driven batching
+(`batching = "delay"`, 20 ms and 2 ms). Mosquitto runs with `set_tcp_nodelay true` (its default,
+false, lets Nagle's algorithm hold small messages back by up to ~40 ms per hop).
 
-    .venv/bin/python benchmarks/latency.py [--rates 1000,10000] [--seconds 10] [--json out.json]
+    .venv/bin/python benchmarks/latency.py [--rates 1000,10000] [--seconds 10] [--variants adaptive,...]
+                                           [--json out.json]
 """
 
 from __future__ import annotations
@@ -36,16 +39,23 @@ SQL = f"SELECT machine, seq, sent_us FROM telemetry WHERE temp > {THRESHOLD}"
 SCHEMA = {**workload.SCHEMA, "sent_us": "int64"}
 WARMUP_SECONDS = 1.0
 BROKER_EXTRA = "set_tcp_nodelay true\n"
-DELAYS = {"default (20ms)": None, "batch_max_delay 2ms": "2ms"}
+# label -> ([engine] settings, [durability] settings)
+VARIANTS: dict[str, tuple[dict, dict]] = {
+    "adaptive": ({}, {}),
+    "adaptive (no WAL)": ({}, {"wal": False}),
+    "delay 20ms": ({"batching": "delay"}, {}),
+    "delay 2ms": ({"batching": "delay", "batch_max_delay": "2ms"}, {}),
+}
 
 
-def measure(broker: Mosquitto, directory: Path, rate: int, seconds: float, delay: str | None,
+def measure(broker: Mosquitto, directory: Path, rate: int, seconds: float, variant: str,
             progress: Progress) -> dict:
     directory.mkdir(parents=True, exist_ok=True)
     metrics_port = free_port()
-    engine = {"batch_max_delay": delay} if delay else {}
+    engine, durability = VARIANTS[variant]
     config = service_config(broker.port, metrics_port, directory / "state",
-                            {"hot": {"sql": SQL, "output": "bench-out/lat/{machine}"}}, engine=engine, schema=SCHEMA)
+                            {"hot": {"sql": SQL, "output": "bench-out/lat/{machine}"}}, engine=engine, schema=SCHEMA,
+                            durability=durability)
     arros = ArrosProcess(directory, config, metrics_port)
     try:
         arros.wait_ready(broker.port)
@@ -64,34 +74,34 @@ def measure(broker: Mosquitto, directory: Path, rate: int, seconds: float, delay
     warm = sent_us >= sent_us.min() + WARMUP_SECONDS * 1e6 if len(sent_us) else sent_us.astype(bool)
     latency_ms = (received_us - sent_us)[warm] / 1000
     p50, p99, p999 = np.percentile(latency_ms, [50, 99, 99.9]) if len(latency_ms) else (float("nan"),) * 3
-    progress(f"latency {rate:,}/s, {delay or 'default'} delay: p99 {p99:.1f} ms")
-    return {"rate": rate, "batch_max_delay": delay or "20ms", "seconds": seconds, "messages_out": len(rows),
+    progress(f"latency {rate:,}/s, {variant}: p99 {p99:.1f} ms")
+    return {"rate": rate, "variant": variant, "wal": durability.get("wal", True), "seconds": seconds,
+            "messages_out": len(rows),
             "messages_out_expected": expected, "complete": complete and len(rows) == expected,
             "measured": int(warm.sum()), "p50_ms": p50, "p99_ms": p99, "p999_ms": p999,
             "max_ms": float(latency_ms.max()) if len(latency_ms) else float("nan"), "cpu_per_s": cpu / seconds}
 
 
-def run(rates: list[int], seconds: float, delays: list[str], progress: Progress = print,
+def run(rates: list[int], seconds: float, variants: list[str], progress: Progress = print,
         directory: Path | None = None) -> dict:
     runs = []
     with tempfile.TemporaryDirectory(dir=directory) as tmp:
         broker = start_mosquitto(Path(tmp), extra=BROKER_EXTRA)
         try:
             for rate in rates:
-                for label in delays:
-                    progress(f"latency {rate:,}/s, {label}")
-                    runs.append(measure(broker, Path(tmp) / f"{rate}-{len(runs)}", rate, seconds, DELAYS[label],
-                                        progress))
+                for variant in variants:
+                    progress(f"latency {rate:,}/s, {variant}")
+                    runs.append(measure(broker, Path(tmp) / f"{rate}-{len(runs)}", rate, seconds, variant, progress))
         finally:
             broker.stop()
     return {"sql": SQL, "runs": runs}
 
 
 def print_table(result: dict) -> None:
-    print(f"{'offered msgs/s':>14}{'batch delay':>13}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}{'max ms':>9}"
+    print(f"{'offered msgs/s':>14}  {'batching':<18}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}{'max ms':>9}"
           f"{'CPU s/s':>9}  complete")
     for r in result["runs"]:
-        print(f"{r['rate']:>14,}{r['batch_max_delay']:>13}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r['p999_ms']:>10.1f}"
+        print(f"{r['rate']:>14,}  {r['variant']:<18}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r['p999_ms']:>10.1f}"
               f"{r['max_ms']:>9.1f}{r['cpu_per_s']:>9.2f}  {r['messages_out']}/{r['messages_out_expected']}")
 
 
@@ -99,10 +109,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rates", default="1000,10000")
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--delays", default=",".join(DELAYS))
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"some of: {', '.join(VARIANTS)}")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    result = run([int(r) for r in args.rates.split(",")], args.seconds, args.delays.split(","),
+    result = run([int(r) for r in args.rates.split(",")], args.seconds, args.variants.split(","),
                  progress=report.progress)
     return report.finish(result, print_table, args.json, all(r["complete"] for r in result["runs"]))
 

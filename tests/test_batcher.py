@@ -84,3 +84,81 @@ def test_add_many_is_add_in_order():
     batcher.close()
     (rest,) = batcher.take(timeout=1)
     assert rest.payloads == [b"3", b"4"] and batcher.pending == 0
+
+
+def test_adaptive_batch_is_whatever_has_arrived_when_the_engine_asks():
+    """Adaptive: no timer; a take gets what is buffered (bounded by max_rows), however young."""
+    batcher = MicroBatcher(["a", "b"], max_rows=100, max_delay=3600, mode="adaptive")
+    assert batcher.take(timeout=0) == []
+    fill(batcher, "a", 1)
+    assert [(b.stream, len(b)) for b in batcher.take(timeout=0)] == [("a", 1)]
+    fill(batcher, "a", 250)  # arrived while the engine worked: the batches grow
+    fill(batcher, "b", 7)
+    assert sorted((b.stream, len(b)) for b in batcher.take(timeout=0)) == [("a", 100), ("b", 7)]
+    assert [len(b) for b in batcher.take(timeout=0)] == [100]
+    assert [len(b) for b in batcher.take(timeout=0)] == [50]
+    assert batcher.pending == 0 and batcher.pending_bytes == 0
+
+
+def test_adaptive_waiting_take_returns_with_the_first_message():
+    """An idle engine waiting in `take` gets a new message at once, not at its delay or timeout (an
+    hour each here: the join's bounded wait would fail if it waited for either)."""
+    batcher = MicroBatcher(["a"], max_rows=100, max_delay=3600, mode="adaptive")
+    taken: list = []
+    waiter = threading.Thread(target=lambda: taken.extend(batcher.take(timeout=3600)), daemon=True)
+    waiter.start()
+    time.sleep(0.1)
+    batcher.add("a", "t/a", b"{}", 1)
+    waiter.join(10)
+    assert not waiter.is_alive() and [len(b) for b in taken] == [1]
+
+
+def test_batches_are_bounded_by_payload_bytes():
+    batcher = MicroBatcher(["a"], max_rows=1000, max_delay=3600, max_bytes=1000, max_pending_bytes=100_000,
+                           mode="adaptive")
+    batcher.add_many("a", [f"t/{i}" for i in range(10)], [bytes(300)] * 10, 1)
+    assert batcher.pending_bytes == 3000
+    sizes = []
+    while batcher.pending:
+        (batch,) = batcher.take(timeout=0)
+        assert batch.bytes == sum(map(len, batch.payloads)) <= 1000
+        sizes.append(len(batch))
+    assert sizes == [3, 3, 3, 1] and batcher.pending_bytes == 0
+    batcher.add("a", "t/big", bytes(5000), 2)  # larger than a batch may be: a batch of its own
+    batcher.add("a", "t/small", b"{}", 3)
+    assert [b.payloads for b in batcher.take(timeout=0)] == [[bytes(5000)]]
+    assert [b.payloads for b in batcher.take(timeout=0)] == [[b"{}"]]
+
+
+def test_delay_batch_is_due_once_it_holds_max_bytes():
+    batcher = MicroBatcher(["a"], max_rows=1000, max_delay=3600, max_bytes=1000)
+    batcher.add_many("a", ["t/0", "t/1"], [bytes(400)] * 2, 1)
+    assert batcher.take(timeout=0) == []  # 800 bytes, an hour young: not due
+    batcher.add("a", "t/2", bytes(400), 2)
+    assert [len(b) for b in batcher.take(timeout=0)] == [2]  # due, cut at 1000 bytes
+
+
+def test_buffer_is_bounded_by_payload_bytes():
+    """Large payloads (arrays of readings) fill the byte bound long before the message bound: the
+    producer waits there, so memory stays bounded whatever the payload size."""
+    batcher = MicroBatcher(["a"], max_rows=10_000, max_delay=3600, max_bytes=1000, max_pending_bytes=3000,
+                           mode="adaptive")
+    done = threading.Event()
+
+    def producer():
+        for i in range(40):
+            batcher.add_many("a", [f"t/{i}"] * 2, [bytes(500)] * 2, i)
+        done.set()
+
+    thread = threading.Thread(target=producer, daemon=True)
+    thread.start()
+    time.sleep(0.2)
+    assert not done.is_set() and batcher.full and 3000 <= batcher.pending_bytes <= 3000 + 1000
+    assert batcher.pending < 10
+    taken = 0
+    while taken < 80:
+        for batch in batcher.take(timeout=1):
+            assert batch.bytes <= 1000
+            taken += len(batch)
+    thread.join(5)
+    assert done.is_set() and batcher.pending_bytes == 0

@@ -63,6 +63,7 @@ def test_good_config(tmp_path):
 def test_defaults_without_file():
     config = Config()
     assert config.broker is None and config.control.prefix == "arros" and config.engine.batch_max_rows == 10000
+    assert config.engine.batching == "adaptive" and config.engine.batch_max_bytes == 4 * 1024 * 1024
 
 
 def test_broker_url_override_keeps_other_settings(tmp_path):
@@ -78,6 +79,9 @@ def test_broker_url_override_keeps_other_settings(tmp_path):
     ('[engine]\nbatch_max_rows = "many"', "engine.batch_max_rows", "expected an integer"),
     ('[engine]\nbatch_max_rows = 0', "engine.batch_max_rows", "at least 1"),
     ('[engine]\nbach_max_rows = 10', "engine.bach_max_rows", "unknown key"),
+    ('[engine]\nbatching = "eager"', "engine.batching", "expected \"adaptive\" or \"delay\""),
+    ('[engine]\nbatch_max_bytes = "lots"', "engine.batch_max_bytes", "invalid size"),
+    ('[engine]\nbatch_max_bytes = 0', "engine.batch_max_bytes", "at least 1 byte"),
     ('[streams.t]\ntopic = "a/b"\nschema = {a = "flaot64"}', "streams.t.schema.a", "unknown Arrow type"),
     ('[streams.t]\ntopic = "a/#/b"\nschema = {a = "int64"}', "streams.t.topic", "'#' must be the last level"),
     ('[streams.t]\ntopic = "a/{m}"\nschema = {m = "int64"}', "streams.t.topic", "same name as a schema column"),
@@ -139,3 +143,8 @@ def test_check_missing_file():
 def test_parse_config_rejects_duplicate_names():
     with pytest.raises(ConfigError, match="unique"):
         parse_config({"streams": {"m": {"topic": "a", "schema": {"x": "int64"}}}, "tables": {"m": {"path": "m.csv"}}})
+
+
+def test_batching_keys(tmp_path):
+    config = load_config(write(tmp_path, '[engine]\nbatching = "delay"\nbatch_max_bytes = "1MB"\n'))
+    assert config.engine.batching == "delay" and config.engine.batch_max_bytes == 1_000_000

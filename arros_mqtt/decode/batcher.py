@@ -1,15 +1,32 @@
-"""Micro-batching: raw messages accumulate per stream until `batch_max_rows` or `batch_max_delay`.
+"""Micro-batching: raw messages accumulate per stream until the engine takes them.
 
-Producers (the MQTT network thread) call `add`; the engine thread calls `take` for the streams that
-are due. The buffer is bounded: past `max_pending` messages `add` blocks, which stops the network
-thread reading its socket, so a slow engine slows the broker's delivery instead of growing memory.
+Producers (the MQTT network thread) call `add`/`add_many`; the engine thread calls `take` when it is
+free. Two ways a batch closes:
+
+- adaptive (the default): whatever has arrived is due as soon as the engine asks, so at low load a
+  batch is one or a few messages (no timer to wait for) and under load batches grow by themselves
+  (everything that arrived while the engine worked on the previous one);
+- delay: a batch is due once its oldest message is `max_delay` old (bigger batches at low load: less
+  CPU per message, more latency).
+
+Either way a batch holds at most `max_rows` messages and `max_bytes` payload bytes (at least one
+message), so decoding one batch of large payloads (arrays of readings) needs bounded memory. The
+buffer is bounded too: past `max_pending` messages or `max_pending_bytes` payload bytes `add` blocks,
+which stops the network thread reading its socket, so a slow engine slows the broker's delivery
+instead of growing memory (one socket read may overshoot the bound).
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import threading
 import time
 from dataclasses import dataclass, field
+
+ADAPTIVE, DELAY = "adaptive", "delay"
+PENDING_BATCHES = 4  # the buffer holds this many full batches (in messages and in bytes) ...
+MIN_PENDING = 100_000  # ... and at least this many messages
 
 
 @dataclass
@@ -18,19 +35,28 @@ class RawBatch:
     topics: list[str] = field(default_factory=list)
     payloads: list[bytes] = field(default_factory=list)
     received_ms: list[int] = field(default_factory=list)
+    bytes: int = 0  # payload bytes
 
     def __len__(self) -> int:
         return len(self.payloads)
 
 
 class MicroBatcher:
-    def __init__(self, streams: list[str], max_rows: int, max_delay: float, max_pending: int | None = None) -> None:
+    def __init__(self, streams: list[str], max_rows: int, max_delay: float, max_pending: int | None = None,
+                 max_bytes: int = 4 * 1024 * 1024, max_pending_bytes: int | None = None,
+                 mode: str = DELAY) -> None:
+        if mode not in (ADAPTIVE, DELAY):
+            raise ValueError(f"unknown batching mode {mode!r}")
         self.max_rows = max_rows
         self.max_delay = max_delay
-        self.max_pending = max_pending or max(4 * max_rows, 100_000)
+        self.max_bytes = max_bytes
+        self.adaptive = mode == ADAPTIVE
+        self.max_pending = max_pending or max(PENDING_BATCHES * max_rows, MIN_PENDING)
+        self.max_pending_bytes = max_pending_bytes or PENDING_BATCHES * max_bytes
         self._buffers = {name: RawBatch(name) for name in streams}
         self._opened: dict[str, float] = {}  # stream -> monotonic time of its oldest buffered message
         self._pending = 0
+        self._pending_bytes = 0
         self.blocked_seconds = 0.0  # time producers spent waiting for room (backpressure)
         self.blocked = False  # a producer is waiting right now
         self._closed = False
@@ -38,40 +64,26 @@ class MicroBatcher:
         self._cond = threading.Condition()
 
     def add(self, stream: str, topic: str, payload: bytes, received_ms: int) -> None:
-        with self._cond:
-            if self._pending >= self.max_pending and not self._closed:
-                started = time.monotonic()
-                self.blocked = True
-                while self._pending >= self.max_pending and not self._closed:
-                    self._cond.wait(0.1)
-                self.blocked = False
-                self.blocked_seconds += time.monotonic() - started
-            buffer = self._buffers[stream]
-            buffer.topics.append(topic)
-            buffer.payloads.append(payload)
-            buffer.received_ms.append(received_ms)
-            self._pending += 1
-            if len(buffer.payloads) == 1:
-                self._opened[stream] = time.monotonic()
-                self._cond.notify_all()  # a waiting `take` learns when this batch falls due
-            elif len(buffer.payloads) >= self.max_rows:
-                self._cond.notify_all()
+        self.add_many(stream, [topic], [payload], received_ms)
 
     def add_many(self, stream: str, topics: list[str], payloads: list[bytes], received_ms: int) -> None:
-        """`add` for messages received together (one socket read): one lock round for all of them."""
+        """Messages received together (one socket read), in order: one lock round for all of them."""
+        size = sum(map(len, payloads))
         with self._cond:
-            while self._pending >= self.max_pending and not self._closed:
-                self._cond.wait(0.1)
+            if self._full():
+                self._wait_for_room()
             buffer = self._buffers[stream]
             was_empty = not buffer.payloads
             buffer.topics += topics
             buffer.payloads += payloads
             buffer.received_ms += [received_ms] * len(payloads)
+            buffer.bytes += size
             self._pending += len(payloads)
+            self._pending_bytes += size
             if was_empty:
                 self._opened[stream] = time.monotonic()
-            if was_empty or len(buffer.payloads) >= self.max_rows:
-                self._cond.notify_all()
+            if was_empty or len(buffer.payloads) >= self.max_rows or buffer.bytes >= self.max_bytes:
+                self._cond.notify_all()  # a waiting `take` learns that (or when) this batch falls due
 
     def take(self, timeout: float) -> list[RawBatch]:
         """The batches that are due, waiting at most `timeout` for one; after `close`, all that is left."""
@@ -79,8 +91,7 @@ class MicroBatcher:
         with self._cond:
             while True:
                 now = time.monotonic()
-                due = [s for s, opened in self._opened.items()
-                       if self._closed or now - opened >= self.max_delay or len(self._buffers[s]) >= self.max_rows]
+                due = [s for s in self._opened if self._due(s, now)]
                 if due or now >= deadline or self._woken:
                     self._woken = False
                     return [self._cut(stream, now) for stream in due]
@@ -103,24 +114,61 @@ class MicroBatcher:
     def pending(self) -> int:
         return self._pending
 
+    @property
+    def pending_bytes(self) -> int:
+        return self._pending_bytes
+
+    @property
+    def full(self) -> bool:
+        """The buffer is at a bound: producers wait (backpressure)."""
+        return self._full()
+
     def pending_streams(self) -> list[str]:
         """Streams with messages waiting: not idle, however old their last processed row is."""
         with self._cond:
             return list(self._opened)
 
+    def _full(self) -> bool:
+        return (self._pending >= self.max_pending or self._pending_bytes >= self.max_pending_bytes) and not self._closed
+
+    def _wait_for_room(self) -> None:
+        started = time.monotonic()
+        self.blocked = True
+        while self._full():
+            self._cond.wait(0.1)
+        self.blocked = False
+        self.blocked_seconds += time.monotonic() - started
+
+    def _due(self, stream: str, now: float) -> bool:
+        if self.adaptive or self._closed:
+            return True
+        buffer = self._buffers[stream]
+        return (now - self._opened[stream] >= self.max_delay or len(buffer) >= self.max_rows
+                or buffer.bytes >= self.max_bytes)
+
     def _cut(self, stream: str, now: float) -> RawBatch:
         buffer = self._buffers[stream]
-        n = self.max_rows
-        if len(buffer) <= n:
+        n = self._batch_length(buffer)
+        if n == len(buffer):
             batch, buffer = buffer, RawBatch(stream)
             self._buffers[stream] = buffer
         else:
             batch = RawBatch(stream, buffer.topics[:n], buffer.payloads[:n], buffer.received_ms[:n])
+            batch.bytes = sum(map(len, batch.payloads))
             del buffer.topics[:n], buffer.payloads[:n], buffer.received_ms[:n]
+            buffer.bytes -= batch.bytes
         if buffer.payloads:
             self._opened[stream] = now
         else:
             del self._opened[stream]
         self._pending -= len(batch)
+        self._pending_bytes -= batch.bytes
         self._cond.notify_all()
         return batch
+
+    def _batch_length(self, buffer: RawBatch) -> int:
+        """Messages of the next batch: at most `max_rows` and `max_bytes` (but at least one)."""
+        n = min(len(buffer), self.max_rows)
+        if buffer.bytes <= self.max_bytes:
+            return n
+        return max(1, bisect.bisect_right(list(itertools.accumulate(map(len, buffer.payloads[:n]))), self.max_bytes))

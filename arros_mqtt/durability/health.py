@@ -23,7 +23,7 @@ def health(service: Service) -> dict[str, Any]:
     journal, batcher, ledger = service.journal, service.batcher, service.ledger
     outputs = journal.outputs
     reasons = []
-    if batcher.blocked or batcher.pending >= batcher.max_pending:
+    if batcher.blocked or batcher.full:
         reasons.append("the engine is behind: the micro-batch buffer is full")
     if journal.error is not None:
         reasons.append(f"the write-ahead log cannot be written: {journal.error}")

@@ -45,6 +45,7 @@ from arros_mqtt.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 RETRY_SECONDS = 1.0
+LAZY_SYNC_SECONDS = 0.1  # with sync per micro-batch, records without messages wait this long for the next one's fsync
 DEADLETTER_SCHEMA = pa.schema([("topic", pa.string()), ("payload", pa.binary()), ("received_ms", pa.int64()),
                                ("error", pa.string())])
 
@@ -237,8 +238,9 @@ class Journal:
         now = time.monotonic()
         if self._unsynced and self.durability.sync and now - self._last_sync >= self.durability.sync:
             self._sync()
-        if self._log_confirmed() and self.durability.sync == 0.0:
-            self._sync()
+        self._log_confirmed()
+        if self._unsynced and self.durability.sync == 0.0 and now - self._last_sync >= LAZY_SYNC_SECONDS:
+            self._sync()  # records that acknowledge nothing (confirmed positions, idle advances)
         self._maybe_promote()
         if now >= self._next_archive_retry and self.archive.failed_seq() is not None:
             self._next_archive_retry = now + RETRY_SECONDS * 5

@@ -6,7 +6,8 @@ filters it (`temp > 60`, about half the readings) and echoes `sent_us` in each d
 receiver (`mqtt_wire.Receiver`) stamps each socket read as it arrives. Latency = receive time -
 `sent_us`, over every derived message after a 1 s warm-up; every expected message must arrive. Runs
 with the default adaptive micro-batching (a batch closes when the engine is free), with the
-write-ahead log on (default: fsync per micro-batch) and off, and with the older timer-driven batching
+write-ahead log on (default: fsync per micro-batch), on with `sync = "100ms"` (acknowledgements wait
+for the fsync, results do not) and off, and with the older timer-driven batching
 (`batching = "delay"`, 20 ms and 2 ms). Mosquitto runs with `set_tcp_nodelay true` (its default,
 false, lets Nagle's algorithm hold small messages back by up to ~40 ms per hop).
 
@@ -43,6 +44,7 @@ BROKER_EXTRA = "set_tcp_nodelay true\n"
 VARIANTS: dict[str, tuple[dict, dict]] = {
     "adaptive": ({}, {}),
     "adaptive (no WAL)": ({}, {"wal": False}),
+    "adaptive (sync 100ms)": ({}, {"sync": "100ms"}),
     "delay 20ms": ({"batching": "delay"}, {}),
     "delay 2ms": ({"batching": "delay", "batch_max_delay": "2ms"}, {}),
 }

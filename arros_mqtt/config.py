@@ -80,7 +80,7 @@ class EngineConfig:
     batch_max_rows: int = 10000
     batch_max_delay: float = 0.02
     state_dir: str = "./arros-state"
-    batch_max_bytes: int = 4 * 1024 * 1024  # payload bytes per micro-batch (arrays of readings stay bounded)
+    batch_max_bytes: int = 1024 * 1024  # payload bytes per micro-batch (arrays of readings stay bounded)
     batching: str = "adaptive"  # "adaptive": a batch closes when the engine is free; "delay": after batch_max_delay
 
 

@@ -5,13 +5,13 @@ device -> amqtt -> `ArrosBrokerPlugin` hook -> `MicroBatcher.add` -> engine thre
 plugin queue -> broker loop -> subscribers.
 
 Backpressure: `MicroBatcher.add` blocks only while the engine is a whole buffer (4 x batch_max_rows, at
-least 100k messages, or 4 x batch_max_bytes of payload) behind. The hook then blocks the broker's loop
-until the engine takes its next batch (a batch's processing time: milliseconds), so amqtt stops reading
-sockets and devices' TCP windows fill: the same backpressure paho's network thread gives in client
-mode. It cannot deadlock:
-the engine never waits for the loop (`publish` only queues), and `stop` closes the batcher, after
-which `add` never blocks. amqtt offers no other backpressure: it does not wait for hooks, so a hook
-that awaited instead would only pile up tasks without slowing any client.
+least 100k messages, or 4 x batch_max_bytes, at least 16 MiB, of payload) behind. The hook then blocks
+the broker's loop until the engine takes its next batch (a batch's processing time: milliseconds), so
+amqtt stops reading sockets and devices' TCP windows fill: the same backpressure paho's network thread
+gives in client mode. It cannot deadlock: the engine never waits for the loop (`publish` only queues),
+and `stop` closes the batcher, after which `add` never blocks. amqtt offers no other backpressure: it
+does not wait for hooks, so a hook that awaited instead would only pile up tasks without slowing any
+client.
 
 amqtt 0.12 speaks MQTT 3.1.1 only (clients asking for MQTT 5 are refused), routes a few thousand
 messages/s (see README "Embedded broker"), and keeps nothing across restarts.

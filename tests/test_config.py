@@ -63,7 +63,7 @@ def test_good_config(tmp_path):
 def test_defaults_without_file():
     config = Config()
     assert config.broker is None and config.control.prefix == "arros" and config.engine.batch_max_rows == 10000
-    assert config.engine.batching == "adaptive" and config.engine.batch_max_bytes == 4 * 1024 * 1024
+    assert config.engine.batching == "adaptive" and config.engine.batch_max_bytes == 1024 * 1024
 
 
 def test_broker_url_override_keeps_other_settings(tmp_path):

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 
 ADAPTIVE, DELAY = "adaptive", "delay"
 PENDING_BATCHES = 4  # the buffer holds this many full batches (in messages and in bytes) ...
-MIN_PENDING = 100_000  # ... and at least this many messages
+MIN_PENDING = 100_000  # ... and at least this many messages ...
+MIN_PENDING_BYTES = 16 * 1024 * 1024  # ... and payload bytes
 
 
 @dataclass
@@ -43,7 +44,7 @@ class RawBatch:
 
 class MicroBatcher:
     def __init__(self, streams: list[str], max_rows: int, max_delay: float, max_pending: int | None = None,
-                 max_bytes: int = 4 * 1024 * 1024, max_pending_bytes: int | None = None,
+                 max_bytes: int = 1024 * 1024, max_pending_bytes: int | None = None,
                  mode: str = DELAY) -> None:
         if mode not in (ADAPTIVE, DELAY):
             raise ValueError(f"unknown batching mode {mode!r}")
@@ -52,7 +53,7 @@ class MicroBatcher:
         self.max_bytes = max_bytes
         self.adaptive = mode == ADAPTIVE
         self.max_pending = max_pending or max(PENDING_BATCHES * max_rows, MIN_PENDING)
-        self.max_pending_bytes = max_pending_bytes or PENDING_BATCHES * max_bytes
+        self.max_pending_bytes = max_pending_bytes or max(PENDING_BATCHES * max_bytes, MIN_PENDING_BYTES)
         self._buffers = {name: RawBatch(name) for name in streams}
         self._opened: dict[str, float] = {}  # stream -> monotonic time of its oldest buffered message
         self._pending = 0

@@ -15,17 +15,20 @@ import dataclasses
 import threading
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
-
 from arros_mqtt.config import BrokerConfig
 from arros_mqtt.durability.outbox import OutputQueue
 from arros_mqtt.durability.output_journal import OutputJournal
 from arros_mqtt.durability.position import LogPosition
+from arros_mqtt.egress.bulk_write import BulkWriteClient
 from arros_mqtt.egress.exactly_once_client import ExactlyOnceClient, Releaser
 from arros_mqtt.mqtt_connection import connect, new_client, send_at_once
 
 MAX_INFLIGHT = 1000
 DEFAULT_MEMORY_BYTES = 64 * 1024 * 1024
+
+
+class ExactlyOnceBulkWriteClient(ExactlyOnceClient, BulkWriteClient):
+    """QoS 2 under the output journal (`ExactlyOnceClient`); QoS 0 results written in bulk (`BulkWriteClient`)."""
 
 
 class MqttSink:
@@ -39,7 +42,8 @@ class MqttSink:
         self.broker = broker
         self.persistent = self.journal is not None
         self.client = new_client(broker, suffix="-out", persistent=self.persistent,
-                                 client_class=ExactlyOnceClient if self.journal is not None else mqtt.Client)
+                                 client_class=ExactlyOnceBulkWriteClient if self.journal is not None
+                                 else BulkWriteClient)
         self.client.max_inflight_messages_set(MAX_INFLIGHT)
         send_at_once(self.client)  # results leave as they are made, not when Nagle's timer lets them
         self.outputs = OutputQueue(self.client, memory_bytes, spill_bytes, spill_dir, MAX_INFLIGHT, self.journal)

@@ -1,0 +1,74 @@
+"""The result client's bulk writes, against a real Mosquitto: QoS 0 and QoS 1 PUBLISHes interleaved
+arrive complete and in order, and every message gets its `on_publish` once."""
+
+from __future__ import annotations
+
+import threading
+
+from arros_mqtt.config import BrokerConfig
+from arros_mqtt.egress.bulk_write import BulkWriteClient
+from arros_mqtt.mqtt_connection import new_client
+from tests.support import Collector, unique
+
+
+def test_interleaved_qos0_and_qos1_arrive_in_order_with_one_callback_each(mosquitto):
+    prefix = unique("bulkw")
+    collector = Collector(mosquitto.port, [f"{prefix}/#"], qos=1)
+    client = new_client(BrokerConfig(url=mosquitto.url, client_id=unique("bulkw-"), protocol="5"), suffix="-out",
+                        persistent=False, client_class=BulkWriteClient)
+    published: list[int] = []
+    lock = threading.Lock()
+
+    def on_publish(_client, _userdata, mid, _reason, _properties):
+        with lock:
+            published.append(mid)
+
+    client.on_publish = on_publish
+    connected = threading.Event()
+    client.on_connect = lambda *_: connected.set()
+    client.connect("127.0.0.1", mosquitto.port)
+    client.loop_start()
+    try:
+        assert connected.wait(10)
+        n = 3000
+        mids = []
+        for i in range(n):  # every 100th is QoS 1: paho's own path between bulk writes
+            payload = (b"%d:" % i) + b"x" * (i % 700)  # some large enough to fill socket writes
+            mids.append(client.publish(f"{prefix}/{i % 7}", payload, qos=1 if i % 100 == 0 else 0).mid)
+        received = collector.wait_for(n, timeout=30)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        collector.close()
+    assert len(received) == n
+    for topic in {f"{prefix}/{k}" for k in range(7)}:  # MQTT orders per topic and QoS level
+        qos0 = [int(p.split(b":")[0]) for t, p in received if t == topic and int(p.split(b":")[0]) % 100]
+        assert qos0 == sorted(qos0)
+    seqs = sorted(int(p.split(b":")[0]) for _, p in received)
+    assert seqs == list(range(n))
+    assert all(p.split(b":")[1] == b"x" * (int(p.split(b":")[0]) % 700) for _, p in received)
+    assert sorted(published) == sorted(mids)
+
+
+def test_large_payloads_survive_partial_writes(mosquitto):
+    """20 MB of QoS 0 messages queued at once: writes fill the socket and stop part-way through packets
+    (partial sends, would-block); every payload arrives whole and in order."""
+    prefix = unique("bulkw")
+    collector = Collector(mosquitto.port, [f"{prefix}/#"], qos=0)
+    client = new_client(BrokerConfig(url=mosquitto.url, client_id=unique("bulkw-"), protocol="3.1.1"),
+                        persistent=False, client_class=BulkWriteClient)
+    connected = threading.Event()
+    client.on_connect = lambda *_: connected.set()
+    client.connect("127.0.0.1", mosquitto.port)
+    client.loop_start()
+    try:
+        assert connected.wait(10)
+        payloads = [bytes([i % 256]) * (100_000 + i) for i in range(200)]
+        for payload in payloads:
+            client.publish(f"{prefix}/big", payload, qos=0)
+        received = collector.wait_for(len(payloads), timeout=60)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        collector.close()
+    assert [p for _, p in received] == payloads

@@ -100,10 +100,10 @@ def run(rates: list[int], seconds: float, variants: list[str], progress: Progres
 
 
 def print_table(result: dict) -> None:
-    print(f"{'offered msgs/s':>14}  {'batching':<18}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}{'max ms':>9}"
+    print(f"{'offered msgs/s':>14}  {'batching':<23}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}{'max ms':>9}"
           f"{'CPU s/s':>9}  complete")
     for r in result["runs"]:
-        print(f"{r['rate']:>14,}  {r['variant']:<18}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r['p999_ms']:>10.1f}"
+        print(f"{r['rate']:>14,}  {r['variant']:<23}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r['p999_ms']:>10.1f}"
               f"{r['max_ms']:>9.1f}{r['cpu_per_s']:>9.2f}  {r['messages_out']}/{r['messages_out_expected']}")
 
 

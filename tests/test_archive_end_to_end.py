@@ -112,7 +112,8 @@ def test_published_rows_are_archived_exactly_once_while_readers_read(broker, tmp
 def test_sigterm_flushes_open_files(mosquitto, tmp_path):
     prefix, archive_dir = unique(), tmp_path / "archive"
     config = tmp_path / "arros.toml"
-    config.write_text(config_text(prefix, archive_dir, roll_interval='"1h"').replace('"20ms"', '"2s"'))
+    text = config_text(prefix, archive_dir, roll_interval='"1h"')
+    config.write_text(text.replace('"20ms"', '"2s"\nbatching = "delay"'))  # a batch waits 2 s for more
     log = tmp_path / "arros.log"
     process = start_arros("run", "-c", str(config), "--broker", mosquitto.url, log=log)
     try:

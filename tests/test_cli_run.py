@@ -26,6 +26,7 @@ def test_run_until_signal_then_exit_cleanly(broker, tmp_path, sig):
     config.write_text(f"""
 {where}
 [engine]
+batching = "delay"
 batch_max_delay = "2s"
 state_dir = "{tmp_path / 'state'}"
 [streams.s]

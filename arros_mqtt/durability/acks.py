@@ -11,6 +11,14 @@ and acknowledged among the last `RECENT` messages (an acknowledgement lost with 
 process), is a copy of one already logged: it is acknowledged again and dropped. Brokers hand out
 packet ids in sequence (Mosquitto: previous + 1), so an id comes back for a different message only
 after 65,535 others, far more than `RECENT`.
+
+This holds while fewer than `RECENT` logged messages lack a PUBACK the broker received when a crash
+comes: the ingress client writes PUBACKs between its reads (`ingress/bulk_read.py`), and the log
+keeps the records with the last `RECENT` ids (`Journal`). When PUBACKs waited for the socket to run
+dry, a crash 2 s into draining a backlog left 23k-44k logged messages unacknowledged; Mosquitto
+2.0.11 redelivers everything it had sent (more than our Receive Maximum once PUBACKs flow), the
+oldest first, so each of those restarts logged all of them again. Remembering more ids is no fix: a
+message never logged whose id repeats a remembered one would be dropped, and ids repeat after 65,535.
 """
 
 from __future__ import annotations

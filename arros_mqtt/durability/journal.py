@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +92,8 @@ class Journal:
         self._unsynced: list[list] = []  # ack entries of records appended but not yet synced
         self._next_retry = 0.0
         self._next_archive_retry = 0.0
+        self._id_records: deque[tuple[int, int]] = deque()  # (seq, packet ids) of the records the ledger remembers
+        self._id_count = 0
         self._last_sync = time.monotonic()
         self._confirmed_logged = 0
 
@@ -114,6 +117,7 @@ class Journal:
                 confirmed = max(confirmed, record.header["through"])
             elif len(record.mids):
                 mids.append(record.mids)
+                self._remembered(record.seq, len(record.mids))
         if self.ledger is not None and mids:
             self.ledger.remember(np.concatenate(mids)[-RECENT:].tolist())
         if self.outputs is not None:
@@ -330,6 +334,17 @@ class Journal:
         mids = AckLedger.mids(item.entries) if item.entries else None
         item.seq = self.wal.append(ROWS, {"stream": item.stream, "t": now}, item.table, mids)
         self._unsynced.append(item.entries or [])
+        if mids is not None and len(mids):
+            self._remembered(item.seq, len(mids))
+
+    def _remembered(self, seq: int, count: int) -> None:
+        """Track the records holding the last `RECENT` packet ids: the log keeps them, so a restart
+        still recognises redelivered copies of them whatever was checkpointed since."""
+        records = self._id_records
+        records.append((seq, count))
+        self._id_count += count
+        while self._id_count - records[0][1] >= RECENT:
+            self._id_count -= records.popleft()[1]
 
     def _processing(self, seq: int, time_ms: int) -> None:
         self.processed_seq = max(self.processed_seq, seq)
@@ -378,7 +393,8 @@ class Journal:
             log.error("checkpoint %d could not be promoted: %s", pending.seq, exc)
             return
         keep_from = min(checkpoint.seq + 1, checkpoint.archive_from,
-                        self.archive.oldest_open_seq(STREAMS) or checkpoint.seq + 1)
+                        self.archive.oldest_open_seq(STREAMS) or checkpoint.seq + 1,
+                        self._id_records[0][0] if self._id_records else checkpoint.seq + 1)
         self.wal.truncate_before(keep_from)
 
     def _rearchive(self) -> None:

@@ -8,7 +8,10 @@ at tens of thousands of small messages a second that is most of the network thre
 - `_sock_recv` serves paho's small reads from a 256 KB buffer filled by one `recv`;
 - `loop_read` first takes every complete QoS 0 PUBLISH at the head of the buffer itself (a few byte
   operations each) and hands them to `on_publishes` as lists, then lets paho parse the next packet,
-  and repeats while buffered bytes remain (nothing already read waits for the next `select`).
+  and repeats while buffered bytes remain (nothing already read waits for the next `select`);
+- between those rounds it writes what is queued (the ledger's PUBACKs): while a broker streams a
+  backlog the buffer never runs dry, and without this not one PUBACK left in the seconds before a
+  crash, so the broker redelivered every message of them (see `durability/acks.py`).
 
 Everything else stays paho's own: CONNACK, SUBACK, PINGRESP, QoS 1/2 PUBLISHes (and their acks),
 MQTT 5 PUBLISHes that carry properties, anything malformed, packets split across reads, keepalive
@@ -61,6 +64,10 @@ class BulkReadClient(mqtt.Client):
             rc = super().loop_read(max_packets)
             if rc != mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS or self._sock is None or not self.buffered:
                 return rc
+            if self._out_packet:  # PUBACKs go out between reads: a broker's backlog keeps bytes buffered for
+                rc = self.loop_write()  # seconds, and paho writes only once `loop_read` returns
+                if rc != mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS or self._sock is None:
+                    return rc
 
     def _take_publishes(self, deliver: OnPublishes) -> None:
         """Complete QoS 0 PUBLISHes at the head of the buffer -> `deliver`; stops at anything else."""

@@ -24,21 +24,25 @@ from tests.support import start_mosquitto, unique
 
 
 def kill9_run(tmp_path, port: int, count: int, rate: int, kills: int, sig: int = signal.SIGKILL,
-              as_results_arrive: bool = False) -> dict[str, int]:
-    """`as_results_arrive`: each kill waits 2 s, then lands the moment the next window result reaches
-    the subscriber, while the other results of that window end are between PUBLISH and PUBCOMP."""
+              as_results_arrive: bool = False, every: float | None = None,
+              restart_pause: float = 0.0) -> dict[str, int]:
+    """Kill `kills` times, `every` seconds after the previous (re)start (default: spread over the run),
+    restarting `restart_pause` seconds after each kill. `as_results_arrive`: each kill waits 2 s, then
+    lands the moment the next window result reaches the subscriber, while the other results of that
+    window end are between PUBLISH and PUBCOMP."""
     run = FaultRun(tmp_path, port, unique("f"), count=count, rate=rate)
     collector = run.collector()
     arros = run.start_arros("run-0")
     publisher = run.start_publisher()
-    duration = count / rate
+    every = every or (2.0 if as_results_arrive else count / rate / (kills + 1))
     try:
         for kill in range(kills):
-            time.sleep(2.0 if as_results_arrive else duration / (kills + 1))
+            time.sleep(every)
             if as_results_arrive:
                 wait_for_more(collector, len(collector.messages))
             arros.send_signal(sig)
             assert arros.wait(30) == (0 if sig == signal.SIGTERM else -signal.SIGKILL)
+            time.sleep(restart_pause)
             arros = run.start_arros(f"run-{kill + 1}")
         start_ms = finish_publisher(publisher)
         figures = check_windows(run, collector, start_ms)
@@ -70,27 +74,7 @@ def test_kill9_every_few_seconds_while_the_backlog_drains(tmp_path, mosquitto):
     queues ~15k messages meanwhile), at 10k msg/s: every restart starts draining a backlog. Before
     PUBACKs went out between reads, the runs killed mid-drain had written none, and each restart logged
     23k-44k redelivered messages again (up to 167k rows archived twice)."""
-    run = FaultRun(tmp_path, mosquitto.port, unique("d"), count=250_000, rate=10_000)
-    collector = run.collector()
-    arros = run.start_arros("run-0")
-    publisher = run.start_publisher()
-    try:
-        time.sleep(4.0)
-        for kill in range(5):
-            arros.send_signal(signal.SIGKILL)
-            assert arros.wait(30) == -signal.SIGKILL
-            time.sleep(1.5)
-            arros = run.start_arros(f"run-{kill + 1}")
-            if kill < 4:
-                time.sleep(2.0)
-        start_ms = finish_publisher(publisher)
-        figures = check_windows(run, collector, start_ms)
-    finally:
-        if arros.poll() is None:
-            stop_arros(arros)
-        collector.close()
-    figures.update(check_archive(run), duplicates_dropped_by_arros=dropped_duplicates(run))
-    print("backlog kill figures:", figures)
+    kill9_run(tmp_path, mosquitto.port, count=250_000, rate=10_000, kills=5, every=2.0, restart_pause=1.5)
 
 
 def test_kill9_as_window_results_arrive_publishes_each_window_once(tmp_path, mosquitto):

@@ -28,7 +28,8 @@ def row(i: int, start_ms: int, rate: int, machines: int) -> tuple[str, dict]:
     return f"m{i % machines}", {"ts": start_ms + i * 1000 // rate, "seq": i, "temp": (i * 7919 % 1000) / 10}
 
 
-def main() -> int:
+def parse_args() -> tuple[argparse.Namespace, int]:
+    """The command line of both publishers, and the event time of row 0 (printed for the test)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--prefix", required=True)
@@ -39,6 +40,11 @@ def main() -> int:
     args = parser.parse_args()
     start_ms = args.start_ms or time.time_ns() // 1_000_000
     print(f"start_ms {start_ms}", flush=True)
+    return args, start_ms
+
+
+def main() -> int:
+    args, start_ms = parse_args()
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"fleet-{uuid.uuid4().hex[:8]}",
                          protocol=mqtt.MQTTv311, clean_session=False)
     client.max_inflight_messages_set(1000)

@@ -9,7 +9,6 @@ kill -9 tests); it prints the rate it offered and the rate acknowledged.
 
 from __future__ import annotations
 
-import argparse
 import socket
 import struct
 import sys
@@ -20,7 +19,7 @@ import uuid
 import orjson
 
 from benchmarks.mqtt_wire import CONNACK, PUBACK, _split, _string, remaining_length
-from tests.peers.telemetry_publisher import row
+from tests.peers.telemetry_publisher import parse_args, row
 
 MAX_INFLIGHT = 5_000  # published, not yet acknowledged; far below the 65,535 packet ids
 CHUNKS_PER_SECOND = 100
@@ -90,16 +89,7 @@ class WirePublisher:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--prefix", required=True)
-    parser.add_argument("--count", type=int, required=True)
-    parser.add_argument("--rate", type=int, required=True, help="messages per second")
-    parser.add_argument("--machines", type=int, default=10)
-    parser.add_argument("--start-ms", type=int, default=0, help="event time of row 0 (default: now)")
-    args = parser.parse_args()
-    start_ms = args.start_ms or time.time_ns() // 1_000_000
-    print(f"start_ms {start_ms}", flush=True)
+    args, start_ms = parse_args()
     packets = []
     for i in range(args.count):
         machine, values = row(i, start_ms, args.rate, args.machines)

@@ -89,6 +89,11 @@ class ArrosProcess:
             client.close()
         raise TimeoutError(f"arros not ready after {timeout}s: {self.tail()}")
 
+    def idle_rss_mb(self) -> float:
+        """RSS once the process has settled after `wait_ready` (start-up garbage collected, threads idle)."""
+        time.sleep(0.5)
+        return self.rss_mb()
+
     def metrics(self) -> dict[tuple[str, str], float]:
         """{(metric, label value): value} from /metrics; {} while it does not answer."""
         try:

@@ -101,8 +101,7 @@ def ingest(broker: Mosquitto, directory: Path, data: workload.Readings, kind: st
     arros = ArrosProcess(directory, config, metrics_port)
     try:
         arros.wait_ready(broker.port)
-        time.sleep(0.5)
-        rss_idle = arros.rss_mb()
+        rss_idle = arros.idle_rss_mb()
         receiver = mqtt_wire.Receiver(HOST, broker.port, ["bench-out/#"], f"bench-out-{time.monotonic_ns()}")
         cpu_before = arros.cpu_seconds()
         start = time.perf_counter()

@@ -55,8 +55,7 @@ def measure(broker: Mosquitto, directory: Path, kind: str, count: int, rate: int
     try:
         arros.wait_ready(broker.port, timeout=1800)
         startup = time.monotonic() - started
-        time.sleep(0.5)
-        idle = arros.rss_mb()
+        idle = arros.idle_rss_mb()
         receiver = mqtt_wire.Receiver(HOST, broker.port, ["bench-out/#"], f"bench-many-{time.monotonic_ns()}")
         progress(f"{count:,} {kind} subscriptions: load {rate:,} msgs/s for {seconds:.0f} s")
         cpu_before = arros.cpu_seconds()

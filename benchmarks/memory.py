@@ -41,8 +41,7 @@ def run(duration: float, rate: int, progress: Progress = print, directory: Path 
         arros = ArrosProcess(root, config, metrics_port)
         try:
             arros.wait_ready(broker.port)
-            time.sleep(0.5)
-            idle = arros.rss_mb()
+            idle = arros.idle_rss_mb()
             receiver = mqtt_wire.Receiver(HOST, broker.port, ["bench-out/#"], f"bench-mem-{time.monotonic_ns()}")
             publisher = paced.start(broker.port, rate, duration)
             samples, start = [], time.monotonic()

@@ -204,22 +204,22 @@ def zero_loss(report: dict) -> bool:
     return all(checks)
 
 
+_SECTION_TABLES = [  # report key, heading, the section script's table printer
+    ("ingest", "1-2. Ingest", ingest.print_table),
+    ("latency", "3. Latency, publish -> derived message (filter subscription)", latency.print_table),
+    ("memory", "4. Memory", memory.print_table),
+    ("subscriptions", "5. Many subscriptions on one stream", many_subscriptions.print_table),
+]
+
+
 def print_report(report: dict) -> None:
     env = report["environment"]
     print(f"arros bench, {env['date']}: {env['cpus']} CPUs ({env['cpu']}), Python {env['python']}, "
           f"Mosquitto {env['mosquitto']}, " + ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v))
-    if "ingest" in report:
-        print("\n1-2. Ingest")
-        ingest.print_table(report["ingest"])
-    if "latency" in report:
-        print("\n3. Latency, publish -> derived message (filter subscription)")
-        latency.print_table(report["latency"])
-    if "memory" in report:
-        print("\n4. Memory")
-        memory.print_table(report["memory"])
-    if "subscriptions" in report:
-        print("\n5. Many subscriptions on one stream")
-        many_subscriptions.print_table(report["subscriptions"])
+    for key, title, print_table in _SECTION_TABLES:
+        if key in report:
+            print(f"\n{title}")
+            print_table(report[key])
     if "replay" in report:
         replay_result = report["replay"]
         print(f"\n6. Replay: {replay_result['events']:,} events, 10 s tumbling window per machine, vs DuckDB")

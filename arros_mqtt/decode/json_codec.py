@@ -5,6 +5,12 @@ declared schema (~1M rows/s here, against ~0.3M for json.loads + from_pylist). p
 RFC 3339 strings for timestamp columns but not integers, so a schema with timestamps has a second
 variant that reads them as int64 (epoch in the column's unit) and casts; the variant that worked last
 is tried first. A stream with an inferred schema reads undeclared fields too (`infer`), only to count them.
+
+Small micro-batches (up to `SMALL_BATCH_ROWS` rows, the usual case at low and moderate rates, where the
+engine takes what arrived as soon as it is free) skip the reader: each call costs ~0.2 ms however few
+lines it gets, while orjson per payload and a column-wise cast (`conform_rows`, the path `read_one`
+takes) cost ~4 us per row: 0.18 ms instead of 0.38 for 40 rows, 0.04 instead of 0.33 for one. Both paths
+give the same rows; the fuzz tests check each against single reads.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from arros_mqtt.decode.inference import infer_from_rows, settle
 from arros_mqtt.errors import DecodeError
 
 _OBJECT_OR_ARRAY = {b"{", b"["}
+SMALL_BATCH_ROWS = 256  # up to this many rows, orjson + conform_rows beats pyarrow's reader (see above)
 
 
 class JsonCodec(Codec):
@@ -49,6 +56,10 @@ class JsonCodec(Codec):
             # pyarrow 26's reader crashes the process (SIGSEGV) on a first line `null`: anything that is not
             # plainly an object or an array goes to read_one, which says what it is
             raise DecodeError("a payload does not start with '{' or '['")
+        if len(payloads) <= SMALL_BATCH_ROWS:
+            small = self._read_small(payloads)
+            if small is not None:
+                return small
         joined = b"\n".join(payloads)
         counts = None
         if b"[" in starts:
@@ -61,6 +72,24 @@ class JsonCodec(Codec):
             raise DecodeError(f"{table.num_rows} rows from {expected} objects")
         if extras:
             self.extra_fields.update(extras)
+        return table, counts
+
+    def _read_small(self, payloads: list[bytes]) -> tuple[pa.Table, list[int] | None] | None:
+        """Each payload through orjson, the rows cast as `read_one` casts them; None: too many rows."""
+        try:
+            values = [orjson.loads(payload) for payload in payloads]
+        except orjson.JSONDecodeError as exc:
+            raise DecodeError(f"invalid JSON: {exc}") from None
+        counts = None
+        rows = values
+        if any(isinstance(value, list) for value in values):
+            counts = [len(value) if isinstance(value, list) else 1 for value in values]
+            if sum(counts) > SMALL_BATCH_ROWS:
+                return None
+            rows = [row for value in values for row in (value if isinstance(value, list) else (value,))]
+        table = conform_rows(rows, self.schema)
+        if self.track_extras:
+            self.extra_fields.update(_extra_keys(rows, self.schema.names))
         return table, counts
 
     def read_one(self, payload: bytes) -> pa.Table:

@@ -1,9 +1,13 @@
-"""The result client's bulk writes, against a real Mosquitto: QoS 0 and QoS 1 PUBLISHes interleaved
-arrive complete and in order, and every message gets its `on_publish` once."""
+"""The result client's bulk writes, against a real Mosquitto: QoS 0, 1 and 2 PUBLISHes interleaved
+arrive complete and in order, and every message gets its `on_publish` once, also when queued in
+`publishing()` blocks (one wake-up of the network thread per block)."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
+
+import pytest
 
 from arros_mqtt.config import BrokerConfig
 from arros_mqtt.egress.bulk_write import BulkWriteClient
@@ -11,7 +15,12 @@ from arros_mqtt.mqtt_connection import new_client
 from tests.support import Collector, unique
 
 
-def test_interleaved_qos0_and_qos1_arrive_in_order_with_one_callback_each(mosquitto):
+def qos_of(i: int, every: int) -> int:
+    return 0 if i % every else (1 if i % (2 * every) else 2)
+
+
+@pytest.mark.parametrize(("every", "block"), [(100, 0), (3, 0), (3, 250)], ids=["few-acked", "acked", "blocks"])
+def test_interleaved_qos_levels_arrive_in_order_with_one_callback_each(mosquitto, every, block):
     prefix = unique("bulkw")
     collector = Collector(mosquitto.port, [f"{prefix}/#"], qos=1)
     client = new_client(BrokerConfig(url=mosquitto.url, client_id=unique("bulkw-"), protocol="5"), suffix="-out",
@@ -32,9 +41,11 @@ def test_interleaved_qos0_and_qos1_arrive_in_order_with_one_callback_each(mosqui
         assert connected.wait(10)
         n = 3000
         mids = []
-        for i in range(n):  # every 100th is QoS 1: paho's own path between bulk writes
-            payload = (b"%d:" % i) + b"x" * (i % 700)  # some large enough to fill socket writes
-            mids.append(client.publish(f"{prefix}/{i % 7}", payload, qos=1 if i % 100 == 0 else 0).mid)
+        for start in range(0, n, block or n):  # every `every`-th is QoS 1 or 2
+            with client.publishing() if block else contextlib.nullcontext():
+                for i in range(start, min(n, start + (block or n))):
+                    payload = (b"%d:" % i) + b"x" * (i % 700)  # some large enough to fill socket writes
+                    mids.append(client.publish(f"{prefix}/{i % 7}", payload, qos=qos_of(i, every)).mid)
         received = collector.wait_for(n, timeout=30)
     finally:
         client.disconnect()
@@ -42,7 +53,7 @@ def test_interleaved_qos0_and_qos1_arrive_in_order_with_one_callback_each(mosqui
         collector.close()
     assert len(received) == n
     for topic in {f"{prefix}/{k}" for k in range(7)}:  # MQTT orders per topic and QoS level
-        qos0 = [int(p.split(b":")[0]) for t, p in received if t == topic and int(p.split(b":")[0]) % 100]
+        qos0 = [int(p.split(b":")[0]) for t, p in received if t == topic and int(p.split(b":")[0]) % every]
         assert qos0 == sorted(qos0)
     seqs = sorted(int(p.split(b":")[0]) for _, p in received)
     assert seqs == list(range(n))

@@ -43,3 +43,23 @@ def test_a_full_queue_says_so(tmp_path):
     assert 5_000 < sink.outputs.queued_bytes < 7_000
     time.sleep(0)  # never connected: nothing was lost, nothing sent
     assert sink.outputs.sent == 0 and sink.outputs.queued == sink.outputs.put_count
+
+
+def test_a_batched_round_is_handed_over_at_its_end_in_order(mosquitto):
+    """Inside `batched()` (the engine's round) results only queue; its end hands them all to the client."""
+    prefix = unique()
+    out = Collector(mosquitto.port, [f"{prefix}/#"])
+    sink = MqttSink(BrokerConfig(url=mosquitto.url, client_id=unique("arros-")))
+    sink.start(wait=10)
+    try:
+        with sink.outputs.batched():
+            for i in range(500):
+                sink.publish(f"{prefix}/r/{i % 3}", orjson.dumps({"i": i}), qos=i % 2)
+            assert sink.outputs.sent == 0 and sink.outputs.queued == 500
+        assert sink.outputs.sent == 500
+        assert sink.flush(30)
+        got = out.wait_for(500)
+    finally:
+        sink.stop()
+        out.close()
+    assert sorted(orjson.loads(p)["i"] for _, p in got) == list(range(500))

@@ -20,6 +20,7 @@ retried every second.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import deque
@@ -312,14 +313,15 @@ class Journal:
             self._sync()
         elif self.wal is not None and self.durability.sync is None:
             self._acknowledge()
-        for item in logged:
-            if item.bad:
-                self._processing(item.deadletter_seq or item.seq, item.time_ms)
-                self.pipeline.deadletter(item.stream, item.bad)
-            self._processing(item.seq, item.time_ms)
-            self.pipeline.process_table(item.stream, item.table)
-            if item.messages:
-                self.pipeline.observe(item.stream, item.messages, time.perf_counter() - item.started)
+        with self.outputs.batched() if self.outputs is not None else contextlib.nullcontext():
+            for item in logged:
+                if item.bad:
+                    self._processing(item.deadletter_seq or item.seq, item.time_ms)
+                    self.pipeline.deadletter(item.stream, item.bad)
+                self._processing(item.seq, item.time_ms)
+                self.pipeline.process_table(item.stream, item.table)
+                if item.messages:
+                    self.pipeline.observe(item.stream, item.messages, time.perf_counter() - item.started)
 
     def _append(self, item: _Input) -> None:
         now = item.time_ms = _now_ms()

@@ -29,7 +29,7 @@ import shutil
 import struct
 import threading
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -143,6 +143,9 @@ class OutputQueue:
         self.spilled = 0  # messages that went through the spill files
         self.suppress_through = 0  # outputs of records up to this seq were published before a crash
         self.on_change: Callable[[], None] | None = None  # called (network thread) when messages were confirmed
+        self._deferring = False  # inside `batched()`: `put` queues, the block's end pumps
+        self._publishing: Callable[[], contextlib.AbstractContextManager] = (
+            getattr(client, "publishing", None) or contextlib.nullcontext)  # one wake-up of paho per pump
 
     # -- state --
 
@@ -235,7 +238,18 @@ class OutputQueue:
             else:
                 self._memory.append(message)
                 self._memory_size += _size(message)
-        if qos != 2 or self.journal is None:  # QoS 2: at the end of the round, one fsync for all
+        if not self._deferring and (qos != 2 or self.journal is None):  # QoS 2: at the round's end, one fsync
+            self.pump()
+
+    @contextlib.contextmanager
+    def batched(self) -> Iterator[None]:
+        """`put`s inside only queue; one `pump` at the end hands them to the client together (the engine
+        thread's results of a round: one hand-over, one wake-up of the network thread)."""
+        self._deferring = True
+        try:
+            yield
+        finally:
+            self._deferring = False
             self.pump()
 
     def pump(self, qos2_group: int = 1) -> None:
@@ -247,7 +261,7 @@ class OutputQueue:
         Locks are taken in paho's order: paho calls `on_publish` (`acked`) holding its out-message
         lock, so `pump` takes that lock before ours, never after.
         """
-        with self.client._out_message_mutex, self._lock:
+        with self.client._out_message_mutex, self._lock, self._publishing():
             while self.client.is_connected():
                 if not self._memory and self.spill is not None and self.spill.messages:
                     for message in self.spill.pop(max(1, self.max_inflight)):

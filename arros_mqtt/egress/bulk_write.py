@@ -1,19 +1,26 @@
-"""paho's client writing queued QoS 0 PUBLISH packets to its socket together: the result client's send path.
+"""paho's client writing its queued PUBLISH and acknowledgement packets together: the result client's send path.
 
 paho's network thread writes each queued packet with its own `send` and, after each QoS 0 PUBLISH,
 builds a `ReasonCode` and a `Properties` for the `on_publish` callback; with a result message per row
 that was a third of a core at 5k results/s here, competing for the GIL with the engine thread (and so
-adding to every result's latency). Here the QoS 0 PUBLISHes at the head of the queue (up to
-`WRITE_SIZE` bytes) leave in one `send`, and `on_publish` gets one shared `ReasonCode`/`Properties`
-per write. Callbacks still run once per message, in order, after its bytes are written.
+adding to every result's latency). Here the PUBLISH, PUBACK, PUBREC, PUBREL and PUBCOMP packets at the
+head of the queue (up to `WRITE_SIZE` bytes) leave in one `send`, and `on_publish` of QoS 0 messages
+gets one shared `ReasonCode`/`Properties` per write. Callbacks still run once per message, in order,
+after its bytes are written (QoS 1 and 2 messages get theirs on the broker's answer, as in paho).
 
-Everything else (QoS 1/2 PUBLISHes, PUBACKs, SUBSCRIBE, PINGREQ, DISCONNECT, ...) is written by
-paho's own `_packet_write`.
+`publishing()` is the other half: paho wakes its network thread with one byte on a socket pair per
+queued packet (a system call each); inside the block, packets are queued without it and one wake-up
+follows at the end, so a round of results costs one.
+
+Everything else (CONNECT, SUBSCRIBE, PINGREQ, DISCONNECT, ...) is written by paho's own `_packet_write`.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -23,21 +30,51 @@ from paho.mqtt.reasoncodes import ReasonCode
 log = logging.getLogger(__name__)
 WRITE_SIZE = 256 * 1024
 _PUBLISH = 0x30
+_BULK = frozenset({mqtt.PUBLISH, mqtt.PUBACK, mqtt.PUBREC, mqtt.PUBREL, mqtt.PUBCOMP})
 
 
 def _is_qos0_publish(packet: dict) -> bool:
     return packet["command"] & 0xF0 == _PUBLISH and packet["qos"] == 0
 
 
+def _bulk(packet: dict) -> bool:
+    return packet["command"] & 0xF0 in _BULK
+
+
 class BulkWriteClient(mqtt.Client):
+    _holder: int | None = None  # the thread inside `publishing()`: its packets are queued without a wake-up
+    _wake = False  # it queued a packet
+
+    @contextmanager
+    def publishing(self) -> Iterator[None]:
+        """Queue several packets (e.g. `publish` in a loop) with one wake-up of the network thread.
+        Other threads queueing meanwhile wake it as usual."""
+        self._holder, self._wake = threading.get_ident(), False
+        try:
+            yield
+        finally:
+            self._holder = None
+            if self._wake and self._sockpairW is not None:
+                with suppress(BlockingIOError):  # the pipe is full of wake-ups already
+                    self._sockpairW.send(b"0")
+
+    def _packet_queue(self, command: int, packet: bytes, mid: int, qos: int,
+                      info: mqtt.MQTTMessageInfo | None = None) -> mqtt.MQTTErrorCode:
+        if self._holder != threading.get_ident() or self._thread is None:
+            return super()._packet_queue(command, packet, mid, qos, info)
+        self._out_packet.append({"command": command, "mid": mid, "qos": qos, "pos": 0, "to_process": len(packet),
+                                 "packet": packet, "info": info})
+        self._wake = True
+        return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+
     def _packet_write(self) -> mqtt.MQTTErrorCode:
         queue = self._out_packet
         while queue:
-            if not _is_qos0_publish(queue[0]):
+            if not _bulk(queue[0]):
                 return super()._packet_write()
             batch = []
             size = 0
-            while queue and size < WRITE_SIZE and _is_qos0_publish(queue[0]):
+            while queue and size < WRITE_SIZE and _bulk(queue[0]):
                 packet = queue.popleft()
                 batch.append(packet)
                 size += packet["to_process"]
@@ -58,7 +95,7 @@ class BulkWriteClient(mqtt.Client):
                 queue.extendleft(reversed(batch))
                 break
             done = self._account(batch, written)
-            self._published(batch[:done])
+            self._published([packet for packet in batch[:done] if _is_qos0_publish(packet)])
         with self._msgtime_mutex:
             self._last_msg_out = mqtt.time_func()
         return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS

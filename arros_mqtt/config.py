@@ -82,6 +82,7 @@ class EngineConfig:
     state_dir: str = "./arros-state"
     batch_max_bytes: int = 1024 * 1024  # payload bytes per micro-batch (arrays of readings stay bounded)
     batching: str = "adaptive"  # "adaptive": a batch closes when the engine is free; "delay": after batch_max_delay
+    batch_linger: float = 0.002  # adaptive: ... and its oldest message has waited this long (fewer, larger rounds)
 
 
 @dataclass(frozen=True)
@@ -438,7 +439,7 @@ def _embedded(sec: _Section) -> EmbeddedConfig:
 
 
 def _engine(sec: _Section) -> EngineConfig:
-    sec.only("batch_max_rows", "batch_max_delay", "batch_max_bytes", "batching", "state_dir")
+    sec.only("batch_max_rows", "batch_max_delay", "batch_max_bytes", "batching", "batch_linger", "state_dir")
     defaults = EngineConfig()
     batching = sec.string("batching", defaults.batching)
     if batching not in ("adaptive", "delay"):
@@ -452,6 +453,7 @@ def _engine(sec: _Section) -> EngineConfig:
         state_dir=sec.string("state_dir", "./arros-state"),
         batch_max_bytes=max_bytes,
         batching=batching,
+        batch_linger=sec.duration("batch_linger", defaults.batch_linger),
     )
 
 

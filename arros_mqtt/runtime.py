@@ -109,7 +109,8 @@ class Service:
         self.pipeline.add_ticker(self.archive.tick)
         engine_cfg = config.engine
         self.batcher = MicroBatcher(list(config.streams), engine_cfg.batch_max_rows, engine_cfg.batch_max_delay,
-                                    max_bytes=engine_cfg.batch_max_bytes, mode=engine_cfg.batching)
+                                    max_bytes=engine_cfg.batch_max_bytes, mode=engine_cfg.batching,
+                                    linger=engine_cfg.batch_linger)
         self._closers: list[Callable[[], None]] = []
         self._stopping = threading.Event()
         self._engine_calls: queue.SimpleQueue[tuple[Callable[[], Any], Future]] = queue.SimpleQueue()

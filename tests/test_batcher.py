@@ -113,6 +113,21 @@ def test_adaptive_waiting_take_returns_with_the_first_message():
     assert not waiter.is_alive() and [len(b) for b in taken] == [1]
 
 
+def test_adaptive_batch_lingers_when_the_engine_is_idle():
+    """With a linger, a batch an idle engine asks for is due once its oldest message has waited that
+    long (or the batch is full), not before: at low rates a few messages share a round."""
+    batcher = MicroBatcher(["a"], max_rows=10, max_delay=3600, mode="adaptive", linger=30)
+    fill(batcher, "a", 3)
+    assert batcher.take(timeout=0) == []  # younger than the linger
+    fill(batcher, "a", 7)
+    assert [len(b) for b in batcher.take(timeout=0)] == [10]  # full: due at once
+    batcher = MicroBatcher(["a"], max_rows=10, max_delay=3600, mode="adaptive", linger=0.3)
+    fill(batcher, "a", 1)
+    started = time.monotonic()
+    assert [len(b) for b in batcher.take(timeout=30)] == [1]
+    assert time.monotonic() - started >= 0.25
+
+
 def test_batches_are_bounded_by_payload_bytes():
     batcher = MicroBatcher(["a"], max_rows=1000, max_delay=3600, max_bytes=1000, max_pending_bytes=100_000,
                            mode="adaptive")

@@ -64,6 +64,7 @@ def test_defaults_without_file():
     config = Config()
     assert config.broker is None and config.control.prefix == "arros" and config.engine.batch_max_rows == 10000
     assert config.engine.batching == "adaptive" and config.engine.batch_max_bytes == 1024 * 1024
+    assert config.engine.batch_linger == 0.002
 
 
 def test_broker_url_override_keeps_other_settings(tmp_path):
@@ -82,6 +83,7 @@ def test_broker_url_override_keeps_other_settings(tmp_path):
     ('[engine]\nbatching = "eager"', "engine.batching", "expected \"adaptive\" or \"delay\""),
     ('[engine]\nbatch_max_bytes = "lots"', "engine.batch_max_bytes", "invalid size"),
     ('[engine]\nbatch_max_bytes = 0', "engine.batch_max_bytes", "at least 1 byte"),
+    ('[engine]\nbatch_linger = "soon"', "engine.batch_linger", "invalid duration"),
     ('[streams.t]\ntopic = "a/b"\nschema = {a = "flaot64"}', "streams.t.schema.a", "unknown Arrow type"),
     ('[streams.t]\ntopic = "a/#/b"\nschema = {a = "int64"}', "streams.t.topic", "'#' must be the last level"),
     ('[streams.t]\ntopic = "a/{m}"\nschema = {m = "int64"}', "streams.t.topic", "same name as a schema column"),
@@ -146,5 +148,7 @@ def test_parse_config_rejects_duplicate_names():
 
 
 def test_batching_keys(tmp_path):
-    config = load_config(write(tmp_path, '[engine]\nbatching = "delay"\nbatch_max_bytes = "1MB"\n'))
+    text = '[engine]\nbatching = "delay"\nbatch_max_bytes = "1MB"\nbatch_linger = "5ms"\n'
+    config = load_config(write(tmp_path, text))
     assert config.engine.batching == "delay" and config.engine.batch_max_bytes == 1_000_000
+    assert config.engine.batch_linger == 0.005

@@ -8,8 +8,10 @@ receiver (`mqtt_wire.Receiver`) stamps each socket read as it arrives. Latency =
 with the default adaptive micro-batching (a batch closes when the engine is free and its oldest
 message has lingered 2 ms), with the write-ahead log on (default: fsync per micro-batch), on with
 `sync = "100ms"` (acknowledgements wait for the fsync, results do not) and off, without the linger,
-and with the older timer-driven batching (`batching = "delay"`, 20 ms). Mosquitto runs with `set_tcp_nodelay true` (its default,
-false, lets Nagle's algorithm hold small messages back by up to ~40 ms per hop).
+and with the older timer-driven batching (`batching = "delay"`, 20 ms). Mosquitto runs with
+`set_tcp_nodelay true` (its default, false, lets Nagle's algorithm hold small messages back by up to
+~40 ms per hop). The receiver stamps arrivals in this process, so its cyclic GC is off while it does:
+a full collection with 50k messages held took ~20 ms, which was counted as Arros's latency.
 
     .venv/bin/python benchmarks/latency.py [--rates 1000,10000] [--seconds 10] [--variants adaptive,...]
                                            [--json out.json]
@@ -18,6 +20,7 @@ false, lets Nagle's algorithm hold small messages back by up to ~40 ms per hop).
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import tempfile
 import time
@@ -63,11 +66,15 @@ def measure(broker: Mosquitto, directory: Path, rate: int, seconds: float, varia
         arros.wait_ready(broker.port)
         receiver = mqtt_wire.Receiver(HOST, broker.port, ["bench-out/#"], f"bench-lat-{time.monotonic_ns()}")
         cpu_before = arros.cpu_seconds()
-        paced.start(broker.port, rate, seconds).wait(seconds * 10 + 60)
-        cpu = arros.cpu_seconds() - cpu_before
-        expected = int((workload.readings(paced.rows(rate, seconds)).temp > THRESHOLD).sum())
-        complete = receiver.wait_for(expected, timeout=30)
-        receiver.close()
+        gc.disable()  # no collection pauses while the receiver stamps arrivals (see the docstring)
+        try:
+            paced.start(broker.port, rate, seconds).wait(seconds * 10 + 60)
+            cpu = arros.cpu_seconds() - cpu_before
+            expected = int((workload.readings(paced.rows(rate, seconds)).temp > THRESHOLD).sum())
+            complete = receiver.wait_for(expected, timeout=30)
+            receiver.close()
+        finally:
+            gc.enable()
     finally:
         arros.stop()
     rows = [orjson.loads(payload) for _, _, payload in receiver.messages]

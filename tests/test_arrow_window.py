@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from arros_mqtt.config import SubscriptionConfig
 from arros_mqtt.durability.checkpoint import CheckpointStore
 from arros_mqtt.engine import Engine
 from arros_mqtt.topics import OutputTemplate
+from tests.engine_support import batch as stream_batch
 from tests.engine_support import subscribe, telemetry_engine
 from tests.test_sql_golden import (
     ARRIVAL,
@@ -103,3 +105,23 @@ def test_a_checkpoint_mid_window_restores_into_the_arrow_path(tmp_path, name: st
     assert late_before + late_after == expected_late
     assert_same_rows(before + after, expected)
     assert second.subscriptions["golden"].aggregate.rows == 0
+
+
+def test_a_state_fed_one_row_at_a_time_stays_few_chunks_and_closes_right():
+    """Micro-batches of one row each (a slow stream) append a chunk per batch; past MAX_STATE_CHUNKS the
+    state is made one chunk, and the windows still close with the counts and sums of all rows."""
+    from arros_mqtt.engine.aggregate_state import MAX_STATE_CHUNKS
+
+    engine = telemetry_engine()
+    sub = subscribe(engine, "SELECT machine, tumble(ts, INTERVAL '10 seconds') AS window, count(*) AS n, "
+                            "sum(temp) AS total FROM telemetry GROUP BY machine, window")
+    base = 1_700_000_000_000
+    results = []
+    for i in range(500):  # 2 machines, 5 s of rows every 10 ms: every window stays open (1 s watermark)
+        results += engine.process("telemetry", stream_batch(engine, [base + i * 10], [f"m{i % 2}"], [float(i)]))
+        assert sub.aggregate.table.column(0).num_chunks <= MAX_STATE_CHUNKS + 1
+    assert sub.aggregate.bytes > 0
+    results += engine.process("telemetry", stream_batch(engine, [base + 60_000], ["m0"], [0.0]))  # closes them
+    closed = pa.concat_tables([r.table for r in results]).sort_by("machine").to_pylist()
+    assert [(r["machine"], r["n"], r["total"]) for r in closed] == [
+        ("m0", 250, float(sum(range(0, 500, 2)))), ("m1", 250, float(sum(range(1, 500, 2))))]

@@ -290,7 +290,7 @@ class Engine:
         if subscription.shape.kind == RUNNING:
             table = state.updated(self._ctx, state.ingest(self._ctx))
             stats.state_rows = state.rows
-            stats.state_bytes = state.table.nbytes
+            stats.state_bytes = state.bytes
             stats.rows_out += table.num_rows
             return [Result(subscription, table)] if table.num_rows else []
         rows, late = self._split(subscription, batch, watermark, splits)
@@ -306,7 +306,7 @@ class Engine:
                     self._register(stream, batch)
             self._next_close[stream] = min(self._next_close.get(stream, -math.inf), state.earliest_window_end())
         stats.state_rows = state.rows
-        stats.state_bytes = state.table.nbytes
+        stats.state_bytes = state.bytes
         return results
 
     def _ingest(self, subscription: Subscription, cache: dict) -> None:
@@ -371,7 +371,7 @@ class Engine:
                 next_close = -math.inf  # try again on the next batch
                 continue
             subscription.stats.state_rows = state.rows
-            subscription.stats.state_bytes = state.table.nbytes
+            subscription.stats.state_bytes = state.bytes
             next_close = min(next_close, state.earliest_window_end())
             if table is not None and table.num_rows:
                 subscription.stats.rows_out += table.num_rows

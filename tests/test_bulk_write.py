@@ -19,19 +19,11 @@ def qos_of(i: int, every: int) -> int:
     return 0 if i % every else (1 if i % (2 * every) else 2)
 
 
-@pytest.mark.parametrize(("every", "block"), [(100, 0), (3, 0), (3, 250)], ids=["few-acked", "acked", "blocks"])
-def test_interleaved_qos_levels_arrive_in_order_with_one_callback_each(mosquitto, every, block):
-    prefix = unique("bulkw")
-    collector = Collector(mosquitto.port, [f"{prefix}/#"], qos=1)
-    client = new_client(BrokerConfig(url=mosquitto.url, client_id=unique("bulkw-"), protocol="5"), suffix="-out",
-                        persistent=False, client_class=BulkWriteClient)
-    published: list[int] = []
-    lock = threading.Lock()
-
-    def on_publish(_client, _userdata, mid, _reason, _properties):
-        with lock:
-            published.append(mid)
-
+@contextlib.contextmanager
+def connected_client(mosquitto, protocol: str, on_publish=None):
+    """A started BulkWriteClient connected to the test broker; disconnected at the end."""
+    client = new_client(BrokerConfig(url=mosquitto.url, client_id=unique("bulkw-"), protocol=protocol),
+                        suffix="-out", persistent=False, client_class=BulkWriteClient)
     client.on_publish = on_publish
     connected = threading.Event()
     client.on_connect = lambda *_: connected.set()
@@ -39,17 +31,34 @@ def test_interleaved_qos_levels_arrive_in_order_with_one_callback_each(mosquitto
     client.loop_start()
     try:
         assert connected.wait(10)
-        n = 3000
-        mids = []
-        for start in range(0, n, block or n):  # every `every`-th is QoS 1 or 2
-            with client.publishing() if block else contextlib.nullcontext():
-                for i in range(start, min(n, start + (block or n))):
-                    payload = (b"%d:" % i) + b"x" * (i % 700)  # some large enough to fill socket writes
-                    mids.append(client.publish(f"{prefix}/{i % 7}", payload, qos=qos_of(i, every)).mid)
-        received = collector.wait_for(n, timeout=30)
+        yield client
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+@pytest.mark.parametrize(("every", "block"), [(100, 0), (3, 0), (3, 250)], ids=["few-acked", "acked", "blocks"])
+def test_interleaved_qos_levels_arrive_in_order_with_one_callback_each(mosquitto, every, block):
+    prefix = unique("bulkw")
+    collector = Collector(mosquitto.port, [f"{prefix}/#"], qos=1)
+    published: list[int] = []
+    lock = threading.Lock()
+
+    def on_publish(_client, _userdata, mid, _reason, _properties):
+        with lock:
+            published.append(mid)
+
+    try:
+        with connected_client(mosquitto, "5", on_publish) as client:
+            n = 3000
+            mids = []
+            for start in range(0, n, block or n):  # every `every`-th is QoS 1 or 2
+                with client.publishing() if block else contextlib.nullcontext():
+                    for i in range(start, min(n, start + (block or n))):
+                        payload = (b"%d:" % i) + b"x" * (i % 700)  # some large enough to fill socket writes
+                        mids.append(client.publish(f"{prefix}/{i % 7}", payload, qos=qos_of(i, every)).mid)
+            received = collector.wait_for(n, timeout=30)
+    finally:
         collector.close()
     assert len(received) == n
     for topic in {f"{prefix}/{k}" for k in range(7)}:  # MQTT orders per topic and QoS level
@@ -66,20 +75,12 @@ def test_large_payloads_survive_partial_writes(mosquitto):
     (partial sends, would-block); every payload arrives whole and in order."""
     prefix = unique("bulkw")
     collector = Collector(mosquitto.port, [f"{prefix}/#"], qos=0)
-    client = new_client(BrokerConfig(url=mosquitto.url, client_id=unique("bulkw-"), protocol="3.1.1"),
-                        persistent=False, client_class=BulkWriteClient)
-    connected = threading.Event()
-    client.on_connect = lambda *_: connected.set()
-    client.connect("127.0.0.1", mosquitto.port)
-    client.loop_start()
     try:
-        assert connected.wait(10)
-        payloads = [bytes([i % 256]) * (100_000 + i) for i in range(200)]
-        for payload in payloads:
-            client.publish(f"{prefix}/big", payload, qos=0)
-        received = collector.wait_for(len(payloads), timeout=60)
+        with connected_client(mosquitto, "3.1.1") as client:
+            payloads = [bytes([i % 256]) * (100_000 + i) for i in range(200)]
+            for payload in payloads:
+                client.publish(f"{prefix}/big", payload, qos=0)
+            received = collector.wait_for(len(payloads), timeout=60)
     finally:
-        client.disconnect()
-        client.loop_stop()
         collector.close()
     assert [p for _, p in received] == payloads

@@ -53,8 +53,7 @@ class MicroBatcher:
         self.max_rows = max_rows
         self.max_delay = max_delay
         self.max_bytes = max_bytes
-        self.adaptive = mode == ADAPTIVE
-        self.delay = linger if self.adaptive else max_delay  # a batch is due once its oldest message is this old
+        self.delay = linger if mode == ADAPTIVE else max_delay  # a batch is due once its oldest message is this old
         self.max_pending = max_pending or max(PENDING_BATCHES * max_rows, MIN_PENDING)
         self.max_pending_bytes = max_pending_bytes or max(PENDING_BATCHES * max_bytes, MIN_PENDING_BYTES)
         self._buffers = {name: RawBatch(name) for name in streams}

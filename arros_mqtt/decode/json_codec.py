@@ -46,7 +46,7 @@ class JsonCodec(Codec):
                 value = orjson.loads(payload)
             except orjson.JSONDecodeError:
                 continue
-            rows.extend(value if isinstance(value, list) else [value])
+            rows.extend(_rows(value))
         schema = infer_from_rows(rows)
         return settle(schema, stream, widen=True) if schema is not None else None
 
@@ -75,29 +75,24 @@ class JsonCodec(Codec):
         return table, counts
 
     def _read_small(self, payloads: list[bytes]) -> tuple[pa.Table, list[int] | None] | None:
-        """Each payload through orjson, the rows cast as `read_one` casts them; None: too many rows."""
-        try:
-            values = [orjson.loads(payload) for payload in payloads]
-        except orjson.JSONDecodeError as exc:
-            raise DecodeError(f"invalid JSON: {exc}") from None
-        counts = None
-        rows = values
-        if any(isinstance(value, list) for value in values):
-            counts = [len(value) if isinstance(value, list) else 1 for value in values]
-            if sum(counts) > SMALL_BATCH_ROWS:
+        """Each payload through orjson, the rows cast as `read_one` casts them; None (having parsed at
+        most one payload past the limit) when they hold more than `SMALL_BATCH_ROWS` rows."""
+        parts, total, arrays = [], 0, False
+        for payload in payloads:
+            value = _loads(payload)
+            arrays = arrays or isinstance(value, list)
+            parts.append(_rows(value))
+            total += len(parts[-1])
+            if total > SMALL_BATCH_ROWS:
                 return None
-            rows = [row for value in values for row in (value if isinstance(value, list) else (value,))]
-        table = conform_rows(rows, self.schema)
-        if self.track_extras:
-            self.extra_fields.update(_extra_keys(rows, self.schema.names))
-        return table, counts
+        rows = [row for part in parts for row in part]
+        return self._conform(rows), [len(part) for part in parts] if arrays else None
 
     def read_one(self, payload: bytes) -> pa.Table:
-        try:
-            value = orjson.loads(payload)
-        except orjson.JSONDecodeError as exc:
-            raise DecodeError(f"invalid JSON: {exc}") from None
-        rows = value if isinstance(value, list) else [value]
+        return self._conform(_rows(_loads(payload)))
+
+    def _conform(self, rows: list) -> pa.Table:
+        """Python rows -> the declared columns, cast safely (`conform_rows`); undeclared keys counted."""
         table = conform_rows(rows, self.schema)
         if self.track_extras:
             self.extra_fields.update(_extra_keys(rows, self.schema.names))
@@ -128,6 +123,18 @@ class JsonCodec(Codec):
                 self._variants.insert(0, self._variants.pop(position))
             return _cast_table(table, self.schema) if needs_cast else table
         raise DecodeError(str(error))
+
+
+def _loads(payload: bytes) -> object:
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError(f"invalid JSON: {exc}") from None
+
+
+def _rows(value: object) -> list:
+    """A payload's rows: its array's items, or the value itself."""
+    return value if isinstance(value, list) else [value]
 
 
 def _check_utf8(data: bytes) -> None:

@@ -29,12 +29,11 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 log = logging.getLogger(__name__)
 WRITE_SIZE = 256 * 1024
-_PUBLISH = 0x30
 _BULK = frozenset({mqtt.PUBLISH, mqtt.PUBACK, mqtt.PUBREC, mqtt.PUBREL, mqtt.PUBCOMP})
 
 
 def _is_qos0_publish(packet: dict) -> bool:
-    return packet["command"] & 0xF0 == _PUBLISH and packet["qos"] == 0
+    return packet["command"] & 0xF0 == mqtt.PUBLISH and packet["qos"] == 0
 
 
 def _bulk(packet: dict) -> bool:

@@ -22,10 +22,10 @@ mosquitto:
 spb-venv:
 	@scripts/ensure-spb-venv.sh .venv-spb
 
-# Regenerate arros_mqtt/sparkplug/sparkplug_b_pb2.py from sparkplug_b.proto (protoc ships in grpcio-tools)
+# Regenerate arros_mqtt/vendor/sparkplug_b_pb2.py from sparkplug_b.proto (protoc ships in grpcio-tools)
 sparkplug-proto: $(BIN)/arros
 	$(BIN)/pip install --quiet 'grpcio-tools>=1.85.1'
-	cd arros_mqtt/sparkplug && ../../$(BIN)/python -m grpc_tools.protoc -I. --python_out=. sparkplug_b.proto
+	cd arros_mqtt/vendor && ../../$(BIN)/python -m grpc_tools.protoc -I. --python_out=. sparkplug_b.proto
 
 demo: $(BIN)/arros
 	$(BIN)/arros demo $(DEMO_ARGS)
@@ -42,6 +42,7 @@ faults: $(BIN)/arros mosquitto
 
 lint: $(BIN)/arros
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 # The whole suite (README "Performance"); ARGS="--json bench.json" etc. are passed on
 bench: $(BIN)/arros mosquitto

@@ -12,17 +12,19 @@ import threading
 from collections.abc import Sequence
 
 from arros_mqtt import __version__
-from arros_mqtt.bench import add_bench_command
 from arros_mqtt.config import Config, load_config
 from arros_mqtt.control.cli import add_sub_command
-from arros_mqtt.errors import ArrosError, ConfigError, UserError
+from arros_mqtt.core.errors import ArrosError, ConfigError, UserError
 
 log = logging.getLogger("arros")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "passes_arguments", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -75,7 +77,8 @@ def _parser() -> argparse.ArgumentParser:
 
     add_demo_command(commands)
     add_simulate_command(commands)
-    add_bench_command(commands)
+    commands.add_parser("bench", add_help=False, help="the benchmark suite of a source checkout (`arros bench "
+                        "--help` for its options)").set_defaults(handler=_bench, passes_arguments=True)
     return parser
 
 
@@ -87,7 +90,7 @@ def _load(args: argparse.Namespace) -> Config:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from arros_mqtt.runtime import build_engine
+    from arros_mqtt.service.runtime import build_engine
 
     config = _load(args)
     engine = build_engine(config)
@@ -103,7 +106,7 @@ def _check(args: argparse.Namespace) -> int:
     for table in config.tables.values():
         print(f"  table {table.name}: {table.path}")
     for connector in config.connectors.values():
-        from connectors.registry import load_kind
+        from arros_mqtt.core.connector_kinds import load_kind
 
         target = " and ".join(t for t in (connector.stream and f"stream {connector.stream}",
                                           connector.output and f"topic {connector.output}") if t)
@@ -130,8 +133,8 @@ def _query(args: argparse.Namespace) -> int:
 
 
 def _connector(args: argparse.Namespace) -> int:
+    from arros_mqtt.connectors.runner import ConnectorSet
     from arros_mqtt.egress.mqtt_sink import MqttSink
-    from connectors.runner import ConnectorSet
 
     config = _load(args)
     spec = config.connectors.get(args.name)
@@ -158,7 +161,7 @@ def _connector(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from arros_mqtt.runtime import Service
+    from arros_mqtt.service.runtime import Service
 
     service = Service(_load(args))
     stop = threading.Event()
@@ -177,6 +180,25 @@ def _run(args: argparse.Namespace) -> int:
     service.stop()
     watchdog.cancel()
     return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    """`arros bench`: runs `benchmarks/suite.py` of a source checkout in a process of its own.
+
+    The suite drives real processes (Mosquitto, `arros run`, `mosquitto_sub`, DuckDB) and lives beside
+    the package, not in it; an installed wheel without the checkout says so instead of failing later.
+    """
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    suite = Path(__file__).resolve().parent.parent / "benchmarks" / "suite.py"
+    if not suite.exists():
+        raise UserError(f"arros bench runs from a source checkout: {suite} not found "
+                        "(git clone the project, then `make bench`)")
+    if shutil.which("mosquitto_sub") is None:
+        raise UserError("mosquitto_sub not found: apt-get install mosquitto mosquitto-clients (or `make mosquitto`)")
+    return subprocess.call([sys.executable, str(suite), *args.extra])
 
 
 def _freeze_startup_objects() -> None:

@@ -1,4 +1,4 @@
-"""The TOML config file (SPEC section 3) as frozen dataclasses.
+"""The TOML config file (docs/config.md) as frozen dataclasses.
 
 Loading is strict: an unknown key, a wrong type, a bad duration or Arrow type name is a ConfigError
 that names the file, the dotted key and what is wrong, so `arros check` can print one line.
@@ -19,11 +19,30 @@ from urllib.parse import unquote, urlsplit
 
 import pyarrow as pa
 
-from arros_mqtt.arrow_types import parse_arrow_type
-from arros_mqtt.durations import parse_duration
-from arros_mqtt.errors import ConfigError
-from arros_mqtt.sparkplug.schema import SPARKPLUG_SCHEMA
-from arros_mqtt.topics import OutputTemplate, TopicPattern
+from arros_mqtt.core.arrow_types import parse_arrow_type
+from arros_mqtt.core.durations import parse_duration
+from arros_mqtt.core.errors import ConfigError
+from arros_mqtt.core.topics import OutputTemplate, TopicPattern
+
+# The fixed columns of a `format = "sparkplug"` stream: one row per metric. Topic captures, `_topic` and
+# `_received_at` follow them, as in any stream (docs/payloads.md).
+SPARKPLUG_SCHEMA = pa.schema([
+    ("group_id", pa.string()),
+    ("edge_node_id", pa.string()),
+    ("device_id", pa.string()),  # null for node-level metrics
+    ("message_type", pa.string()),  # NBIRTH, NDATA, NDEATH, DBIRTH, DDATA, DDEATH
+    ("seq", pa.int64()),
+    ("metric", pa.string()),  # the name, also when the message carried only the alias
+    ("alias", pa.uint64()),
+    ("timestamp", pa.timestamp("ms", tz="UTC")),  # the metric's, else the payload's
+    ("datatype", pa.string()),  # Sparkplug type name, e.g. "Double"
+    ("is_null", pa.bool_()),
+    ("quality", pa.int32()),  # the metric's "Quality" property, if any
+    ("value_double", pa.float64()),
+    ("value_int", pa.int64()),
+    ("value_bool", pa.bool_()),
+    ("value_string", pa.string()),
+])
 
 FORMATS_IN = ("json", "msgpack", "sparkplug", "csv", "influx", "arrow")
 FORMATS_IMPLEMENTED_IN = ("json", "msgpack", "sparkplug", "csv", "influx", "arrow")
@@ -634,7 +653,7 @@ def _measurement(sec: _Section) -> str | None:
 
 
 def _sparkplug(sec: _Section, topic: TopicPattern | None) -> pa.Schema:
-    """A sparkplug stream's columns are fixed (SPEC section 5); it reads Sparkplug B topics only."""
+    """A sparkplug stream's columns are fixed (docs/payloads.md); it reads Sparkplug B topics only."""
     if "schema" in sec.data:
         raise sec.error("schema", "a sparkplug stream has fixed columns (group_id, edge_node_id, ..., value_string): "
                         "remove schema")
@@ -653,7 +672,7 @@ def _sparkplug(sec: _Section, topic: TopicPattern | None) -> pa.Schema:
 
 def _connector(sec: _Section, name: str, streams: dict[str, StreamConfig]) -> ConnectorConfig:
     """Common keys here; the kind parses (strictly) the rest, found by name in the connector registry."""
-    from connectors.registry import OptionError, load_kind
+    from arros_mqtt.core.connector_kinds import OptionError, load_kind
 
     kind = sec.required_string("kind")
     try:

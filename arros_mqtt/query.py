@@ -26,10 +26,10 @@ import pyarrow.parquet as pq
 from datafusion import SessionConfig, SessionContext
 from datafusion.catalog import Schema
 
+from arros_mqtt.core.errors import UserError
 from arros_mqtt.egress.archive_layout import KINDS, PARTITION_COLUMNS, archive_folders, has_files
 from arros_mqtt.egress.encode import json_ready
 from arros_mqtt.engine.readonly_sql import read_only_options
-from arros_mqtt.errors import UserError
 
 
 def archive_context(root: Path) -> tuple[SessionContext, list[str]]:

@@ -30,9 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from arros_mqtt.config import parse_config  # noqa: E402
-from arros_mqtt.local_broker import HOST, start_mosquitto  # noqa: E402
-from arros_mqtt.mqtt_connection import send_at_once  # noqa: E402
-from arros_mqtt.runtime import Service  # noqa: E402
+from arros_mqtt.service.runtime import Service  # noqa: E402
+from arros_mqtt.testing import HOST, start_mosquitto  # noqa: E402
+from arros_mqtt.transport.paho_client import send_at_once  # noqa: E402
 
 
 class Requester:

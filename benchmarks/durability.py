@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from arros_mqtt.config import parse_config  # noqa: E402
-from arros_mqtt.local_broker import HOST, start_mosquitto  # noqa: E402
-from arros_mqtt.runtime import Service  # noqa: E402
+from arros_mqtt.service.runtime import Service  # noqa: E402
+from arros_mqtt.testing import HOST, start_mosquitto  # noqa: E402
 
 MODES = {"no log (wal = false)": {"wal": False}, "sync = \"none\"": {"sync": "none"},
          "sync = \"100ms\"": {"sync": "100ms"}, "sync = \"batch\"": {"sync": "batch"}}

@@ -25,8 +25,8 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 from arros_mqtt.config import parse_config  # noqa: E402
-from arros_mqtt.local_broker import HOST, free_port, start_mosquitto  # noqa: E402
-from arros_mqtt.runtime import Service  # noqa: E402
+from arros_mqtt.service.runtime import Service  # noqa: E402
+from arros_mqtt.testing import HOST, free_port, start_mosquitto  # noqa: E402
 from benchmarks import workload  # noqa: E402
 
 TOPIC = "bench/line1/m1/telemetry"

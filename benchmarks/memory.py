@@ -23,7 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from arros_mqtt.local_broker import HOST, free_port, start_mosquitto  # noqa: E402
+from arros_mqtt.testing import HOST, free_port, start_mosquitto  # noqa: E402
 from benchmarks import mqtt_wire, paced, report, workload  # noqa: E402
 from benchmarks.arros_process import ArrosProcess, service_config  # noqa: E402
 

@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from arros_mqtt.local_broker import HOST  # noqa: E402
+from arros_mqtt.testing import HOST  # noqa: E402
 from benchmarks import mqtt_wire, workload  # noqa: E402
 
 

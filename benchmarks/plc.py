@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from arros_mqtt.config import parse_config  # noqa: E402
-from arros_mqtt.local_broker import free_port, wait_for_port  # noqa: E402
-from arros_mqtt.sparkplug import sparkplug_b_pb2 as pb  # noqa: E402
-from arros_mqtt.sparkplug.decoder import SparkplugDecoder  # noqa: E402
+from arros_mqtt.decode.sparkplug.decoder import SparkplugDecoder  # noqa: E402
+from arros_mqtt.testing import free_port, wait_for_port  # noqa: E402
+from arros_mqtt.vendor import sparkplug_b_pb2 as pb  # noqa: E402
 
 BATCH, BATCHES, METRICS = 1000, 20, 10
 
@@ -74,7 +74,7 @@ def bench_sparkplug() -> dict:
 def bench_modbus(polls: int = 500) -> dict:
     from pymodbus.client import AsyncModbusTcpClient
 
-    from connectors.modbus import ModbusConnector, plan_reads
+    from arros_mqtt.connectors.modbus import ModbusConnector, plan_reads
     from tests.test_modbus_connector import REGISTERS, VALUES
 
     with tempfile.TemporaryDirectory() as directory:

@@ -25,9 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from arros_mqtt.bench import SECTIONS, add_arguments  # noqa: E402
-from arros_mqtt.local_broker import mosquitto_binary  # noqa: E402
+from arros_mqtt.testing import mosquitto_binary  # noqa: E402
 from benchmarks import ingest, latency, many_subscriptions, memory, workload  # noqa: E402
+
+SECTIONS = ("ingest", "latency", "memory", "subscriptions", "replay")
 
 
 @dataclass(frozen=True)
@@ -234,6 +235,14 @@ def print_report(report: dict) -> None:
     print(f"\nzero loss: {'yes, every row accounted for' if report['zero_loss'] else 'NO (see above)'}")
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="small sizes: about a minute (CI, smoke test)")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--duration", type=float, help="seconds of the memory run (default 60; 8 with --quick)")
+    parser.add_argument("--messages", type=int, help="messages per ingest run (default 500,000; 20,000 with --quick)")
+    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, of: {', '.join(SECTIONS)}")
+
+
 def main_with(args: argparse.Namespace) -> int:
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = [s for s in sections if s not in SECTIONS]
@@ -248,9 +257,15 @@ def main_with(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="arros bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
-    return main_with(parser.parse_args())
+    args = parser.parse_args()
+    try:
+        return main_with(args)
+    except ValueError as exc:  # one line, as every `arros` error
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

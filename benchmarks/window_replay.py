@@ -96,9 +96,9 @@ def child(mode: str, events_path: str, out_path: str) -> None:
 
 def _arros(mode: str, events: pa.Table) -> tuple[pa.Table, float, float, float, dict]:
     from arros_mqtt.config import parse_config
-    from arros_mqtt.decode.batcher import RawBatch
-    from arros_mqtt.pipeline import Pipeline
-    from arros_mqtt.runtime import build_engine
+    from arros_mqtt.ingress.batcher import RawBatch
+    from arros_mqtt.service.pipeline import Pipeline
+    from arros_mqtt.service.runtime import build_engine
 
     config = parse_config({
         "streams": {"telemetry": {"topic": "f/{machine}/t", "event_time": "ts", "watermark": "5s",

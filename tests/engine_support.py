@@ -5,8 +5,8 @@ from __future__ import annotations
 import pyarrow as pa
 
 from arros_mqtt.config import SubscriptionConfig, parse_config
+from arros_mqtt.core.topics import OutputTemplate
 from arros_mqtt.engine import Engine
-from arros_mqtt.topics import OutputTemplate
 
 ARRIVAL_MS = 1_800_000_000_000
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from arros_mqtt.local_broker import (  # noqa: F401 - re-exported for tests
+from arros_mqtt.testing import (  # noqa: F401 - re-exported for tests
     HOST,
     Mosquitto,
     free_port,
@@ -129,7 +129,7 @@ def running_service(config_text: str, directory: Path, broker_url: str | None = 
     """The service in-process, from a config text, attached to `broker_url`, or running the embedded
     broker on `listen` (its [broker] table, if any, ignored)."""
     from arros_mqtt.config import load_config
-    from arros_mqtt.runtime import Service
+    from arros_mqtt.service.runtime import Service
 
     path = directory / f"{unique('arros-')}.toml"
     path.write_text(config_text)

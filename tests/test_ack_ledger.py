@@ -6,8 +6,8 @@ import time
 
 import orjson
 
-from arros_mqtt.durability.acks import AckLedger
 from arros_mqtt.durability.wal import ROWS
+from arros_mqtt.ingress.acks import AckLedger
 from tests.support import publish_all, running_service, unique
 
 

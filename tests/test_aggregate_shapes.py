@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from arros_mqtt.errors import SqlError
+from arros_mqtt.core.errors import SqlError
 from tests.engine_support import batch, subscribe, telemetry_engine
 from tests.support import arros_command
 

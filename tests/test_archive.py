@@ -14,12 +14,12 @@ import pytest
 
 from arros_mqtt import __version__
 from arros_mqtt.config import parse_config
+from arros_mqtt.core.errors import ConfigError
 from arros_mqtt.egress import partitioned_writer
 from arros_mqtt.egress.archive import Archive
 from arros_mqtt.egress.archive_layout import partition_hour, partition_path
 from arros_mqtt.egress.partition_time import PartitionTime, result_partition_time, split_by_hour
 from arros_mqtt.engine import Engine
-from arros_mqtt.errors import ConfigError
 from tests.archive_support import dataset_read, duckdb_read, file_rows, parquet_files, temp_files
 
 HOUR_MS = 3_600_000

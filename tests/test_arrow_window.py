@@ -9,9 +9,9 @@ import pyarrow as pa
 import pytest
 
 from arros_mqtt.config import SubscriptionConfig
+from arros_mqtt.core.topics import OutputTemplate
 from arros_mqtt.durability.checkpoint import CheckpointStore
 from arros_mqtt.engine import Engine
-from arros_mqtt.topics import OutputTemplate
 from tests.engine_support import batch as stream_batch
 from tests.engine_support import subscribe, telemetry_engine
 from tests.test_sql_golden import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from arros_mqtt.decode.batcher import MicroBatcher
+from arros_mqtt.ingress.batcher import MicroBatcher
 
 
 def fill(batcher: MicroBatcher, stream: str, n: int) -> None:

@@ -52,7 +52,7 @@ def test_only_operators_may_send_control_requests(tmp_path):
     passwords = tmp_path / "passwd"
     shutil.copy(PASSWORDS, passwords)  # Mosquitto wants to read it as its own user
     port = free_port()
-    from arros_mqtt.local_broker import Mosquitto
+    from arros_mqtt.testing import Mosquitto
 
     config = mosquitto_config(tmp_path, port, f"allow_anonymous false\npassword_file {passwords}\nacl_file {ACL}\n")
     config.write_text(config.read_text().replace("allow_anonymous true\n", ""))

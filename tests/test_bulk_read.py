@@ -13,7 +13,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from arros_mqtt.ingress.bulk_read import READ_SIZE, BulkReadClient
+from arros_mqtt.transport.bulk_read import READ_SIZE, BulkReadClient
 from tests.support import new_client, unique
 
 

@@ -10,8 +10,8 @@ import threading
 import pytest
 
 from arros_mqtt.config import BrokerConfig
-from arros_mqtt.egress.bulk_write import BulkWriteClient
-from arros_mqtt.mqtt_connection import new_client
+from arros_mqtt.transport.bulk_write import BulkWriteClient
+from arros_mqtt.transport.paho_client import new_client
 from tests.support import Collector, unique
 
 

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 
 from arros_mqtt.config import parse_config
-from arros_mqtt.errors import ConfigError
+from arros_mqtt.core.errors import ConfigError
 
 
 def stream(**spec) -> dict:

@@ -143,7 +143,7 @@ def test_wrong_password_is_retried_not_fatal(tmp_path):
     config = tmp_path / "auth.conf"
     config.write_text(f"{run_as_me()}listener {port} {HOST}\nallow_anonymous false\npassword_file {passwords}\n")
     from arros_mqtt.config import load_config
-    from arros_mqtt.runtime import Service
+    from arros_mqtt.service.runtime import Service
     from tests.support import Mosquitto
 
     broker = Mosquitto(port, config).start()

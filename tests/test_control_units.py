@@ -12,9 +12,9 @@ from arros_mqtt.config import SubscriptionConfig, parse_config
 from arros_mqtt.control.limits import Limits
 from arros_mqtt.control.protocol import MAX_REQUEST_BYTES, ControlError, envelope, parse_request
 from arros_mqtt.control.store import StoredSubscription, SubscriptionStore
+from arros_mqtt.core.errors import ConfigError
+from arros_mqtt.core.topics import OutputTemplate
 from arros_mqtt.engine import Engine
-from arros_mqtt.errors import ConfigError
-from arros_mqtt.topics import OutputTemplate
 
 
 def test_json_and_msgpack_requests_parse_alike():

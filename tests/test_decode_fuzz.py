@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from arros_mqtt.config import parse_config
+from arros_mqtt.core.errors import DecodeError
 from arros_mqtt.decode import CODECS, InferringStreamDecoder, StreamDecoder, build_decoder, decoder_for, json_codec
-from arros_mqtt.errors import DecodeError
 
 EXAMPLES = int(os.environ.get("ARROS_FUZZ_EXAMPLES", "40"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 100,
@@ -204,7 +204,7 @@ def test_read_one_raises_only_decode_errors_and_batches_match_single_reads(kind,
 def sparkplug_messages(draw) -> tuple[str, bytes]:
     """Topics of every message type (and some that are not Sparkplug), payloads built with the schema's
     protobuf (metrics with names, aliases, datatypes and values that may disagree), or broken bytes."""
-    from arros_mqtt.sparkplug import sparkplug_b_pb2 as pb
+    from arros_mqtt.vendor import sparkplug_b_pb2 as pb
 
     kind = draw(st.sampled_from(["NBIRTH", "NDATA", "NDEATH", "DBIRTH", "DDATA", "DDEATH", "STATE", "NCMD"]))
     device = "/d1" if kind.startswith("D") else ""

@@ -59,7 +59,7 @@ def test_arrow_stream_without_columns_is_a_dead_letter():
 
 def test_sparkplug_values_arrow_cannot_hold_are_dead_letters_not_a_lost_batch():
     from arros_mqtt.decode import build_decoder
-    from arros_mqtt.sparkplug import sparkplug_b_pb2 as pb
+    from arros_mqtt.vendor import sparkplug_b_pb2 as pb
 
     def birth(name: bytes | str, timestamp: int) -> bytes:
         message = pb.Payload(timestamp=timestamp, seq=0)

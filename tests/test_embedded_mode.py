@@ -13,8 +13,8 @@ from paho.mqtt.client import MQTTv311
 
 from arros_mqtt.config import BrokerConfig, EmbeddedConfig, parse_config
 from arros_mqtt.control.client import ControlClient
-from arros_mqtt.embedded_mode import ANONYMOUS_AUTH, PLUGIN_PATH, EmbeddedTransport, amqtt_config
-from arros_mqtt.errors import ConfigError
+from arros_mqtt.core.errors import ConfigError
+from arros_mqtt.transport.embedded_broker import ANONYMOUS_AUTH, PLUGIN_PATH, EmbeddedTransport, amqtt_config
 from tests.support import HOST, Collector, arros_command, free_port, publish_all, running_service, unique
 
 STREAMS = parse_config({"streams": {"s": {"topic": "in/{device}", "schema": {"v": "int64"}}}}).streams
@@ -73,7 +73,7 @@ def test_hook_errors_are_logged_not_hidden(caplog):
     def deliver(stream, topic, payload, received_ms):
         raise RuntimeError("engine exploded")
 
-    with caplog.at_level(logging.ERROR, logger="arros_mqtt.ingress.amqtt_plugin"):
+    with caplog.at_level(logging.ERROR, logger="arros_mqtt.transport.amqtt_plugin"):
         run_transport(deliver, [("in/d1", b"{}")])
     assert "not handed to the engine" in caplog.text and "engine exploded" in caplog.text
 

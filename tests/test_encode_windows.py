@@ -10,8 +10,8 @@ import orjson
 import pyarrow as pa
 
 from arros_mqtt.config import SubscriptionConfig
+from arros_mqtt.core.topics import OutputTemplate
 from arros_mqtt.egress.encode import encode_results, json_ready
-from arros_mqtt.topics import OutputTemplate
 
 TS = pa.timestamp("ms", tz="UTC")
 

@@ -14,9 +14,9 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from arros_mqtt.config import BrokerConfig
-from arros_mqtt.durability.output_journal import OutputJournal
-from arros_mqtt.durability.position import LogPosition
+from arros_mqtt.core.log_position import LogPosition
 from arros_mqtt.egress.mqtt_sink import MqttSink
+from arros_mqtt.egress.output_journal import OutputJournal
 from tests.peers.qos2_sender import outputs, put
 from tests.support import ROOT, Collector, unique
 
@@ -62,7 +62,7 @@ def test_qos2_results_reach_the_broker_exactly_once_across_a_sender_kill9(mosqui
 def test_a_torn_journal_tail_is_cut_and_packet_ids_are_never_reused_while_pending(mosquitto, tmp_path):
     journal = OutputJournal(tmp_path)
     journal.open()
-    from arros_mqtt.durability.output_journal import Entry
+    from arros_mqtt.egress.output_journal import Entry
 
     journal.published([Entry(7, 1, "a/b", b"x", False), Entry(8, 2, "a/b", b"y", True)])
     journal.released([7])
@@ -96,8 +96,8 @@ def test_windowed_subscriptions_default_to_qos_2_with_the_log_in_client_mode(tmp
     import pyarrow as pa
 
     from arros_mqtt.config import ConfigError, parse_config
-    from arros_mqtt.pipeline import Pipeline
-    from arros_mqtt.runtime import build_engine
+    from arros_mqtt.service.pipeline import Pipeline
+    from arros_mqtt.service.runtime import build_engine
 
     def config(durability: dict, broker: bool = True, qos: dict | None = None):
         subscriptions = {

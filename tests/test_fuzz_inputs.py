@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from arros_mqtt.config import parse_config
 from arros_mqtt.control.protocol import ControlError, Request, decode_payload, envelope, validate
-from arros_mqtt.errors import ConfigError
-from arros_mqtt.topics import OutputTemplate, TopicPattern
+from arros_mqtt.core.errors import ConfigError
+from arros_mqtt.core.topics import OutputTemplate, TopicPattern
 
 FUZZ = settings(max_examples=int(os.environ.get("ARROS_FUZZ_EXAMPLES", "150")), deadline=None,
                suppress_health_check=[HealthCheck.too_slow])

@@ -8,7 +8,7 @@ import orjson
 import pytest
 from pymodbus.client import ModbusTcpClient
 
-from connectors.modbus import ModbusConnector, Register, plan_reads
+from arros_mqtt.connectors.modbus import ModbusConnector, Register, plan_reads
 from tests.plc_servers import Readings, modbus_server, wait_until
 from tests.support import Collector, running_service, unique
 
@@ -148,7 +148,7 @@ def test_exception_response_is_counted_and_the_connection_kept(tmp_path):
     ({"name": "x", "address": -1}, "registers[0].address: must be between 0 and 65535"),
 ])
 def test_register_map_errors_name_the_key(register, error):
-    from connectors.registry import OptionError
+    from arros_mqtt.core.connector_kinds import OptionError
 
     with pytest.raises(OptionError) as info:
         ModbusConnector.parse_options({"host": "h", "registers": [register]})

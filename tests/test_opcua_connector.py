@@ -9,8 +9,8 @@ import orjson
 import pytest
 from asyncua import Client, ua
 
-from connectors.opcua import OpcuaConnector
-from connectors.registry import OptionError
+from arros_mqtt.connectors.opcua import OpcuaConnector
+from arros_mqtt.core.connector_kinds import OptionError
 from tests.plc_servers import Readings, opcua_server, wait_until
 from tests.support import Collector, running_service, unique
 

@@ -11,8 +11,8 @@ import pyarrow as pa
 from pymodbus.client import ModbusTcpClient
 
 from arros_mqtt.config import parse_config
-from arros_mqtt.sparkplug import sparkplug_b_pb2 as pb
-from arros_mqtt.sparkplug.decoder import SparkplugDecoder
+from arros_mqtt.decode.sparkplug.decoder import SparkplugDecoder
+from arros_mqtt.vendor import sparkplug_b_pb2 as pb
 from tests.plc_servers import modbus_server
 from tests.support import ROOT, Collector, arros_command, publish_all, running_service, unique
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from arros_mqtt.config import parse_config
-from arros_mqtt.errors import ConfigError
-from arros_mqtt.sparkplug.schema import SPARKPLUG_SCHEMA
+from arros_mqtt.config import SPARKPLUG_SCHEMA, parse_config
+from arros_mqtt.core.errors import ConfigError
 from tests.plc_servers import modbus_server
 from tests.support import Collector, arros_command, start_arros, stop_process, unique
 

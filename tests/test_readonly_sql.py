@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from arros_mqtt.config import parse_config
+from arros_mqtt.core.errors import SqlError
+from arros_mqtt.core.topics import OutputTemplate
 from arros_mqtt.engine import Engine
-from arros_mqtt.errors import SqlError
-from arros_mqtt.topics import OutputTemplate
 
 CONFIG = parse_config({
     "streams": {

@@ -12,11 +12,11 @@ import pyarrow as pa
 import pytest
 
 from arros_mqtt.config import parse_config
+from arros_mqtt.core.errors import SqlError
 from arros_mqtt.decode import decoder_for
-from arros_mqtt.decode.batcher import RawBatch
-from arros_mqtt.errors import SqlError
-from arros_mqtt.pipeline import Pipeline
-from arros_mqtt.runtime import build_engine
+from arros_mqtt.ingress.batcher import RawBatch
+from arros_mqtt.service.pipeline import Pipeline
+from arros_mqtt.service.runtime import build_engine
 from tests.support import arros_command
 
 ENCODE = {"json": orjson.dumps, "msgpack": msgpack.packb}

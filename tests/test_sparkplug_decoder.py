@@ -8,11 +8,10 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
-from arros_mqtt.config import parse_config
-from arros_mqtt.sparkplug import sparkplug_b_pb2 as pb
-from arros_mqtt.sparkplug.decoder import SparkplugDecoder
-from arros_mqtt.sparkplug.payloads import parse_payloads
-from arros_mqtt.sparkplug.schema import SPARKPLUG_SCHEMA
+from arros_mqtt.config import SPARKPLUG_SCHEMA, parse_config
+from arros_mqtt.decode.sparkplug.decoder import SparkplugDecoder
+from arros_mqtt.decode.sparkplug.payloads import parse_payloads
+from arros_mqtt.vendor import sparkplug_b_pb2 as pb
 
 T0 = 1_764_000_000_000  # ms
 G = "spBv1.0/plant"

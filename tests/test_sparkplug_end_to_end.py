@@ -12,7 +12,7 @@ import time
 import orjson
 import pytest
 
-from arros_mqtt.sparkplug import sparkplug_b_pb2 as pb
+from arros_mqtt.vendor import sparkplug_b_pb2 as pb
 from tests.support import ROOT, Collector, publish_all, running_service, start_arros, stop_process, unique
 
 SPB_PYTHON = ROOT / ".venv-spb" / "bin" / "python"

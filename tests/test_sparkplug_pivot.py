@@ -10,7 +10,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from arros_mqtt.sparkplug import sparkplug_b_pb2 as pb
+from arros_mqtt.vendor import sparkplug_b_pb2 as pb
 from tests.support import Collector, publish_all, running_service, unique
 
 T0 = 1_764_000_000_000

@@ -22,8 +22,8 @@ import pyarrow as pa
 import pytest
 
 from arros_mqtt.config import SubscriptionConfig, parse_config
+from arros_mqtt.core.topics import OutputTemplate
 from arros_mqtt.engine import Engine
-from arros_mqtt.topics import OutputTemplate
 
 CASES = sorted((Path(__file__).parent / "sql").glob("*.toml"))
 ARRIVAL = 1_800_000_000.0  # processing time of every batch (seconds); the final tick is far after it

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from arros_mqtt.topics import OutputTemplate, TopicPattern
+from arros_mqtt.core.topics import OutputTemplate, TopicPattern
 
 
 def test_captures_become_columns():

@@ -98,7 +98,7 @@ def connector_status_topic(prefix: str, name: str) -> str:
 
 
 def connector_status(name: str, kind: str, stats: Any) -> dict[str, Any]:
-    """A connector's health (`connectors.base.ConnectorStats`): is the PLC reachable, how often it failed."""
+    """A connector's health (`arros_mqtt.connectors.base.ConnectorStats`): is the PLC reachable, how often it failed."""
     return {
         "name": name,
         "kind": kind,

@@ -19,8 +19,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from arros_mqtt.config import BrokerConfig
-from arros_mqtt.errors import ExternalError
-from arros_mqtt.mqtt_connection import connect, new_client, send_at_once
+from arros_mqtt.core.errors import ExternalError
+from arros_mqtt.transport.paho_client import connect, new_client, send_at_once
 
 
 class NoReply(ExternalError):

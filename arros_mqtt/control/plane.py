@@ -50,12 +50,12 @@ from arros_mqtt.control.protocol import (
     validate,
 )
 from arros_mqtt.control.store import StoredSubscription, SubscriptionStore, definition_of, now_rfc3339
+from arros_mqtt.core.errors import ConfigError, SqlError
 from arros_mqtt.engine import Result, Subscription
-from arros_mqtt.errors import ConfigError, SqlError
-from arros_mqtt.mqtt_connection import connect, new_client, send_at_once
+from arros_mqtt.transport.paho_client import connect, new_client, send_at_once
 
 if TYPE_CHECKING:
-    from arros_mqtt.runtime import Service
+    from arros_mqtt.service.runtime import Service
 
 log = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 1000  # requests waiting for the engine; past this the network thread waits (backpressure)

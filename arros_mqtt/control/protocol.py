@@ -1,4 +1,4 @@
-"""The control-topic protocol (SPEC section 6): requests in, replies out, as plain data.
+"""The control-topic protocol (docs/control.md): requests in, replies out, as plain data.
 
 A request is a JSON object or a msgpack map published to `{prefix}/control`. Parsing is strict, like
 the config file: an unknown key, a wrong type or a missing field is an `invalid_request` that says

@@ -1,4 +1,4 @@
-"""Run-time subscriptions on disk, so they survive a restart (SPEC section 6).
+"""Run-time subscriptions on disk, so they survive a restart (docs/control.md).
 
 One JSON file, `{state_dir}/subscriptions.json`, rewritten whole on every change: written to a
 temporary file in the same directory, fsynced, then renamed over the old one (and the directory

@@ -47,7 +47,7 @@ class Decoder(Protocol):
 def build_decoder(stream: StreamConfig, publish: Publish, on_inferred: OnInferred | None = None) -> Decoder:
     """The decoder for a stream's format; sparkplug's is a stateful host that may publish (NCMD)."""
     if stream.format == "sparkplug":
-        from arros_mqtt.sparkplug.decoder import SparkplugDecoder  # protobuf only when used
+        from arros_mqtt.decode.sparkplug.decoder import SparkplugDecoder  # protobuf only when used
 
         return SparkplugDecoder(stream, publish)
     return decoder_for(stream, on_inferred)

@@ -14,9 +14,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from arros_mqtt.config import StreamConfig
+from arros_mqtt.core.errors import DecodeError
 from arros_mqtt.decode.codec import Codec
 from arros_mqtt.decode.inference import merged, settle
-from arros_mqtt.errors import DecodeError
 
 _FILE_MAGIC = b"ARROW1"
 _CONTINUATION = b"\xff\xff\xff\xff"

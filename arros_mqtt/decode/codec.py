@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from arros_mqtt.config import StreamConfig
-from arros_mqtt.errors import DecodeError
+from arros_mqtt.core.errors import DecodeError
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,10 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from arros_mqtt.config import StreamConfig
+from arros_mqtt.core.errors import DecodeError
 from arros_mqtt.decode.codec import Codec
 from arros_mqtt.decode.inference import merged, settle
 from arros_mqtt.decode.timestamps import parse_timestamps
-from arros_mqtt.errors import DecodeError
 
 _COLUMN_IN_ERROR = re.compile(r"column #(\d+)")
 

@@ -26,9 +26,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from arros_mqtt.config import INFLUX_COLUMNS, StreamConfig
+from arros_mqtt.core.errors import DecodeError
 from arros_mqtt.decode.codec import Codec
 from arros_mqtt.decode.inference import settle
-from arros_mqtt.errors import DecodeError
 
 # Unicode noncharacters stand for escaped characters while splitting; input holding them is refused.
 BACKSLASH, QUOTE, COMMA, EQUALS, SPACE, STRING = (chr(c) for c in range(0xFDD0, 0xFDD6))

@@ -24,9 +24,9 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from arros_mqtt.config import StreamConfig
+from arros_mqtt.core.errors import DecodeError
 from arros_mqtt.decode.codec import Codec, conform_rows
 from arros_mqtt.decode.inference import infer_from_rows, settle
-from arros_mqtt.errors import DecodeError
 
 _OBJECT_OR_ARRAY = {b"{", b"["}
 SMALL_BATCH_ROWS = 256  # up to this many rows, orjson + conform_rows beats pyarrow's reader (see above)

@@ -12,9 +12,9 @@ import msgpack
 import pyarrow as pa
 
 from arros_mqtt.config import StreamConfig
+from arros_mqtt.core.errors import DecodeError
 from arros_mqtt.decode.codec import Codec, conform_rows
 from arros_mqtt.decode.inference import infer_from_rows, settle
-from arros_mqtt.errors import DecodeError
 
 _UNPACK = {"raw": False, "strict_map_key": False, "timestamp": 3}
 

@@ -1,4 +1,5 @@
-"""Nothing lost: the write-ahead log, acknowledgements after durability, checkpoints, the output queue.
+"""Nothing lost: the write-ahead log, checkpoints of the engine's state, the state_dir lock.
 
-`journal.Journal` ties them together on the engine thread; README "Durability" states the guarantees.
+`service.round_driver` ties them to the stages on the engine thread; docs/durability.md states the
+guarantees.
 """

@@ -7,7 +7,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from arros_mqtt.errors import ConfigError
+from arros_mqtt.core.errors import ConfigError
 
 
 class StateDirLock:

@@ -30,7 +30,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from arros_mqtt.errors import ArrosError
+from arros_mqtt.core.errors import ArrosError
 
 log = logging.getLogger(__name__)
 MAGIC = b"AWL1"

@@ -1,1 +1,2 @@
-"""Where results go: MQTT messages (encoded per SPEC section 7) and dead letters."""
+"""Where results go: MQTT messages (encoded per docs/results.md) through the output queue and the
+QoS 2 output journal, Parquet archives, and dead letters."""

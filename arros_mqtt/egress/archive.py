@@ -1,4 +1,4 @@
-"""The Parquet archive (SPEC section 7): decoded rows of `archive = true` streams and result rows of
+"""The Parquet archive (docs/results.md): decoded rows of `archive = true` streams and result rows of
 `archive = true` subscriptions, partitioned by hour of event time under `[archive] dir`.
 
 The pipeline calls `write_rows` and `write_result` with each micro-batch, `tick` a few times a second
@@ -23,13 +23,13 @@ import pyarrow as pa
 
 from arros_mqtt import __version__
 from arros_mqtt.config import Config
-from arros_mqtt.durability.position import LogPosition
+from arros_mqtt.core.errors import ConfigError
+from arros_mqtt.core.log_position import LogPosition
 from arros_mqtt.egress.archive_layout import STREAMS, SUBSCRIPTIONS, TEMP_GLOB, archive_folders
 from arros_mqtt.egress.partition_time import PartitionTime, result_partition_time, stream_partition_time
 from arros_mqtt.egress.partitioned_writer import PartitionedWriter, RollPolicy
 from arros_mqtt.egress.retention import expire_partitions
 from arros_mqtt.engine import Result
-from arros_mqtt.errors import ConfigError
 
 log = logging.getLogger(__name__)
 RETENTION_CHECK_SECONDS = 60.0

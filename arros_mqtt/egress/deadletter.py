@@ -1,7 +1,7 @@
 """Dead letters: a payload that could not be decoded, published where an operator can see it.
 
-`{prefix}/deadletter/{stream}` carries `{"topic", "error", "payload_b64", "received_at"}` (SPEC
-section 5): the original bytes survive, base64-encoded, with the reason.
+`{prefix}/deadletter/{stream}` carries `{"topic", "error", "payload_b64", "received_at"}` (docs/payloads.md,
+"dead letters"): the original bytes survive, base64-encoded, with the reason.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Result tables -> MQTT messages (topic, payload), per SPEC section 7.
+"""Result tables -> MQTT messages (topic, payload), per docs/results.md.
 
 Conversions that JSON and msgpack cannot express are done per column in Arrow before rows are
 built: timestamps become RFC 3339 UTC strings (or epoch milliseconds), decimals floats, dates
@@ -20,8 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from arros_mqtt.config import SubscriptionConfig
+from arros_mqtt.core.topics import OutputTemplate
 from arros_mqtt.egress.arrow_ipc import arrow_messages
-from arros_mqtt.topics import OutputTemplate
 
 Message = tuple[str, bytes]
 _RFC3339 = "%Y-%m-%dT%H:%M:%SZ"

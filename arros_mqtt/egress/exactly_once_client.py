@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 import paho.mqtt.client as mqtt
 from paho.mqtt import _packet
 
-from arros_mqtt.durability.output_journal import Entry, OutputJournal
+from arros_mqtt.egress.output_journal import Entry, OutputJournal
 
 log = logging.getLogger(__name__)
 MAX_MID = 65535

@@ -16,12 +16,12 @@ import threading
 from pathlib import Path
 
 from arros_mqtt.config import BrokerConfig
-from arros_mqtt.durability.outbox import OutputQueue
-from arros_mqtt.durability.output_journal import OutputJournal
-from arros_mqtt.durability.position import LogPosition
-from arros_mqtt.egress.bulk_write import BulkWriteClient
+from arros_mqtt.core.log_position import LogPosition
 from arros_mqtt.egress.exactly_once_client import ExactlyOnceClient, Releaser
-from arros_mqtt.mqtt_connection import connect, new_client, send_at_once
+from arros_mqtt.egress.output_journal import OutputJournal
+from arros_mqtt.egress.output_queue import OutputQueue
+from arros_mqtt.transport.bulk_write import BulkWriteClient
+from arros_mqtt.transport.paho_client import connect, new_client, send_at_once
 
 MAX_INFLIGHT = 1000
 DEFAULT_MEMORY_BYTES = 64 * 1024 * 1024

@@ -27,6 +27,8 @@ import pyarrow.compute as pc
 from datafusion import SessionConfig, SessionContext
 
 from arros_mqtt.config import StreamConfig, SubscriptionConfig, TableConfig
+from arros_mqtt.core.errors import SqlError
+from arros_mqtt.core.topics import OutputTemplate
 from arros_mqtt.engine.aggregate_state import AggregateState
 from arros_mqtt.engine.arrow_select import compile_select
 from arros_mqtt.engine.arrow_window import compile_window
@@ -46,8 +48,6 @@ from arros_mqtt.engine.window_functions import (
     interval_ms,
     register_window_functions,
 )
-from arros_mqtt.errors import SqlError
-from arros_mqtt.topics import OutputTemplate
 
 log = logging.getLogger(__name__)
 __all__ = ["Engine", "Result", "load_table"]

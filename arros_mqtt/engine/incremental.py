@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from arros_mqtt.core.errors import SqlError
 from arros_mqtt.engine import aggregates
 from arros_mqtt.engine.sql_text import (
     AggregateCall,
@@ -36,7 +37,6 @@ from arros_mqtt.engine.sql_text import (
     split_query,
 )
 from arros_mqtt.engine.window_functions import HOP, SESSION, WINDOW_FUNCTIONS
-from arros_mqtt.errors import SqlError
 
 PARTIAL = "partial"
 RAW = "raw"

@@ -18,7 +18,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from arros_mqtt.config import TableConfig
-from arros_mqtt.errors import ConfigError
+from arros_mqtt.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 from datafusion import DataFrame, Expr, LogicalPlan, SessionContext, SQLOptions
 
+from arros_mqtt.core.errors import SqlError
 from arros_mqtt.engine.window_functions import WINDOW_FUNCTIONS
-from arros_mqtt.errors import SqlError
 
 PER_ROW = "per_row"
 WINDOWED = "windowed"

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datafusion import SessionContext, udf
 
-from arros_mqtt.errors import SqlError
+from arros_mqtt.core.errors import SqlError
 
 TIMESTAMP = pa.timestamp("ms", tz="UTC")
 WINDOW_TYPE = pa.struct([("start", TIMESTAMP), ("end", TIMESTAMP)])

@@ -15,32 +15,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 
 from arros_mqtt.config import BrokerConfig, StreamConfig
-from arros_mqtt.durability.acks import AckLedger
-from arros_mqtt.ingress.bulk_read import BulkReadClient
-from arros_mqtt.ingress.routing import ROUTE_CACHE_SIZE, Sink, StreamRouter
-from arros_mqtt.mqtt_connection import connect, new_client
+from arros_mqtt.ingress.acks import AckLedger
+from arros_mqtt.transport.bulk_read import BulkReadClient
+from arros_mqtt.transport.paho_client import connect, new_client
+from arros_mqtt.transport.presence import Presence
+from arros_mqtt.transport.stream_router import ROUTE_CACHE_SIZE, Sink, StreamRouter
 
 log = logging.getLogger(__name__)
-__all__ = ["MqttSource", "Presence", "Sink"]
+__all__ = ["MqttSource", "Sink"]
 RECEIVE_MAXIMUM = 65_535  # MQTT 5: unacknowledged QoS 1 messages the broker may have in flight to us
-
-
-@dataclass(frozen=True)
-class Presence:
-    """A retained online message published on every connect, and its offline twin as the will.
-
-    Used for the Sparkplug host application's STATE (`arros_mqtt.sparkplug.presence`).
-    """
-
-    topic: str
-    online: bytes
-    offline: bytes
-    qos: int = 1
 
 
 class MqttSource:

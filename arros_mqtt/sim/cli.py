@@ -7,7 +7,7 @@ import logging
 import signal
 import threading
 
-from arros_mqtt.errors import UserError
+from arros_mqtt.core.errors import UserError
 
 
 def _positive(kind: type):

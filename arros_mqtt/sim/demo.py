@@ -21,9 +21,9 @@ from typing import TextIO
 
 from arros_mqtt.config import Config, SubscriptionConfig, parse_config
 from arros_mqtt.engine import Result
-from arros_mqtt.local_broker import HOST, free_port
 from arros_mqtt.sim.simulator import SimOptions, SimStats, simulate
 
+HOST = "127.0.0.1"  # the demo listens on loopback only
 DEFAULT_LISTEN = f"{HOST}:1883"
 ROWS_PER_SUBSCRIPTION = 6
 KEEP_LAST = 200  # rows of a result batch looked at: the board shows the latest per topic only
@@ -46,7 +46,8 @@ def pick_listen(listen: str | None) -> str:
             probe.bind((HOST, 1883))
             return DEFAULT_LISTEN
         except OSError:
-            return f"{HOST}:{free_port()}"
+            probe.bind((HOST, 0))  # any free port
+            return f"{HOST}:{probe.getsockname()[1]}"
 
 
 class LiveBoard:
@@ -124,7 +125,7 @@ class DemoOptions:
 
 def run_demo(options: DemoOptions, stop: threading.Event, out: TextIO = sys.stdout) -> SimStats:
     """Until `stop` is set or `seconds` pass; returns what the simulator sent."""
-    from arros_mqtt.runtime import Service
+    from arros_mqtt.service.runtime import Service
 
     listen = pick_listen(options.listen)
     config = demo_config(listen)

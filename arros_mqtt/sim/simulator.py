@@ -21,9 +21,9 @@ import orjson
 import paho.mqtt.client as mqtt
 
 from arros_mqtt.config import BrokerConfig, Config
-from arros_mqtt.errors import ExternalError
-from arros_mqtt.mqtt_connection import connect, new_client
+from arros_mqtt.core.errors import ExternalError
 from arros_mqtt.sim.devices import Agv, CncMachine, RobotArm
+from arros_mqtt.transport.paho_client import connect, new_client
 
 log = logging.getLogger(__name__)
 Device = RobotArm | Agv | CncMachine

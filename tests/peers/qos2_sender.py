@@ -17,7 +17,7 @@ import time
 import orjson
 
 from arros_mqtt.config import BrokerConfig
-from arros_mqtt.durability.position import LogPosition
+from arros_mqtt.core.log_position import LogPosition
 from arros_mqtt.egress.mqtt_sink import MqttSink
 
 

@@ -18,10 +18,10 @@ import orjson
 import pyarrow as pa
 
 from arros_mqtt.config import Config, ConnectorConfig
+from arros_mqtt.connectors.base import Connector
+from arros_mqtt.core.connector_kinds import load_kind
+from arros_mqtt.core.errors import DecodeError
 from arros_mqtt.decode.codec import conform_rows
-from arros_mqtt.errors import DecodeError
-from connectors.base import Connector
-from connectors.registry import load_kind
 
 log = logging.getLogger("arros.connectors")
 SubmitTable = Callable[[str, pa.Table], None]

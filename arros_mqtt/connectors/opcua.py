@@ -25,8 +25,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.base import Connector
-from connectors.options import Options
+from arros_mqtt.connectors.base import Connector
+from arros_mqtt.connectors.options import Options
 
 # OPC UA node id text form (Part 6, 5.3.1.10): optional ns=/nsu=, then i=, s=, g= or b=.
 NODE_ID = re.compile(r"^(?:(?:ns=\d+|nsu=[^;]+);)?(?:i=\d+|s=.+|g=[0-9A-Fa-f-]{36}|b=[A-Za-z0-9+/=]+)$")
@@ -69,7 +69,7 @@ class OpcuaConnector(Connector):
             nodes.append(node)
         sampling = None
         if "sampling_interval" in opts.data:
-            from arros_mqtt.durations import parse_duration
+            from arros_mqtt.core.durations import parse_duration
 
             try:
                 sampling = parse_duration(opts.data["sampling_interval"])

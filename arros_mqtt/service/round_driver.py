@@ -32,18 +32,18 @@ import numpy as np
 import pyarrow as pa
 
 from arros_mqtt.config import METADATA_COLUMNS, Config
-from arros_mqtt.decode.batcher import RawBatch
+from arros_mqtt.core.log_position import LogPosition
 from arros_mqtt.decode.inferring_decoder import InferringStreamDecoder
 from arros_mqtt.decode.stream_decoder import BadMessage
-from arros_mqtt.durability.acks import RECENT, AckLedger
 from arros_mqtt.durability.checkpoint import CheckpointStore
-from arros_mqtt.durability.outbox import OutputQueue
-from arros_mqtt.durability.position import LogPosition
 from arros_mqtt.durability.wal import CONFIRMED, DEADLETTERS, ROWS, WATERMARK, WalError, WriteAheadLog
 from arros_mqtt.egress.archive import Archive
 from arros_mqtt.egress.archive_layout import STREAMS, SUBSCRIPTIONS
+from arros_mqtt.egress.output_queue import OutputQueue
 from arros_mqtt.engine import Engine
-from arros_mqtt.pipeline import Pipeline
+from arros_mqtt.ingress.acks import RECENT, AckLedger
+from arros_mqtt.ingress.batcher import RawBatch
+from arros_mqtt.service.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 RETRY_SECONDS = 1.0

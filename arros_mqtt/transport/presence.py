@@ -1,4 +1,5 @@
-"""The host application's STATE message (Sparkplug 3.0, section 7.3 "Host Application Session").
+"""A retained presence message with its will; the Sparkplug host application's STATE (Sparkplug 3.0,
+section 7.3 "Host Application Session") is one.
 
 Arros announces itself as host `host_id` with a retained `spBv1.0/STATE/{host_id}` message
 `{"online": true, "timestamp": T}` published on every connect, and registers the matching will
@@ -9,13 +10,26 @@ drops. T is fixed per process start: paho re-sends the same will on every reconn
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import orjson
 
 from arros_mqtt.config import StreamConfig
-from arros_mqtt.ingress.mqtt_source import Presence
 
 DEFAULT_HOST_ID = "arros"
+
+
+@dataclass(frozen=True)
+class Presence:
+    """A retained online message published on every connect, and its offline twin as the will.
+
+    Used for the Sparkplug host application's STATE (`host_presence`).
+    """
+
+    topic: str
+    online: bytes
+    offline: bytes
+    qos: int = 1
 
 
 def state_topic(host_id: str) -> str:

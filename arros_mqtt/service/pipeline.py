@@ -18,11 +18,11 @@ import pyarrow as pa
 
 from arros_mqtt.config import Config, StreamConfig
 from arros_mqtt.decode import build_decoder
-from arros_mqtt.decode.batcher import RawBatch
 from arros_mqtt.decode.stream_decoder import BadMessage
 from arros_mqtt.egress.deadletter import deadletter_payload, deadletter_topic
 from arros_mqtt.egress.encode import encode_results
 from arros_mqtt.engine import WINDOWED, Engine, Result
+from arros_mqtt.ingress.batcher import RawBatch
 
 log = logging.getLogger(__name__)
 Publish = Callable[[str, bytes, int, bool], None]  # (topic, payload, qos, retain)

@@ -26,11 +26,11 @@ import numpy as np
 import pyarrow as pa
 
 from arros_mqtt.config import StreamConfig
+from arros_mqtt.core.errors import DecodeError
+from arros_mqtt.decode.sparkplug.datatypes import DATATYPE_NAMES
+from arros_mqtt.decode.sparkplug.payloads import Payload, parse_payloads
 from arros_mqtt.decode.stream_decoder import BadMessage
-from arros_mqtt.errors import DecodeError
-from arros_mqtt.sparkplug import sparkplug_b_pb2 as pb
-from arros_mqtt.sparkplug.payloads import Payload, parse_payloads
-from arros_mqtt.sparkplug.schema import DATATYPE_NAMES
+from arros_mqtt.vendor import sparkplug_b_pb2 as pb
 
 log = logging.getLogger(__name__)
 Publish = Callable[[str, bytes, int, bool], None]

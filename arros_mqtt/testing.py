@@ -1,4 +1,5 @@
-"""A Mosquitto on a free 127.0.0.1 port, started and stopped by PID: for tests, benchmarks and demos.
+"""Test and benchmark helpers, not used by the service: a Mosquitto on a free 127.0.0.1 port, started and
+stopped by PID, and free ports.
 
 Its config never relies on Mosquitto's default queue limits: `max_queued_messages 1000` silently drops
 QoS 0 messages to a busy subscriber, which would look like loss in Arros.

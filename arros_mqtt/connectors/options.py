@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from connectors.registry import OptionError
+from arros_mqtt.core.connector_kinds import OptionError
 
 
 class Options:

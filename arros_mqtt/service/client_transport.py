@@ -6,11 +6,12 @@ import threading
 from pathlib import Path
 
 from arros_mqtt.config import BrokerConfig, DurabilityConfig, StreamConfig
-from arros_mqtt.durability.acks import AckLedger
-from arros_mqtt.durability.outbox import OutputQueue
-from arros_mqtt.durability.position import LogPosition
+from arros_mqtt.core.log_position import LogPosition
 from arros_mqtt.egress.mqtt_sink import MqttSink
-from arros_mqtt.ingress.mqtt_source import MqttSource, Presence, Sink
+from arros_mqtt.egress.output_queue import OutputQueue
+from arros_mqtt.ingress.acks import AckLedger
+from arros_mqtt.ingress.mqtt_source import MqttSource, Sink
+from arros_mqtt.transport.presence import Presence
 
 
 class ClientTransport:

@@ -15,11 +15,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from arros_mqtt.config import parse_listen
-from arros_mqtt.durability.health import durability_metrics
-from arros_mqtt.errors import ConfigError
+from arros_mqtt.core.errors import ConfigError
+from arros_mqtt.ops.health import durability_metrics
 
 if TYPE_CHECKING:
-    from arros_mqtt.runtime import Service
+    from arros_mqtt.service.runtime import Service
 
 BATCH_SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 

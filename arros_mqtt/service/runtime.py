@@ -23,18 +23,18 @@ import pyarrow as pa
 
 from arros_mqtt.config import BrokerConfig, Config
 from arros_mqtt.control.plane import ControlPlane
-from arros_mqtt.decode.batcher import MicroBatcher
-from arros_mqtt.durability.acks import AckLedger
-from arros_mqtt.durability.health import HealthPublisher
-from arros_mqtt.durability.journal import Journal
+from arros_mqtt.core.errors import ConfigError
+from arros_mqtt.core.log_position import LogPosition
 from arros_mqtt.durability.lock import StateDirLock
-from arros_mqtt.durability.position import LogPosition
 from arros_mqtt.egress.archive import Archive
 from arros_mqtt.engine import Engine
-from arros_mqtt.errors import ConfigError
+from arros_mqtt.ingress.acks import AckLedger
+from arros_mqtt.ingress.batcher import MicroBatcher
 from arros_mqtt.ingress.mqtt_source import Sink
-from arros_mqtt.metrics import MetricsServer
-from arros_mqtt.pipeline import Pipeline
+from arros_mqtt.ops.health import HealthPublisher
+from arros_mqtt.ops.metrics import MetricsServer
+from arros_mqtt.service.pipeline import Pipeline
+from arros_mqtt.service.round_driver import Journal
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 0.2
@@ -83,14 +83,14 @@ def _metrics_server(service: Service) -> MetricsServer | None:
 
 def default_transport(config: Config, position: LogPosition | None = None) -> Transport:
     """Client mode with a [broker] table (or --broker), else the embedded broker on [embedded] listen."""
-    from arros_mqtt.sparkplug.presence import host_presence
+    from arros_mqtt.transport.presence import host_presence
 
     streams = list(config.streams.values())
     if config.broker is None:
-        from arros_mqtt.embedded_mode import EmbeddedTransport
+        from arros_mqtt.transport.embedded_broker import EmbeddedTransport
 
         return EmbeddedTransport(config.embedded, streams, config.source, host_presence(streams))
-    from arros_mqtt.client_mode import ClientTransport
+    from arros_mqtt.service.client_transport import ClientTransport
 
     return ClientTransport(config.broker, streams, host_presence(streams), config.durability,
                            config.engine.state_dir, position)
@@ -129,7 +129,7 @@ class Service:
         self._tables: queue.Queue[tuple[str, pa.Table]] = queue.Queue(MAX_PENDING_TABLES)
         self.connectors = None
         if config.connectors:
-            from connectors.runner import ConnectorSet
+            from arros_mqtt.connectors.runner import ConnectorSet
 
             self.connectors = ConnectorSet(config, self.submit_table, self.transport.publish)
         self.control = _control_plane(self)

@@ -6,7 +6,7 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from connectors.base import Connector
+    from arros_mqtt.connectors.base import Connector
 
 GROUP = "arros.connectors"
 

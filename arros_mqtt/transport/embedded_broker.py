@@ -32,10 +32,10 @@ from typing import Any
 import yaml
 
 from arros_mqtt.config import EmbeddedConfig, StreamConfig
-from arros_mqtt.errors import ConfigError, ExternalError
-from arros_mqtt.ingress.amqtt_plugin import ArrosBrokerPlugin
-from arros_mqtt.ingress.mqtt_source import Presence
-from arros_mqtt.ingress.routing import Sink, StreamRouter
+from arros_mqtt.core.errors import ConfigError, ExternalError
+from arros_mqtt.transport.amqtt_plugin import ArrosBrokerPlugin
+from arros_mqtt.transport.presence import Presence
+from arros_mqtt.transport.stream_router import Sink, StreamRouter
 
 log = logging.getLogger(__name__)
 PLUGIN_PATH = f"{ArrosBrokerPlugin.__module__}.{ArrosBrokerPlugin.__name__}"

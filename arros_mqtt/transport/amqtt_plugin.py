@@ -28,7 +28,7 @@ from amqtt.broker import BrokerContext
 from amqtt.plugins.base import BasePlugin
 from paho.mqtt.client import topic_matches_sub
 
-from arros_mqtt.ingress.routing import Sink, StreamRouter
+from arros_mqtt.transport.stream_router import Sink, StreamRouter
 
 log = logging.getLogger(__name__)
 DRAIN_CHUNK = 500  # messages handed to the broker before the drain task lets other tasks run

@@ -28,8 +28,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.base import Connector
-from connectors.options import Options
+from arros_mqtt.connectors.base import Connector
+from arros_mqtt.connectors.options import Options
 
 TABLES = ("holding", "input", "coil", "discrete")
 BIT_TABLES = ("coil", "discrete")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 
-from arros_mqtt.sparkplug import sparkplug_b_pb2 as pb
+from arros_mqtt.vendor import sparkplug_b_pb2 as pb
 
 Payload = pb.Payload
 

@@ -16,7 +16,7 @@ import orjson
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 if TYPE_CHECKING:
-    from arros_mqtt.runtime import Service
+    from arros_mqtt.service.runtime import Service
 
 
 def health(service: Service) -> dict[str, Any]:

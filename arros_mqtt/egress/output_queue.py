@@ -34,7 +34,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from arros_mqtt.durability.output_journal import Entry, OutputJournal
+from arros_mqtt.egress.output_journal import Entry, OutputJournal
 
 log = logging.getLogger(__name__)
 SPILL_FILE_BYTES = 16 * 1024 * 1024

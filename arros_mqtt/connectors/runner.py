@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pyarrow as pa
@@ -39,7 +39,8 @@ class ConnectorSet:
         self.connectors: dict[str, Connector] = {}
         for name in names or list(config.connectors):
             spec = config.connectors[name]
-            self.connectors[name] = load_kind(spec.kind)(name, spec.options, spec.interval, self._emitter(spec))
+            kind = cast("type[Connector]", load_kind(spec.kind))
+            self.connectors[name] = kind(name, spec.options, spec.interval, self._emitter(spec))
 
     def start(self) -> None:
         for name, connector in self.connectors.items():

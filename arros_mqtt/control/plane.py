@@ -19,14 +19,15 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from arros_mqtt.config import BrokerConfig, SubscriptionConfig, parse_subscription
+from arros_mqtt.config import BrokerConfig, Config, SubscriptionConfig, parse_subscription
 from arros_mqtt.control.catalog import (
     catalog_entry,
     catalog_topic,
@@ -51,11 +52,8 @@ from arros_mqtt.control.protocol import (
 )
 from arros_mqtt.control.store import StoredSubscription, SubscriptionStore, definition_of, now_rfc3339
 from arros_mqtt.core.errors import ConfigError, SqlError
-from arros_mqtt.engine import Result, Subscription
+from arros_mqtt.engine import Engine, Result, Subscription
 from arros_mqtt.transport.paho_client import connect, new_client, send_at_once
-
-if TYPE_CHECKING:
-    from arros_mqtt.service.runtime import Service
 
 log = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 1000  # requests waiting for the engine; past this the network thread waits (backpressure)
@@ -64,19 +62,37 @@ CHECK_SECONDS = 0.5  # how often state-size limits are checked
 PAUSED_BY_REQUEST = "paused by request"
 
 
+@dataclass(frozen=True)
+class ControlHost:
+    """What the control plane may use of the running service, and nothing more (wired by `Service`).
+
+    `call_on_engine` runs a call on the engine thread between micro-batches; `add_result_gate` lets the
+    plane hold back results of paused or over-limit subscriptions; `extra_fields(stream)` are the
+    rows per field an inferred schema lacks; `connectors()` the running connectors by name (each with
+    `kind` and `stats`).
+    """
+
+    config: Config
+    engine: Engine
+    call_on_engine: Callable[[Callable[[], Any]], Future]
+    add_result_gate: Callable[[Callable[[Result], bool]], None]
+    extra_fields: Callable[[str], dict[str, int]]
+    connectors: Callable[[], dict[str, Any]]
+
+
 class ControlPlane:
-    def __init__(self, service: Service, broker: BrokerConfig, local_client: Any = None) -> None:
+    def __init__(self, host: ControlHost, broker: BrokerConfig, local_client: Any = None) -> None:
         """`local_client`: in embedded mode, the broker's in-process client (`BrokerLocalClient`) instead
         of a network client built from `broker`."""
-        self.service = service
-        self.engine = service.engine
-        self.config = service.config.control
+        self.host = host
+        self.engine = host.engine
+        self.config = host.config.control
         self.prefix = self.config.prefix
         self.topic = f"{self.prefix}/control"
         self.replies_topic = f"{self.prefix}/control/replies"
         self.broker = broker
         self.v5 = broker.protocol == "5"
-        self.store = SubscriptionStore(service.config.engine.state_dir)
+        self.store = SubscriptionStore(host.config.engine.state_dir)
         self.created_at: dict[str, str] = {}
         self.limits = Limits(self.config, self._pause_for_limit)
         self.requests: Counter[tuple[str, str]] = Counter()  # (op, "ok" or error code) -> count
@@ -95,7 +111,7 @@ class ControlPlane:
             "create": self._create, "replace": self._replace, "drop": self._drop, "pause": self._pause,
             "resume": self._resume, "list": self._list, "describe": self._describe, "explain": self._explain,
         }
-        service.pipeline.add_result_gate(self._admit)
+        host.add_result_gate(self._admit)
         self._restore()
 
     # -- lifecycle (caller's thread) --
@@ -143,7 +159,7 @@ class ControlPlane:
 
     def _on_connect(self, client: mqtt.Client, _session_present: bool) -> None:
         client.subscribe([(self.topic, 1), (catalog_topic(self.prefix, "+"), 1)])
-        self.service.call_on_engine(self._publish_catalog)
+        self.host.call_on_engine(self._publish_catalog)
 
     def _on_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
         if message.topic == self.topic:
@@ -151,7 +167,7 @@ class ControlPlane:
                 self._on_request(message)
         elif message.payload:  # a retained catalogue entry: clear it if it names no live subscription
             name = message.topic.rsplit("/", 1)[-1]
-            self.service.call_on_engine(lambda: self._clear_if_stale(name))
+            self.host.call_on_engine(lambda: self._clear_if_stale(name))
 
     def _on_request(self, message: mqtt.MQTTMessage) -> None:
         properties = message.properties
@@ -171,7 +187,7 @@ class ControlPlane:
             busy = ControlError("limit_exceeded", f"{MAX_IN_FLIGHT} requests are waiting for the engine; retry")
             self._reply(reply_to, response_topic, correlation, error_reply(request.request_id, busy))
             return
-        future = self.service.call_on_engine(lambda: self._execute(request))
+        future = self.host.call_on_engine(lambda: self._execute(request))
 
         def answer(done: Future) -> None:
             self._in_flight.release()
@@ -275,8 +291,8 @@ class ControlPlane:
         stream = subscription.shape.stream
         return {**catalog_entry(subscription, self.created_at.get(subscription.name)),
                 "status": self._status(subscription),
-                "stream": stream_of(self.engine.streams[stream], self.service.config.streams[stream].infers_schema,
-                                    self.service.pipeline.stats[stream].extra_fields)}
+                "stream": stream_of(self.engine.streams[stream], self.host.config.streams[stream].infers_schema,
+                                    self.host.extra_fields(stream))}
 
     def _explain(self, request: Request) -> dict[str, Any]:
         if request.name is not None:
@@ -356,8 +372,8 @@ class ControlPlane:
     def _status(self, subscription: Subscription) -> dict[str, Any]:
         status = status_of(subscription, self.engine.paused.get(subscription.name))
         stream = subscription.shape.stream
-        if self.service.config.streams[stream].infers_schema:  # fields the inferred schema lacks, not decoded
-            status["stream_extra_fields"] = dict(self.service.pipeline.stats[stream].extra_fields)
+        if self.host.config.streams[stream].infers_schema:  # fields the inferred schema lacks, not decoded
+            status["stream_extra_fields"] = dict(self.host.extra_fields(stream))
         return status
 
     def _publish_status(self, subscription: Subscription) -> None:
@@ -389,8 +405,7 @@ class ControlPlane:
             self._publish_connector_statuses()
 
     def _publish_connector_statuses(self) -> None:
-        connectors = self.service.connectors.connectors if self.service.connectors is not None else {}
-        for name, connector in connectors.items():
+        for name, connector in self.host.connectors().items():
             status = connector_status(name, connector.kind, connector.stats)
             self.client.publish(connector_status_topic(self.prefix, name), orjson.dumps(status))
 
@@ -406,4 +421,4 @@ class ControlPlane:
             due = time.monotonic() >= next_status
             if due:
                 next_status = time.monotonic() + self.config.status_interval
-            pending = self.service.call_on_engine(lambda due=due: self._check(due))
+            pending = self.host.call_on_engine(lambda due=due: self._check(due))

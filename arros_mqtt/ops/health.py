@@ -9,18 +9,54 @@ results wait for the broker beyond the output queue's limits.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import orjson
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-if TYPE_CHECKING:
-    from arros_mqtt.service.runtime import Service
+
+class BufferView(Protocol):
+    """The micro-batch buffer as the report reads it."""
+
+    blocked: bool
+    full: bool
+    pending: int
+    max_pending: int
+    blocked_seconds: float
 
 
-def health(service: Service) -> dict[str, Any]:
-    journal, batcher, ledger = service.journal, service.batcher, service.ledger
+class LedgerView(Protocol):
+    """Acknowledgements after durability (client mode with the log)."""
+
+    unacknowledged: int
+    duplicates: int
+
+
+class LogView(Protocol):
+    """The round driver's side of durability: the log, its checkpoints, the output queue, its errors."""
+
+    error: str | None
+    errors: int
+    wal: Any  # WriteAheadLog | None: bytes, appended_seq, synced_seq
+    checkpoints: Any  # CheckpointStore | None: latest
+    outputs: Any  # OutputQueue | None: full, journal_error, queued, queued_bytes, spilled_bytes, inflight
+
+
+@dataclass(frozen=True)
+class HealthSources:
+    """What the health report reads, each part behind the view it needs (wired by `Service`)."""
+
+    buffer: BufferView
+    log: LogView
+    ledger: LedgerView | None
+    archive_failed_seq: Callable[[], int | None]
+    receiving: Callable[[], bool] | None  # None: the transport cannot tell (then it counts as connected)
+
+
+def health(sources: HealthSources) -> dict[str, Any]:
+    journal, batcher, ledger = sources.log, sources.buffer, sources.ledger
     outputs = journal.outputs
     reasons = []
     if batcher.blocked or batcher.full:
@@ -30,13 +66,12 @@ def health(service: Service) -> dict[str, Any]:
     if outputs is not None and outputs.full:
         reasons.append("results wait for the broker beyond output_memory + output_spill")
     degraded = []
-    failed = service.archive.failed_seq()
+    failed = sources.archive_failed_seq()
     if failed is not None:
         degraded.append(f"archive write errors since log record {failed}; retried from the log")
     if outputs is not None and outputs.journal_error is not None:
         degraded.append(f"QoS 2 results wait: the output journal cannot be written: {outputs.journal_error}")
-    receiving = getattr(service.transport, "receiving", None)
-    if receiving is not None and not receiving():
+    if sources.receiving is not None and not sources.receiving():
         degraded.append("not connected to the broker")
     wal, checkpoints = journal.wal, journal.checkpoints
     latest = checkpoints.latest if checkpoints is not None else None
@@ -60,21 +95,23 @@ def health(service: Service) -> dict[str, Any]:
 class HealthPublisher:
     """A pipeline ticker: publishes `health` retained on `{prefix}/health` every `interval` seconds."""
 
-    def __init__(self, service: Service) -> None:
-        self.service = service
-        self.topic = f"{service.config.control.prefix}/health"
-        self.interval = service.config.control.status_interval
+    def __init__(self, sources: HealthSources, publish: Callable[[str, bytes, int, bool], None], prefix: str,
+                 interval: float) -> None:
+        self.sources = sources
+        self.publish = publish
+        self.topic = f"{prefix}/health"
+        self.interval = interval
         self._next = 0.0
 
     def tick(self, now: float) -> None:
         if now >= self._next:
             self._next = now + self.interval
-            self.service.transport.publish(self.topic, orjson.dumps(health(self.service)), 0, True)
+            self.publish(self.topic, orjson.dumps(health(self.sources)), 0, True)
 
 
-def durability_metrics(service: Service) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+def durability_metrics(sources: HealthSources) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
     """Prometheus families read at scrape time (nothing is counted on the hot path)."""
-    state = health(service)
+    state = health(sources)
     ingest = state["ingest"]
     yield GaugeMetricFamily("arros_backpressure", "1 while ingestion is slowed down on purpose (see /health)",
                             value=int(state["backpressure"]))
@@ -86,7 +123,7 @@ def durability_metrics(service: Service) -> Iterator[CounterMetricFamily | Gauge
                             value=ingest["unacknowledged"] or 0)
     yield CounterMetricFamily("arros_ingest_duplicates_dropped", "Redelivered copies of messages already logged",
                               value=ingest["duplicates_dropped"])
-    journal = service.journal
+    journal = sources.log
     if state["wal"] is not None:
         yield GaugeMetricFamily("arros_wal_bytes", "Size of the write-ahead log", value=state["wal"]["bytes"])
         yield GaugeMetricFamily("arros_wal_last_record", "Seq of the last record appended",

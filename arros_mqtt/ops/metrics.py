@@ -7,8 +7,9 @@ observed per micro-batch (once per batch, not per message). Each service has a r
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -16,27 +17,38 @@ from prometheus_client.registry import Collector
 
 from arros_mqtt.config import parse_listen
 from arros_mqtt.core.errors import ConfigError
-from arros_mqtt.ops.health import durability_metrics
-
-if TYPE_CHECKING:
-    from arros_mqtt.service.runtime import Service
+from arros_mqtt.engine import Engine
+from arros_mqtt.ops.health import HealthSources, durability_metrics
 
 BATCH_SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
+@dataclass(frozen=True)
+class MetricsSources:
+    """What the metrics read at scrape time (wired by `Service`): per-stream counters (`messages`, `rows`,
+    `deadletters`), the engine's subscriptions, the health report's parts, the control plane's request
+    counts (None without a control plane), and where to observe each micro-batch's duration."""
+
+    listen: str
+    source: str  # the config file, for error messages
+    streams: Callable[[], Mapping[str, Any]]
+    engine: Engine
+    health: HealthSources
+    control_requests: Callable[[], Mapping[tuple[str, str], int]] | None
+    add_batch_observer: Callable[[Callable[[str, int, float], None]], None]
+
+
 class MetricsServer:
-    def __init__(self, service: Service) -> None:
-        assert service.config.metrics.listen is not None
-        self.listen = service.config.metrics.listen
-        self.source = service.config.source
+    def __init__(self, sources: MetricsSources) -> None:
+        self.listen = sources.listen
+        self.source = sources.source
         self.registry = CollectorRegistry(auto_describe=True)
-        self.registry.register(ServiceCollector(service))
+        self.registry.register(ServiceCollector(sources))
         self.batch_seconds = Histogram(
             "arros_batch_seconds", "Time to decode, query and publish one micro-batch", ["stream"],
             buckets=BATCH_SECONDS_BUCKETS, registry=self.registry,
         )
-        service.pipeline.add_batch_observer(lambda stream, _n, seconds: self.batch_seconds.labels(stream)
-                                            .observe(seconds))
+        sources.add_batch_observer(lambda stream, _n, seconds: self.batch_seconds.labels(stream).observe(seconds))
         self._server = None
 
     def start(self) -> None:
@@ -61,11 +73,11 @@ class MetricsServer:
 class ServiceCollector(Collector):
     """Reads the service's counters when Prometheus scrapes."""
 
-    def __init__(self, service: Service) -> None:
-        self.service = service
+    def __init__(self, sources: MetricsSources) -> None:
+        self.sources = sources
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
-        streams = list(self.service.pipeline.stats.items())
+        streams = list(self.sources.streams().items())
         for metric, help_text, value in (
             ("arros_stream_messages", "MQTT messages received per stream", lambda s: s.messages),
             ("arros_stream_rows", "Rows decoded per stream", lambda s: s.rows),
@@ -76,7 +88,7 @@ class ServiceCollector(Collector):
                 family.add_metric([name], value(stats))
             yield family
 
-        engine = self.service.engine
+        engine = self.sources.engine
         subscriptions = list(engine.subscriptions.values())
         paused = dict(engine.paused)
         for metric, help_text, value in (
@@ -100,12 +112,11 @@ class ServiceCollector(Collector):
                 family.add_metric([subscription.name], value(subscription))
             yield family
         yield GaugeMetricFamily("arros_subscriptions", "Live subscriptions", value=len(subscriptions))
-        yield from durability_metrics(self.service)
+        yield from durability_metrics(self.sources.health)
 
-        control = self.service.control
-        if control is not None:
+        if self.sources.control_requests is not None:
             family = CounterMetricFamily("arros_control_requests", "Control requests by op and outcome",
                                          labels=["op", "outcome"])
-            for (op, outcome), count in list(control.requests.items()):
+            for (op, outcome), count in list(self.sources.control_requests().items()):
                 family.add_metric([op, outcome], count)
             yield family

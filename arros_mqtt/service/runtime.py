@@ -17,12 +17,11 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, Protocol
+from typing import Any
 
 import pyarrow as pa
 
-from arros_mqtt.config import BrokerConfig, Config
-from arros_mqtt.control.plane import ControlPlane
+from arros_mqtt.config import Config
 from arros_mqtt.core.errors import ConfigError
 from arros_mqtt.core.log_position import LogPosition
 from arros_mqtt.durability.lock import StateDirLock
@@ -30,29 +29,16 @@ from arros_mqtt.egress.archive import Archive
 from arros_mqtt.engine import Engine
 from arros_mqtt.ingress.acks import AckLedger
 from arros_mqtt.ingress.batcher import MicroBatcher
-from arros_mqtt.ingress.mqtt_source import Sink
 from arros_mqtt.ops.health import HealthPublisher
-from arros_mqtt.ops.metrics import MetricsServer
 from arros_mqtt.service.pipeline import Pipeline
 from arros_mqtt.service.round_driver import Journal
+from arros_mqtt.service.wiring import control_plane, default_transport, health_sources, metrics_server
+from arros_mqtt.transport.interface import Transport
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 0.2
 MAX_PENDING_TABLES = 10_000  # connector tables waiting for the engine; past this `submit_table` blocks
 CALLS_PER_ROUND = 100  # engine calls (control requests) run between two rounds of micro-batches
-
-
-class Transport(Protocol):
-    """Where raw messages come from and where published messages go."""
-
-    subscribed: threading.Event  # set once the transport receives the streams' topics
-    description: str
-
-    def start(self, deliver: Sink, connect_wait: float) -> None: ...
-    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None: ...
-    def stop_receiving(self) -> None: ...
-    def flush(self, timeout: float) -> bool: ...
-    def close(self) -> None: ...
 
 
 def build_engine(config: Config) -> Engine:
@@ -65,35 +51,6 @@ def build_engine(config: Config) -> Engine:
         except Exception as exc:
             raise ConfigError(config.source, f"subscriptions.{name}.sql", str(exc)) from None
     return engine
-
-
-def _control_plane(service: Service) -> ControlPlane | None:
-    """The control topic on the [broker] one in client mode; in embedded mode, inside the broker."""
-    if service.config.broker is not None:
-        return ControlPlane(service, service.config.broker)
-    local_client = getattr(service.transport, "local_client", None)
-    if local_client is None:  # a transport of a test or a connector-only setup: no broker to listen on
-        return None
-    return ControlPlane(service, BrokerConfig(protocol="3.1.1"), local_client())
-
-
-def _metrics_server(service: Service) -> MetricsServer | None:
-    return MetricsServer(service) if service.config.metrics.listen is not None else None
-
-
-def default_transport(config: Config, position: LogPosition | None = None) -> Transport:
-    """Client mode with a [broker] table (or --broker), else the embedded broker on [embedded] listen."""
-    from arros_mqtt.transport.presence import host_presence
-
-    streams = list(config.streams.values())
-    if config.broker is None:
-        from arros_mqtt.transport.embedded_broker import EmbeddedTransport
-
-        return EmbeddedTransport(config.embedded, streams, config.source, host_presence(streams))
-    from arros_mqtt.service.client_transport import ClientTransport
-
-    return ClientTransport(config.broker, streams, host_presence(streams), config.durability,
-                           config.engine.state_dir, position)
 
 
 class Service:
@@ -124,7 +81,8 @@ class Service:
                                getattr(self.transport, "outputs", None), getattr(self.transport, "receiving",
                                                                                  lambda: True))
         self.add_closer(self.journal.close)
-        self.pipeline.add_ticker(HealthPublisher(self).tick)
+        self.pipeline.add_ticker(HealthPublisher(health_sources(self), self.transport.publish, config.control.prefix,
+                                                 config.control.status_interval).tick)
         self._lock = StateDirLock(config.engine.state_dir, config.source) if config.durability.wal else None
         self._tables: queue.Queue[tuple[str, pa.Table]] = queue.Queue(MAX_PENDING_TABLES)
         self.connectors = None
@@ -132,8 +90,8 @@ class Service:
             from arros_mqtt.connectors.runner import ConnectorSet
 
             self.connectors = ConnectorSet(config, self.submit_table, self.transport.publish)
-        self.control = _control_plane(self)
-        self.metrics = _metrics_server(self)
+        self.control = control_plane(self)
+        self.metrics = metrics_server(self)
 
     def call_on_engine(self, call: Callable[[], Any]) -> Future:
         """Run `call` on the engine thread between micro-batches (the engine and DataFusion are used

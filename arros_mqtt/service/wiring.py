@@ -1,0 +1,95 @@
+"""How the service's parts are built from the config and handed the narrow views they need.
+
+The control plane and the operations side (health, metrics) never see the `Service`: each gets a
+frozen record of exactly what it reads or calls, so what they depend on is written down here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, Protocol
+
+from arros_mqtt.config import BrokerConfig, Config
+from arros_mqtt.control.plane import ControlHost, ControlPlane
+from arros_mqtt.core.log_position import LogPosition
+from arros_mqtt.egress.archive import Archive
+from arros_mqtt.engine import Engine
+from arros_mqtt.ingress.acks import AckLedger
+from arros_mqtt.ingress.batcher import MicroBatcher
+from arros_mqtt.ops.health import HealthSources
+from arros_mqtt.ops.metrics import MetricsServer, MetricsSources
+from arros_mqtt.service.pipeline import Pipeline
+from arros_mqtt.service.round_driver import Journal
+from arros_mqtt.transport.interface import Transport
+
+
+class Parts(Protocol):
+    """The parts of a `Service` the views below are made of."""
+
+    config: Config
+    engine: Engine
+    transport: Transport
+    pipeline: Pipeline
+    archive: Archive
+    batcher: MicroBatcher
+    ledger: AckLedger | None
+    journal: Journal
+    connectors: Any  # ConnectorSet | None
+    control: ControlPlane | None
+
+    def call_on_engine(self, call: Callable[[], Any]) -> Future: ...
+
+
+def default_transport(config: Config, position: LogPosition | None = None) -> Transport:
+    """Client mode with a [broker] table (or --broker), else the embedded broker on [embedded] listen."""
+    from arros_mqtt.transport.presence import host_presence
+
+    streams = list(config.streams.values())
+    if config.broker is None:
+        from arros_mqtt.transport.embedded_broker import EmbeddedTransport
+
+        return EmbeddedTransport(config.embedded, streams, config.source, host_presence(streams))
+    from arros_mqtt.service.client_transport import ClientTransport
+
+    return ClientTransport(config.broker, streams, host_presence(streams), config.durability,
+                           config.engine.state_dir, position)
+
+
+def control_plane(service: Parts) -> ControlPlane | None:
+    """The control topic on the [broker] one in client mode; in embedded mode, inside the broker."""
+    host = ControlHost(
+        config=service.config, engine=service.engine, call_on_engine=service.call_on_engine,
+        add_result_gate=service.pipeline.add_result_gate,
+        extra_fields=lambda stream: service.pipeline.stats[stream].extra_fields,
+        connectors=lambda: _connectors(service),
+    )
+    if service.config.broker is not None:
+        return ControlPlane(host, service.config.broker)
+    local_client = getattr(service.transport, "local_client", None)
+    if local_client is None:  # a transport of a test or a connector-only setup: no broker to listen on
+        return None
+    return ControlPlane(host, BrokerConfig(protocol="3.1.1"), local_client())
+
+
+def health_sources(service: Parts) -> HealthSources:
+    return HealthSources(buffer=service.batcher, log=service.journal, ledger=service.ledger,
+                         archive_failed_seq=service.archive.failed_seq,
+                         receiving=getattr(service.transport, "receiving", None))
+
+
+def metrics_server(service: Parts) -> MetricsServer | None:
+    listen = service.config.metrics.listen
+    if listen is None:
+        return None
+    control = service.control
+    return MetricsServer(MetricsSources(
+        listen=listen, source=service.config.source, streams=lambda: service.pipeline.stats,
+        engine=service.engine, health=health_sources(service),
+        control_requests=(lambda: control.requests) if control is not None else None,
+        add_batch_observer=service.pipeline.add_batch_observer,
+    ))
+
+
+def _connectors(service: Parts) -> dict[str, Any]:
+    return service.connectors.connectors if service.connectors is not None else {}

@@ -1,4 +1,5 @@
-"""Every input of the engine goes through the write-ahead log first; after a restart the log replays.
+"""The round driver: every input of the engine goes through the write-ahead log first, then the stages;
+after a restart the log replays.
 
 On the engine thread, per round: decode the micro-batches, append their rows (and dead letters) to the
 log, sync it (per `[durability] sync`), acknowledge the messages now durable, then run the rows through
@@ -67,7 +68,7 @@ class _Input:
     time_ms: int = 0  # when it was logged: archive hours of results without a time column go by it
 
 
-class Journal:
+class RoundDriver:
     def __init__(self, config: Config, engine: Engine, pipeline: Pipeline, archive: Archive, position: LogPosition,
                  ledger: AckLedger | None = None, outputs: OutputQueue | None = None,
                  receiving: Callable[[], bool] = lambda: True) -> None:

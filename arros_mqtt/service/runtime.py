@@ -5,7 +5,7 @@ tables to `submit_table`; the engine thread decodes, queries and hands results t
 calls `Pipeline.tick` a few times a second for time-driven work.
 `stop()` drains in flow order so nothing received is left unprocessed and every result is handed to
 the broker (and every closer, e.g. an archive, is flushed) before exit, within
-`[durability] shutdown_timeout`. Every input goes through the write-ahead log first (`Journal`); a
+`[durability] shutdown_timeout`. Every input goes through the write-ahead log first (`RoundDriver`); a
 restart replays it, so a stop cut short by the timeout, or a crash, loses nothing acknowledged.
 """
 
@@ -31,7 +31,7 @@ from arros_mqtt.ingress.acks import AckLedger
 from arros_mqtt.ingress.batcher import MicroBatcher
 from arros_mqtt.ops.health import HealthPublisher
 from arros_mqtt.service.pipeline import Pipeline
-from arros_mqtt.service.round_driver import Journal
+from arros_mqtt.service.round_driver import RoundDriver
 from arros_mqtt.service.wiring import control_plane, default_transport, health_sources, metrics_server
 from arros_mqtt.transport.interface import Transport
 
@@ -77,9 +77,10 @@ class Service:
         if config.durability.wal and hasattr(self.transport, "use_ack_ledger"):
             self.ledger = AckLedger(self.transport.acknowledge)
             self.transport.use_ack_ledger(self.ledger)
-        self.journal = Journal(config, self.engine, self.pipeline, self.archive, self.position, self.ledger,
-                               getattr(self.transport, "outputs", None), getattr(self.transport, "receiving",
-                                                                                 lambda: True))
+        # the round driver: each round of micro-batches through the write-ahead log, then the stages
+        self.journal = RoundDriver(config, self.engine, self.pipeline, self.archive, self.position, self.ledger,
+                                   getattr(self.transport, "outputs", None),
+                                   getattr(self.transport, "receiving", lambda: True))
         self.add_closer(self.journal.close)
         self.pipeline.add_ticker(HealthPublisher(health_sources(self), self.transport.publish, config.control.prefix,
                                                  config.control.status_interval).tick)

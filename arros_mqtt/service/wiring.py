@@ -20,7 +20,7 @@ from arros_mqtt.ingress.batcher import MicroBatcher
 from arros_mqtt.ops.health import HealthSources
 from arros_mqtt.ops.metrics import MetricsServer, MetricsSources
 from arros_mqtt.service.pipeline import Pipeline
-from arros_mqtt.service.round_driver import Journal
+from arros_mqtt.service.round_driver import RoundDriver
 from arros_mqtt.transport.interface import Transport
 
 
@@ -34,7 +34,7 @@ class Parts(Protocol):
     archive: Archive
     batcher: MicroBatcher
     ledger: AckLedger | None
-    journal: Journal
+    journal: RoundDriver
     connectors: Any  # ConnectorSet | None
     control: ControlPlane | None
 

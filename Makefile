@@ -36,9 +36,9 @@ test: $(BIN)/arros mosquitto spb-venv
 test-slow: $(BIN)/arros mosquitto spb-venv
 	$(BIN)/pytest -q -m slow
 
-# Long fault runs (kill -9 at 10k msg/s, several restarts): the slow-marked tests of tests/test_faults.py
+# Long fault runs (kill -9 at 10k msg/s, several restarts): the slow-marked tests of tests/faults/test_faults.py
 faults: $(BIN)/arros mosquitto
-	$(BIN)/pytest -q -m slow tests/test_faults.py -s
+	$(BIN)/pytest -q -m slow tests/faults/test_faults.py -s
 
 lint: $(BIN)/arros
 	$(BIN)/ruff check .

@@ -75,7 +75,7 @@ def bench_modbus(polls: int = 500) -> dict:
     from pymodbus.client import AsyncModbusTcpClient
 
     from arros_mqtt.connectors.modbus import ModbusConnector, plan_reads
-    from tests.test_modbus_connector import REGISTERS, VALUES
+    from tests.unit.test_modbus_connector import REGISTERS, VALUES
 
     with tempfile.TemporaryDirectory() as directory:
         values = Path(directory) / "values.json"

@@ -1,5 +1,5 @@
 """A QoS 2 result sender (`MqttSink` with its output journal) that stops at chosen points of the QoS 2
-flow and then waits to be killed with SIGKILL: the "crash" of tests/test_exactly_once.py.
+flow and then waits to be killed with SIGKILL: the "crash" of tests/faults/test_exactly_once_faults.py.
 
 Records 1..10 go the whole way (PUBCOMP); 11..20 are released in the journal but their PUBRELs never
 leave; 21..30 get their PUBREC unanswered (the release thread is stopped); 31..40 are queued, never

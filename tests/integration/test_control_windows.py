@@ -8,8 +8,8 @@ import time
 import orjson
 
 from tests.control_support import Operator, control_config
+from tests.integration.test_control import make_rows, publish_rows
 from tests.support import Collector, running_service, unique
-from tests.test_control import make_rows, publish_rows
 
 WINDOW_SQL = ("SELECT tumble(_received_at, INTERVAL '1 second') AS window, machine, count(*) AS n, "
               "max(temp) AS max_temp FROM telemetry GROUP BY window, machine")

@@ -25,7 +25,7 @@ from arros_mqtt.config import SubscriptionConfig, parse_config
 from arros_mqtt.core.topics import OutputTemplate
 from arros_mqtt.engine import Engine
 
-CASES = sorted((Path(__file__).parent / "sql").glob("*.toml"))
+CASES = sorted((Path(__file__).parent.parent / "sql").glob("*.toml"))
 ARRIVAL = 1_800_000_000.0  # processing time of every batch (seconds); the final tick is far after it
 NO_WATERMARK = -(2**62)
 

@@ -163,7 +163,7 @@ def test_qos2_results_wait_while_the_journal_cannot_be_written(mosquitto, tmp_pa
 
 
 def test_qos2_per_row_results_end_to_end_match_duckdb_in_both_modes(broker, tmp_path):
-    from tests.test_end_to_end import config, duckdb_expected, make_rows, payload_of, received_rows
+    from tests.integration.test_end_to_end import config, duckdb_expected, make_rows, payload_of, received_rows
 
     prefix = unique()
     rows = make_rows(1000, seed=3)

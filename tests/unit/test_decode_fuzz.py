@@ -8,7 +8,7 @@ micro-batches, never raises and always yields its fixed columns):
 - a micro-batch decodes to the same rows as its payloads decoded one by one (fast path == slow path).
 
 Bounded for the suite (`ARROS_FUZZ_EXAMPLES`, default 40 per property); run longer with e.g.
-`ARROS_FUZZ_EXAMPLES=2000 .venv/bin/pytest tests/test_decode_fuzz.py`.
+`ARROS_FUZZ_EXAMPLES=2000 .venv/bin/pytest tests/unit/test_decode_fuzz.py`.
 """
 
 from __future__ import annotations

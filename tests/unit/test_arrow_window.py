@@ -14,7 +14,7 @@ from arros_mqtt.durability.checkpoint import CheckpointStore
 from arros_mqtt.engine import Engine
 from tests.engine_support import batch as stream_batch
 from tests.engine_support import subscribe, telemetry_engine
-from tests.test_sql_golden import (
+from tests.unit.test_sql_golden import (
     ARRIVAL,
     assert_same_rows,
     batches_of,
@@ -26,7 +26,7 @@ from tests.test_sql_golden import (
     stream_table,
 )
 
-SQL_DIR = Path(__file__).parent / "sql"
+SQL_DIR = Path(__file__).parent.parent / "sql"
 
 
 def golden(engine: Engine, case: dict):

@@ -176,6 +176,9 @@ class StreamConfig:
 
 @dataclass(frozen=True)
 class TableConfig:
+    """A lookup table (`[tables.NAME]`): a CSV or Parquet file that subscriptions may join by `name`,
+    reloaded when the file changes (docs/sql.md)."""
+
     name: str
     path: str
 

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from arros_mqtt.connectors.options import Options
+
 log = logging.getLogger("arros.connectors")
 Emit = Callable[[dict[str, Any], int], None]  # (values by column, read time in epoch ms)
 BACKOFF_MIN, BACKOFF_MAX = 0.5, 30.0
@@ -35,10 +37,11 @@ class ConnectorStats:
 
 
 class Connector(ABC):
-    """One PLC connection. Subclasses: `parse_options`, `columns`, `describe`, `session`."""
+    """One PLC connection. Subclasses: `option_keys`, `read_options`, `columns`, `describe`, `session`."""
 
     kind: ClassVar[str]
     requires: ClassVar[str]  # the module it needs, e.g. "pymodbus" (an optional dependency)
+    option_keys: ClassVar[tuple[str, ...]]  # the kind's own keys in `[connectors.NAME]`
 
     def __init__(self, name: str, options: Any, interval: float, emit: Emit) -> None:
         self.name = name
@@ -53,9 +56,18 @@ class Connector(ABC):
         self._attempt = 0  # connection attempts since the last success: the backoff exponent
 
     @classmethod
-    @abstractmethod
     def parse_options(cls, options: dict[str, Any]) -> Any:
-        """The kind's options from `[connectors.NAME]` (without the common keys); OptionError if wrong."""
+        """The kind's options from `[connectors.NAME]` (without the common keys); OptionError if wrong.
+
+        Keys the kind does not know are refused here, the same way for every kind."""
+        opts = Options(options)
+        opts.only(*cls.option_keys)
+        return cls.read_options(opts)
+
+    @classmethod
+    @abstractmethod
+    def read_options(cls, opts: Options) -> Any:
+        """The kind's options, read strictly from its known keys (`opts.error` for what is wrong)."""
 
     @classmethod
     @abstractmethod

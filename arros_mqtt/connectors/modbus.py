@@ -118,11 +118,10 @@ def plan_reads(registers: tuple[Register, ...]) -> list[Span]:
 class ModbusConnector(Connector):
     kind = "modbus"
     requires = "pymodbus"
+    option_keys = ("host", "port", "unit", "timeout", "registers")
 
     @classmethod
-    def parse_options(cls, options: dict[str, Any]) -> ModbusOptions:
-        opts = Options(options)
-        opts.only("host", "port", "unit", "timeout", "registers")
+    def read_options(cls, opts: Options) -> ModbusOptions:
         registers = tuple(_register(item) for item in opts.items("registers"))
         names = [r.name for r in registers]
         for i, name in enumerate(names):

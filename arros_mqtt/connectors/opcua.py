@@ -50,11 +50,10 @@ class OpcuaOptions:
 class OpcuaConnector(Connector):
     kind = "opcua"
     requires = "asyncua"
+    option_keys = ("url", "nodes", "sampling_interval", "timeout")
 
     @classmethod
-    def parse_options(cls, options: dict[str, Any]) -> OpcuaOptions:
-        opts = Options(options)
-        opts.only("url", "nodes", "sampling_interval", "timeout")
+    def read_options(cls, opts: Options) -> OpcuaOptions:
         url = opts.get("url", str, required=True)
         if not url.startswith("opc.tcp://"):
             raise opts.error("url", f"{url!r} is not an OPC UA endpoint (opc.tcp://host:4840)")

@@ -145,6 +145,17 @@ class Service:
             self.connectors.stop(min(left(), 5.0))
         if self.control is not None:
             self.control.stop(min(left(), 5.0))
+        self._drain(left)
+        self.transport.close()
+        if self._lock is not None:
+            self._lock.release()
+        if self.metrics is not None:
+            self.metrics.stop()
+        self._log_totals()
+
+    def _drain(self, left: Callable[[], float]) -> None:
+        """Nothing new in; the engine processes what it has; the broker takes every result; the final
+        checkpoint is promoted once it has (`left()`: seconds left of the shutdown timeout)."""
         self.transport.stop_receiving()
         self._stopping.set()
         self.batcher.close()
@@ -152,15 +163,12 @@ class Service:
         if self._engine_thread.is_alive():
             log.warning("the engine did not finish within the shutdown timeout; the write-ahead log has "
                         "the rest and the next start replays it")
-        elif not self.transport.flush(left()):
+            return
+        if not self.transport.flush(left()):
             log.warning("stopped before the broker acknowledged every result (the next start publishes them again)")
-        if not self._engine_thread.is_alive():
-            self.journal.finish()
-        self.transport.close()
-        if self._lock is not None:
-            self._lock.release()
-        if self.metrics is not None:
-            self.metrics.stop()
+        self.journal.finish()
+
+    def _log_totals(self) -> None:
         if self.ledger is not None:
             log.info("%d messages acknowledged once logged, %d redelivered copies of logged messages dropped",
                      self.ledger.acked, self.ledger.duplicates)

@@ -1,7 +1,8 @@
 """QoS 2 results exactly once across a sender crash: the output journal, the paho subclass and a real
 Mosquitto. A sender process (tests/peers/qos2_sender.py) stops at three points of the QoS 2 flow and is
 killed with SIGKILL; a second sender on the same state and client id recovers, and the log replay
-regenerates every output again: the subscriber gets each once."""
+regenerates every output again: the subscriber gets each once. A torn journal tail is cut, and results
+wait while the journal cannot be written (a full disk)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import time
 
 import orjson
 import paho.mqtt.client as mqtt
-import pytest
 
 from arros_mqtt.config import BrokerConfig
 from arros_mqtt.core.log_position import LogPosition
@@ -92,47 +92,6 @@ def test_a_torn_journal_tail_is_cut_and_packet_ids_are_never_reused_while_pendin
     assert isinstance(sink.client, mqtt.Client)
 
 
-def test_windowed_subscriptions_default_to_qos_2_with_the_log_in_client_mode(tmp_path):
-    import pyarrow as pa
-
-    from arros_mqtt.config import ConfigError, parse_config
-    from arros_mqtt.service.pipeline import Pipeline
-    from arros_mqtt.service.runtime import build_engine
-
-    def config(durability: dict, broker: bool = True, qos: dict | None = None):
-        subscriptions = {
-            "w": {"sql": "SELECT tumble(ts, INTERVAL '1 second') AS window, count(*) AS n FROM t GROUP BY window",
-                  "output": "o/w"},
-            "r": {"sql": "SELECT v FROM t", "output": "o/r"},
-            "r2": {"sql": "SELECT v FROM t", "output": "o/r2", "qos": 2}}
-        for name, value in (qos or {}).items():
-            subscriptions[name]["qos"] = value
-        data = {"engine": {"state_dir": str(tmp_path)}, "durability": durability,
-                "streams": {"t": {"topic": "t", "schema": {"ts": "timestamp[ms]", "v": "int64"}, "event_time": "ts"}},
-                "subscriptions": subscriptions}
-        if broker:
-            data["broker"] = {"url": "mqtt://127.0.0.1:1883"}
-        return parse_config(data, "<test>")
-
-    def published_qos(cfg) -> dict[str, int]:
-        engine = build_engine(cfg)
-        got: dict[str, int] = {}
-        pipeline = Pipeline(cfg, engine, lambda topic, _payload, qos, _retain: got.setdefault(topic, qos))
-        schema = engine.streams["t"].full_schema()
-        rows = {"ts": [1_000, 1_500], "v": [1, 2], "_topic": ["t", "t"], "_received_at": [1_000, 1_500]}
-        pipeline.process_table("t", pa.table(rows).cast(schema))
-        pipeline.emit(engine.advance("t", 10_000))
-        return got
-
-    assert published_qos(config({})) == {"o/w": 2, "o/r": 1, "o/r2": 2}
-    assert published_qos(config({"wal": False}))["o/w"] == 1  # no log: no output journal
-    assert published_qos(config({}, broker=False))["o/w"] == 1  # embedded: the broker dies with the process
-    assert published_qos(config({}, qos={"w": 1}))["o/w"] == 1
-    with pytest.raises(ConfigError, match="must be 0, 1 or 2") as refused:
-        config({}, qos={"w": 3})
-    assert refused.value.key == "subscriptions.w.qos"
-
-
 def test_qos2_results_wait_while_the_journal_cannot_be_written(mosquitto, tmp_path):
     import os
 
@@ -160,18 +119,3 @@ def test_qos2_results_wait_while_the_journal_cannot_be_written(mosquitto, tmp_pa
     reopened = OutputJournal(tmp_path / "outbox")
     reopened.open()
     assert reopened.pending == {}  # the withdrawn first attempt left nothing to send again
-
-
-def test_qos2_per_row_results_end_to_end_match_duckdb_in_both_modes(broker, tmp_path):
-    from tests.integration.test_end_to_end import config, duckdb_expected, make_rows, payload_of, received_rows
-
-    prefix = unique()
-    rows = make_rows(1000, seed=3)
-    expected = duckdb_expected(rows)
-    with broker.service(config(prefix, qos="2"), tmp_path):
-        out = broker.collector([f"{prefix}/alerts/#"], qos=2)
-        broker.publish_all([(f"{prefix}/factory/{r['line']}/{r['machine']}/telemetry", orjson.dumps(payload_of(r)))
-                            for r in rows])
-        got = received_rows(out.wait_for(len(expected)), f"{prefix}/alerts")
-        out.close()
-    assert got == expected

@@ -1,6 +1,6 @@
-"""The embedded broker's own parts: the amqtt config Arros builds, the plugin on a real amqtt broker
-(errors in the hook are logged by us, a hook blocked by a full engine buffer loses nothing), and the
-control topic served inside the broker."""
+"""The embedded broker's own parts (its amqtt config: tests/unit/test_embedded_mode.py): the plugin on a
+real amqtt broker (errors in the hook are logged by us, a hook blocked by a full engine buffer loses
+nothing), and the control topic served inside the broker."""
 
 from __future__ import annotations
 
@@ -8,53 +8,14 @@ import logging
 import threading
 
 import orjson
-import pytest
 from paho.mqtt.client import MQTTv311
 
 from arros_mqtt.config import BrokerConfig, EmbeddedConfig, parse_config
 from arros_mqtt.control.client import ControlClient
-from arros_mqtt.core.errors import ConfigError
-from arros_mqtt.transport.embedded_broker import ANONYMOUS_AUTH, PLUGIN_PATH, EmbeddedTransport, amqtt_config
+from arros_mqtt.transport.embedded_broker import EmbeddedTransport
 from tests.support import HOST, Collector, arros_command, free_port, publish_all, running_service, unique
 
 STREAMS = parse_config({"streams": {"s": {"topic": "in/{device}", "schema": {"v": "int64"}}}}).streams
-
-
-def test_default_config_is_anonymous_with_our_plugin_on_listen():
-    config = amqtt_config(EmbeddedConfig(listen="127.0.0.1:1999"))
-    assert config["listeners"]["default"]["bind"] == "127.0.0.1:1999"
-    assert list(config["plugins"]) == [ANONYMOUS_AUTH, PLUGIN_PATH]
-
-
-def test_yaml_keeps_its_listeners_and_plugins_and_listen_wins(tmp_path):
-    path = tmp_path / "amqtt.yaml"
-    path.write_text(f"""
-listeners:
-  default: {{type: tcp, bind: 0.0.0.0:1883, max_connections: 5}}
-  ws: {{type: ws, bind: 127.0.0.1:9001}}
-plugins:
-  - {ANONYMOUS_AUTH}: {{allow_anonymous: false}}
-  - amqtt.plugins.topic_checking.TopicTabooPlugin
-""")
-    config = amqtt_config(EmbeddedConfig(listen="127.0.0.1:1999", broker_config=str(path)))
-    assert config["listeners"]["default"] == {"type": "tcp", "bind": "127.0.0.1:1999", "max_connections": 5}
-    assert config["listeners"]["ws"]["bind"] == "127.0.0.1:9001"
-    assert config["plugins"] == {ANONYMOUS_AUTH: {"allow_anonymous": False},
-                                 "amqtt.plugins.topic_checking.TopicTabooPlugin": {}, PLUGIN_PATH: {}}
-
-
-@pytest.mark.parametrize("text, words", [
-    ("plugins: {amqtt.plugins.topic_checking.TopicTabooPlugin: {}}", "auth plugin"),
-    ("listeners: {}", "auth plugin"),
-    ("- just\n- a list", "expected a mapping"),
-    ("plugins: [unclosed", "invalid YAML"),
-])
-def test_bad_yaml_is_a_config_error_naming_the_file(tmp_path, text, words):
-    path = tmp_path / "amqtt.yaml"
-    path.write_text(text)
-    with pytest.raises(ConfigError) as info:
-        amqtt_config(EmbeddedConfig(broker_config=str(path)))
-    assert info.value.file == str(path) and words in str(info.value)
 
 
 def run_transport(deliver, messages: list[tuple[str, bytes]]) -> None:

@@ -1,5 +1,5 @@
 """The OPC UA connector against a real asyncua server on 127.0.0.1: values changed by another OPC UA
-client arrive as rows, the server going away and coming back, and PLC value -> SQL -> derived topic."""
+client arrive as rows, an unknown node is reported, and PLC value -> SQL -> derived topic."""
 
 from __future__ import annotations
 
@@ -10,12 +10,9 @@ import pytest
 from asyncua import Client, ua
 
 from arros_mqtt.connectors.opcua import OpcuaConnector
-from arros_mqtt.core.connector_kinds import OptionError
 from tests.plc_servers import Readings, opcua_server, wait_until
 from tests.support import Collector, running_service, unique
-
-NODES = [{"name": "speed", "node": "ns=2;i=1002"}, {"name": "count", "node": "ns=2;s=Line1.Count"},
-         {"name": "running", "node": "ns=2;s=Line1.Running"}]
+from tests.unit.test_opcua_connector import NODES
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +33,6 @@ def write(port: int, speed: float, count: int, running: bool) -> None:
                 await client.get_node(node).write_value(ua.DataValue(ua.Variant(value, kind)))
 
     asyncio.run(go())
-
 
 
 def connector(port: int, emit, nodes=NODES) -> OpcuaConnector:
@@ -68,38 +64,6 @@ def test_unknown_node_is_reported_and_retried(server):
         assert "ghost" in plc.stats.last_error and readings.count() == 0
     finally:
         plc.stop()
-
-
-def test_server_going_away_and_coming_back(tmp_path):
-    own = opcua_server(tmp_path)
-    readings = Readings()
-    plc = connector(own.port, readings)
-    plc.start()
-    try:
-        assert wait_until(lambda: readings.count() >= 1)
-        own.stop()
-        assert wait_until(lambda: not plc.stats.connected and plc.stats.connection_failures >= 1, timeout=30)
-        own.start()
-        assert wait_until(lambda: plc.stats.connected, timeout=60), plc.stats
-        write(own.port, 7.0, 8, True)
-        assert wait_until(lambda: readings.seen({"speed": 7.0, "count": 8, "running": True})), readings.values
-        assert plc.stats.connects == 2
-    finally:
-        plc.stop()
-        own.stop()
-
-
-@pytest.mark.parametrize(("options", "error"), [
-    ({"url": "http://x", "nodes": NODES}, "url: 'http://x' is not an OPC UA endpoint"),
-    ({"url": "opc.tcp://x:4840", "nodes": [{"name": "a", "node": "2;i=x"}]}, "nodes[0].node: '2;i=x' is not a node"),
-    ({"url": "opc.tcp://x:4840", "nodes": []}, "nodes: is empty"),
-    ({"url": "opc.tcp://x:4840", "nodes": NODES + NODES[:1]}, "nodes[3].name: 'speed' appears twice"),
-    ({"url": "opc.tcp://x:4840", "nodes": NODES, "sampling_interval": 5}, "sampling_interval: expected a duration"),
-])
-def test_option_errors_name_the_key(options, error):
-    with pytest.raises(OptionError) as info:
-        OpcuaConnector.parse_options(options)
-    assert str(info.value).startswith(error)
 
 
 def test_plc_value_to_sql_subscription_to_derived_topic(server, mosquitto, tmp_path):

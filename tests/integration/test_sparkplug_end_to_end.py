@@ -1,19 +1,19 @@
 """Sparkplug B end to end on a real Mosquitto: an edge node driven by mqtt-spb-wrapper (an independent
 implementation, in a venv of its own) publishes births and data; Arros decodes them as a host
-application, a SQL subscription derives messages, a real subscriber receives them."""
+application, a SQL subscription derives messages, a real subscriber receives them (the will after a
+kill: tests/faults/test_sparkplug_end_to_end_faults.py)."""
 
 from __future__ import annotations
 
 import base64
 import json
 import subprocess
-import time
 
 import orjson
 import pytest
 
 from arros_mqtt.vendor import sparkplug_b_pb2 as pb
-from tests.support import ROOT, Collector, publish_all, running_service, start_arros, stop_process, unique
+from tests.support import ROOT, Collector, publish_all, running_service, unique
 
 SPB_PYTHON = ROOT / ".venv-spb" / "bin" / "python"
 EDGE_NODE = ROOT / "tests" / "peers" / "spb_edge_node.py"
@@ -145,26 +145,3 @@ def test_malformed_payload_is_a_dead_letter_and_others_flow(mosquitto, tmp_path)
     letter = orjson.loads(letters[0][1])
     assert letter["topic"] == f"spBv1.0/{group}/DDATA/n1/d1" and "invalid Sparkplug B payload" in letter["error"]
     assert base64.b64decode(letter["payload_b64"]) == b"\x0a\xff\xff"
-
-
-def test_state_is_retained_online_and_the_will_says_offline(mosquitto, tmp_path):
-    group, host = unique("g"), unique("host")
-    path = tmp_path / "arros.toml"
-    path.write_text(config(group, host).replace("[engine]\n", f"[engine]\nstate_dir = \"{tmp_path / 'state'}\"\n"))
-    state = Collector(mosquitto.port, [f"spBv1.0/STATE/{host}"])
-    process = start_arros("run", "-c", str(path), "--broker", mosquitto.url, log=tmp_path / "arros.log")
-    try:
-        online = orjson.loads(state.wait_for(1)[0][1])
-        assert online["online"] is True and isinstance(online["timestamp"], int)
-        time.sleep(0.3)
-    finally:
-        process.kill()  # no clean disconnect: the broker publishes the will
-        process.wait(10)
-    messages = state.wait_for(2)
-    state.close()
-    assert orjson.loads(messages[1][1]) == {"online": False, "timestamp": online["timestamp"]}
-    late = Collector(mosquitto.port, [f"spBv1.0/STATE/{host}"])  # retained: a newcomer sees the last state
-    retained = late.wait_for(1)
-    late.close()
-    assert orjson.loads(retained[0][1]) == {"online": False, "timestamp": online["timestamp"]}
-    assert stop_process(process) is not None

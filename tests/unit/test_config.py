@@ -7,7 +7,6 @@ import pytest
 
 from arros_mqtt.config import Config, load_config, parse_config
 from arros_mqtt.core.errors import ConfigError
-from tests.support import arros_command
 
 GOOD = """
 [broker]
@@ -113,33 +112,6 @@ def test_config_errors_name_file_key_and_problem(tmp_path, text, key, words):
     assert info.value.file == str(path)
     assert info.value.key == key
     assert words in str(info.value)
-
-
-def test_check_command_reports_one_line_and_nonzero_exit(tmp_path):
-    path = write(tmp_path, '[engine]\nbatch_max_delay = "soon"\n')
-    result = arros_command("check", "-c", str(path))
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and str(path) in lines[0] and "engine.batch_max_delay" in lines[0]
-
-
-def test_check_command_validates_sql(tmp_path):
-    text = GOOD.replace("WHERE temp > 90", "WHERE tmp > 90")
-    result = arros_command("check", "-c", str(write(tmp_path, text)))
-    assert result.returncode == 2 and "subscriptions.hot.sql" in result.stderr and "tmp" in result.stderr
-    assert "Traceback" not in result.stderr
-
-
-def test_check_command_ok(tmp_path):
-    result = arros_command("check", "-c", str(write(tmp_path, GOOD)))
-    assert result.returncode == 0, result.stderr
-    assert "subscription hot: per_row on telemetry -> alerts/{line}/{machine}" in result.stdout
-
-
-def test_check_missing_file():
-    result = arros_command("check", "-c", "/nonexistent/arros.toml")
-    assert result.returncode == 2 and "file not found" in result.stderr
 
 
 def test_parse_config_rejects_duplicate_names():

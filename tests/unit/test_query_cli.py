@@ -17,7 +17,6 @@ from arros_mqtt.config import SubscriptionConfig, parse_config
 from arros_mqtt.egress.archive import Archive
 from arros_mqtt.engine import Engine
 from tests.archive_support import duckdb_read
-from tests.support import arros_command
 
 HOUR_MS = 3_600_000
 BASE_MS = 1_764_000_000_000 - 1_764_000_000_000 % HOUR_MS  # 2025-11-24 16:00 UTC
@@ -124,13 +123,6 @@ def test_output_formats(capsys, archive_dir, tmp_path):
     assert pa_csv.read_csv(csv_file).num_rows == 5
 
 
-def test_config_file_names_the_archive(archive_dir, tmp_path):
-    config = tmp_path / "arros.toml"
-    config.write_text(f'[archive]\ndir = "{archive_dir}"\n')
-    result = arros_command("query", "SELECT count(*) AS n FROM telemetry", "-c", str(config), "--format", "csv")
-    assert result.returncode == 0 and result.stdout.splitlines() == ['"n"', "900"]
-
-
 @pytest.mark.parametrize(("sql", "args", "message"), [
     ("SELECT * FROM nope", [], "unknown table 'nope' (archived tables: streams.dup, streams.telemetry"),
     ("COPY telemetry TO '/tmp/x.csv'", [], "DML is not allowed (queries are read-only): COPY"),
@@ -144,10 +136,3 @@ def test_config_file_names_the_archive(archive_dir, tmp_path):
 def test_errors_are_one_line(capsys, archive_dir, sql, args, message):
     code, out, err = query(capsys, archive_dir, sql, *args)
     assert code == 2 and out == "" and message in err and len(err.strip().splitlines()) == 1
-
-
-def test_missing_archive_folder(tmp_path):
-    result = arros_command("query", "SELECT 1", "--dir", str(tmp_path / "none"))
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.strip() == (f"arros: error: archive folder '{tmp_path / 'none'}' does not exist "
-                                     "(set [archive] dir with -c, or --dir)")

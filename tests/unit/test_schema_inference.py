@@ -17,7 +17,6 @@ from arros_mqtt.decode import decoder_for
 from arros_mqtt.ingress.batcher import RawBatch
 from arros_mqtt.service.pipeline import Pipeline
 from arros_mqtt.service.runtime import build_engine
-from tests.support import arros_command
 
 ENCODE = {"json": orjson.dumps, "msgpack": msgpack.packb}
 
@@ -153,15 +152,3 @@ def test_pipeline_plans_on_the_first_batch_and_reports_extra_fields():
         ("out/d1", {"device": "d1", "temp": 60.0}), ("out/d2", {"device": "d2", "temp": 70.0})]
     assert [t for t, _ in sent if "deadletter" in t] == ["arros/deadletter/s"]
     assert pipeline.stats["s"].extra_fields == {"x": 1} and pipeline.stats["s"].deadletters == 1
-
-
-def test_check_command_shows_inferred_streams_and_pending_subscriptions(tmp_path):
-    path = tmp_path / "arros.toml"
-    path.write_text('[streams.tg]\ntopic = "telegraf/{host}"\nformat = "influx"\nmeasurement = "cpu"\n'
-                    '[subscriptions.busy]\nsql = "SELECT host, usage_user FROM tg WHERE usage_user > 90"\n'
-                    'output = "alerts/{host}"\nformat = "arrow"\nbatch = true\n')
-    result = arros_command("check", "-c", str(path))
-    assert result.returncode == 0, result.stderr
-    assert "stream tg: telegraf/{host} [influx] (_measurement string, _time timestamp[ns, tz=UTC], " \
-           "<columns inferred at run time from the first micro-batch>, host string" in result.stdout
-    assert "subscription busy: pending -> alerts/{host}" in result.stdout

@@ -1,12 +1,13 @@
 # The two quick-start commands: `make demo` runs `arros demo` (embedded broker: nothing else to install),
-# `make test` runs the tests. Both create .venv themselves; `make test` installs Mosquitto (apt-get)
-# when it is missing.
+# `make test` runs the tests (tests/unit, tests/integration, tests/faults; not the slow ones) and prints how
+# long they took; `make test-fast` runs tests/unit alone (no broker, no subprocess), the inner loop. They
+# create .venv themselves; `make test` installs Mosquitto (apt-get) when it is missing.
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 DEMO_ARGS ?=          # e.g. make demo DEMO_ARGS="--seconds 30 --rate 10"
 
-.PHONY: demo test test-slow faults lint bench bench-quick bench-ingest bench-archive bench-plc bench-windows \
+.PHONY: demo test test-fast test-slow faults lint bench bench-quick bench-ingest bench-archive bench-plc bench-windows \
 	bench-brokers bench-decode bench-durability mosquitto spb-venv sparkplug-proto clean
 
 $(BIN)/arros: pyproject.toml
@@ -30,15 +31,21 @@ sparkplug-proto: $(BIN)/arros
 demo: $(BIN)/arros
 	$(BIN)/arros demo $(DEMO_ARGS)
 
+# `timed CMD`: run CMD, then print "tests took Ns" whatever its outcome, and exit with its status
+timed = start=$$(date +%s); $(1); status=$$?; echo "tests took $$(( $$(date +%s) - start ))s"; exit $$status
+
 test: $(BIN)/arros mosquitto spb-venv
-	$(BIN)/pytest -q
+	@$(call timed,$(BIN)/pytest -q)
+
+test-fast: $(BIN)/arros
+	@$(call timed,$(BIN)/pytest -q tests/unit)
 
 test-slow: $(BIN)/arros mosquitto spb-venv
 	$(BIN)/pytest -q -m slow
 
-# Long fault runs (kill -9 at 10k msg/s, several restarts): the slow-marked tests of tests/faults/test_faults.py
+# Long fault runs (kill -9 at 10k msg/s, several restarts): the slow-marked tests of tests/faults
 faults: $(BIN)/arros mosquitto
-	$(BIN)/pytest -q -m slow tests/faults/test_faults.py -s
+	$(BIN)/pytest -q -m slow tests/faults -s
 
 lint: $(BIN)/arros
 	$(BIN)/ruff check .

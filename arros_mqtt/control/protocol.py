@@ -17,6 +17,8 @@ from typing import Any
 import msgpack
 import orjson
 
+from arros_mqtt.core.errors import UserError
+
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_NAME_CHARS = 64
 MAX_REQUEST_ID_CHARS = 200
@@ -38,8 +40,9 @@ CODES = ("invalid_request", "invalid_sql", "unknown_stream", "exists", "not_foun
          "internal_error")
 
 
-class ControlError(Exception):
-    """A request that fails with one of the protocol's error codes."""
+class ControlError(UserError):
+    """A request that fails with one of the protocol's error codes: the requester's to fix (an invalid
+    request or SQL, a name that exists or does not, a limit), except `internal_error`, which is ours."""
 
     def __init__(self, code: str, message: str) -> None:
         assert code in CODES, code

@@ -44,3 +44,8 @@ class ExternalError(ArrosError):
     """Something outside Arros failed (broker, file system); retrying may help."""
 
     retryable = True
+
+
+class DependencyError(ArrosError):
+    """An installed library is not a version Arros was tested with, or lacks a private name Arros relies on
+    (transport/paho_internals.py, transport/amqtt_internals.py): installing a tested version fixes it."""

@@ -2,10 +2,11 @@
 
 paho-mqtt 2 picks packet ids itself and answers a PUBREC with a PUBREL at once. Publishing exactly once
 across a crash needs both in our hands (durability/output_journal.py): the id is chosen before the
-PUBLISH is recorded, and the PUBREL leaves only after its release is synced. Narrow overrides do it:
-`_mid_generate` hands out ids reserved ahead and never one paho still holds (a previous run's pending
-ids are preloaded, so the broker's session never sees an id reused while it waits for its PUBREL);
-`_handle_pubrec` passes the id to `on_pubrec` instead of answering; `release` sends the PUBRELs;
+PUBLISH is recorded, and the PUBREL leaves only after its release is synced. Narrow overrides of paho's
+hooks (`QoS2Hooks`, paho_internals.py) do it: `next_mid` hands out ids reserved ahead and never one paho
+still holds (a previous run's pending ids are preloaded, so the broker's session never sees an id reused
+while it waits for its PUBREL); `handle_pubrec` passes the id to `on_pubrec` instead of answering;
+`release` sends the PUBRELs;
 `preload` puts a previous run's pending messages into paho's out-queue before it connects, so paho's
 own reconnect logic re-sends them: PUBLISH with DUP, or only the PUBREL for released ones.
 
@@ -21,15 +22,15 @@ import threading
 from collections.abc import Callable, Iterable
 
 import paho.mqtt.client as mqtt
-from paho.mqtt import _packet
 
 from arros_mqtt.egress.output_journal import Entry, OutputJournal
+from arros_mqtt.transport.paho_internals import QoS2Hooks, out_message_lock
 
 log = logging.getLogger(__name__)
 MAX_MID = 65535
 
 
-class ExactlyOnceClient(mqtt.Client):
+class ExactlyOnceClient(QoS2Hooks):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.on_pubrec: Callable[[int], None] | None = None  # (packet id): send its PUBREL via `release`
@@ -40,17 +41,17 @@ class ExactlyOnceClient(mqtt.Client):
 
     def reserve_mid(self) -> int:
         """A free packet id for the next QoS 2 message; `publish_with` uses it."""
-        with self._mid_generate_mutex:
+        with self.mid_lock:
             mid = self._free_mid()
             self._reserved.add(mid)
             return mid
 
     def unreserve_mid(self, mid: int) -> None:
-        with self._mid_generate_mutex:
+        with self.mid_lock:
             self._reserved.discard(mid)
 
     def publish_with(self, mid: int, topic: str, payload: bytes, qos: int, retain: bool) -> mqtt.MQTTMessageInfo:
-        """`publish` with the packet id `mid` (from `reserve_mid`). Hold `_out_message_mutex` around it."""
+        """`publish` with the packet id `mid` (from `reserve_mid`). Hold `out_message_lock` around it."""
         self._next_mid = mid
         try:
             return self.publish(topic, payload, qos=qos, retain=retain)
@@ -58,24 +59,25 @@ class ExactlyOnceClient(mqtt.Client):
             self._next_mid = None
             self._reserved.discard(mid)
 
-    def _mid_generate(self) -> int:
-        with self._mid_generate_mutex:
+    def next_mid(self) -> int:
+        with self.mid_lock:
             if self._next_mid is not None:
                 return self._next_mid
             return self._free_mid()
 
     def _free_mid(self) -> int:
+        in_flight = self.out_messages
         for _ in range(MAX_MID):
-            self._last_mid = self._last_mid % MAX_MID + 1
-            if self._last_mid not in self._out_messages and self._last_mid not in self._reserved:
-                return self._last_mid
+            self.last_mid = mid = self.last_mid % MAX_MID + 1
+            if mid not in in_flight and mid not in self._reserved:
+                return mid
         raise RuntimeError("all 65,535 MQTT packet ids are in flight")
 
     # -- QoS 2 flow --
 
     def preload(self, entries: Iterable[Entry]) -> None:
         """A previous run's pending messages, re-sent by paho once connected (call before connecting)."""
-        with self._out_message_mutex:
+        with out_message_lock(self):
             for entry in entries:
                 message = mqtt.MQTTMessage(entry.mid, entry.topic.encode())
                 message.payload = entry.payload
@@ -83,32 +85,30 @@ class ExactlyOnceClient(mqtt.Client):
                 message.retain = entry.retain
                 message.dup = True
                 message.state = mqtt.mqtt_ms_wait_for_pubcomp if entry.released else mqtt.mqtt_ms_wait_for_pubrec
-                self._out_messages[entry.mid] = message
+                self.out_messages[entry.mid] = message
 
     def release(self, mids: Iterable[int]) -> None:
         """Send the PUBRELs of these ids (their release is durable)."""
-        with self._out_message_mutex:
+        with out_message_lock(self):
             for mid in mids:
-                message = self._out_messages.get(mid)
+                message = self.out_messages.get(mid)
                 if message is None:
                     continue
                 if message.state == mqtt.mqtt_ms_wait_for_pubrec:
                     message.state = mqtt.mqtt_ms_wait_for_pubcomp
-                    self._send_pubrel(mid)
+                    self.send_pubrel(mid)
                 elif message.state == mqtt.mqtt_ms_publish:  # reset by a reconnect, CONNACK not yet handled
                     message.state = mqtt.mqtt_ms_resend_pubrel
 
-    def _handle_pubrec(self) -> mqtt.MQTTErrorCode:
-        result = _packet.decode_pubrec(self._in_packet["command"], self._in_packet["packet"], self._protocol)
-        mid = result.mid
-        with self._out_message_mutex:
-            message = self._out_messages.get(mid)
+    def handle_pubrec(self, mid: int) -> mqtt.MQTTErrorCode:
+        with out_message_lock(self):
+            message = self.out_messages.get(mid)
             if message is None:
                 return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
             message.timestamp = mqtt.time_func()
             if message.state == mqtt.mqtt_ms_wait_for_pubcomp or self.on_pubrec is None:  # released already
                 message.state = mqtt.mqtt_ms_wait_for_pubcomp
-                return self._send_pubrel(mid)
+                return self.send_pubrel(mid)
         self.on_pubrec(mid)
         return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
 

@@ -35,6 +35,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 
 from arros_mqtt.egress.output_journal import Entry, OutputJournal
+from arros_mqtt.transport.paho_internals import out_message_lock
 
 log = logging.getLogger(__name__)
 SPILL_FILE_BYTES = 16 * 1024 * 1024
@@ -261,7 +262,7 @@ class OutputQueue:
         Locks are taken in paho's order: paho calls `on_publish` (`acked`) holding its out-message
         lock, so `pump` takes that lock before ours, never after.
         """
-        with self.client._out_message_mutex, self._lock, self._publishing():
+        with out_message_lock(self.client), self._lock, self._publishing():
             while self.client.is_connected():
                 if not self._memory and self.spill is not None and self.spill.messages:
                     for message in self.spill.pop(max(1, self.max_inflight)):

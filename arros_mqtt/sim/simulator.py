@@ -24,6 +24,7 @@ from arros_mqtt.config import BrokerConfig, Config
 from arros_mqtt.core.errors import ExternalError
 from arros_mqtt.sim.devices import Agv, CncMachine, RobotArm
 from arros_mqtt.transport.paho_client import connect, new_client
+from arros_mqtt.transport.paho_internals import client_id_of
 
 log = logging.getLogger(__name__)
 Device = RobotArm | Agv | CncMachine
@@ -139,7 +140,7 @@ def _routed(client: mqtt.Client, prefix: str, timeout: float = 3.0) -> bool:
     a broker whose ACL refuses this echo just costs `timeout`.
     """
     echoed = threading.Event()
-    topic = f"{prefix}arros-sim/{client._client_id.decode()}/routed"
+    topic = f"{prefix}arros-sim/{client_id_of(client)}/routed"
     client.on_message = lambda *_: echoed.set()
     client.subscribe(topic, 1)
     client.publish(topic, b"", qos=1)

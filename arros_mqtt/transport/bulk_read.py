@@ -5,7 +5,8 @@ paho reads each packet with ~3 `recv` calls (the type byte, the length bytes one
 body), goes back to `select` after each, and builds an `MQTTMessage` (with a `Condition`) for each;
 at tens of thousands of small messages a second that is most of the network thread's time. Here:
 
-- `_sock_recv` serves paho's small reads from a 256 KB buffer filled by one `recv`;
+- paho's small reads are served from a 256 KB buffer filled by one `recv` (`ReadHooks`, in
+  paho_internals.py with every other use of paho's private names);
 - `loop_read` first takes every complete QoS 0 PUBLISH at the head of the buffer itself (a few byte
   operations each) and hands them to `on_publishes` as lists, then lets paho parse the next packet,
   and repeats while buffered bytes remain (nothing already read waits for the next `select`);
@@ -13,66 +14,48 @@ at tens of thousands of small messages a second that is most of the network thre
   backlog the buffer never runs dry, and without this not one PUBACK left in the seconds before a
   crash, so the broker redelivered every message of them (see `durability/acks.py`).
 
-Everything else stays paho's own: CONNACK, SUBACK, PINGRESP, QoS 1/2 PUBLISHes (and their acks),
+`on_message` is called without paho's matching against per-filter callbacks (the ingress client has
+none). Everything else stays paho's own: CONNACK, SUBACK, PINGRESP, QoS 1/2 PUBLISHes (and their acks),
 MQTT 5 PUBLISHes that carry properties, anything malformed, packets split across reads, keepalive
 and reconnects. A new socket (reconnect) starts with an empty buffer.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 
-log = logging.getLogger(__name__)
+from arros_mqtt.transport.paho_internals import ReadHooks
+
 READ_SIZE = 256 * 1024
 OnPublishes = Callable[[list[bytes], list[bytes]], None]  # (topics, payloads) of QoS 0 PUBLISHes, in order
 
 
-class BulkReadClient(mqtt.Client):
+class BulkReadClient(ReadHooks):
+    read_size = READ_SIZE
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.on_publishes: OnPublishes | None = None
-        self._read_buffer = b""
-        self._read_position = 0
-        self._read_socket: object | None = None
-
-    def _sock_recv(self, bufsize: int) -> bytes:
-        if self._sock is not self._read_socket:  # a new connection: bytes of the old one are not its stream
-            self._read_socket = self._sock
-            self._read_buffer, self._read_position = b"", 0
-        if self._read_position >= len(self._read_buffer):
-            data = super()._sock_recv(READ_SIZE)  # BlockingIOError when nothing is there, as paho expects
-            if not data:
-                return data  # the peer closed: paho sees the connection lost
-            self._read_buffer, self._read_position = data, 0
-        end = self._read_position + bufsize
-        chunk = self._read_buffer[self._read_position:end]
-        self._read_position += len(chunk)
-        return chunk
-
-    @property
-    def buffered(self) -> int:
-        """Bytes read from the socket that are not parsed yet."""
-        return len(self._read_buffer) - self._read_position if self._sock is self._read_socket else 0
 
     def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
         while True:
-            if self.on_publishes is not None and self.buffered and self._in_packet["command"] == 0:
+            if self.on_publishes is not None and self.buffered and self.between_packets:
                 self._take_publishes(self.on_publishes)
             rc = super().loop_read(max_packets)
-            if rc != mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS or self._sock is None or not self.buffered:
+            if rc != mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS or not self.buffered:  # (nothing is without a socket)
                 return rc
-            if self._out_packet:  # PUBACKs go out between reads: a broker's backlog keeps bytes buffered for
+            if self.out_queue:  # PUBACKs go out between reads: a broker's backlog keeps bytes buffered for
                 rc = self.loop_write()  # seconds, and paho writes only once `loop_read` returns
-                if rc != mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS or self._sock is None:
+                if rc != mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS or not self.buffered:
                     return rc
 
     def _take_publishes(self, deliver: OnPublishes) -> None:
         """Complete QoS 0 PUBLISHes at the head of the buffer -> `deliver`; stops at anything else."""
-        data, position, end = self._read_buffer, self._read_position, len(self._read_buffer)
-        v5 = self._protocol == mqtt.MQTTv5
+        data, position = self.unparsed()
+        end = len(data)
+        v5 = self.protocol == mqtt.MQTTv5
         topics: list[bytes] = []
         payloads: list[bytes] = []
         while position + 4 <= end and data[position] & 0xFE == 0x30:  # PUBLISH, QoS 0, no DUP (RETAIN any)
@@ -102,22 +85,6 @@ class BulkReadClient(mqtt.Client):
             position = packet_end
         if not topics:
             return
-        self._read_position = position
-        with self._msgtime_mutex:
-            self._last_bytes_received = mqtt.time_func()
-        with self._in_callback_mutex:
+        self.parsed_to(position)
+        with self.callback_lock:
             deliver(topics, payloads)
-
-    def _handle_on_message(self, message: mqtt.MQTTMessage) -> None:
-        """Straight to `on_message`: the ingress client has no per-filter callbacks, and paho's matching
-        against them cost as much as our own callback."""
-        on_message = self.on_message
-        if on_message is None:
-            return
-        with self._in_callback_mutex:
-            try:
-                on_message(self, self._userdata, message)
-            except Exception as err:
-                log.error("ingress on_message failed: %s", err)
-                if not self.suppress_exceptions:
-                    raise

@@ -12,65 +12,53 @@ after its bytes are written (QoS 1 and 2 messages get theirs on the broker's ans
 queued packet (a system call each); inside the block, packets are queued without it and one wake-up
 follows at the end, so a round of results costs one.
 
-Everything else (CONNECT, SUBSCRIBE, PINGREQ, DISCONNECT, ...) is written by paho's own `_packet_write`.
+Everything else (CONNECT, SUBSCRIBE, PINGREQ, DISCONNECT, ...) is written by paho's own writer. The hooks
+into paho's queue, socket and wake-up are `WriteHooks` (paho_internals.py).
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-log = logging.getLogger(__name__)
+from arros_mqtt.transport.paho_internals import OutPacket, WriteHooks
+
 WRITE_SIZE = 256 * 1024
 _BULK = frozenset({mqtt.PUBLISH, mqtt.PUBACK, mqtt.PUBREC, mqtt.PUBREL, mqtt.PUBCOMP})
 
 
-def _is_qos0_publish(packet: dict) -> bool:
+def _is_qos0_publish(packet: OutPacket) -> bool:
     return packet["command"] & 0xF0 == mqtt.PUBLISH and packet["qos"] == 0
 
 
-def _bulk(packet: dict) -> bool:
+def _bulk(packet: OutPacket) -> bool:
     return packet["command"] & 0xF0 in _BULK
 
 
-class BulkWriteClient(mqtt.Client):
-    _holder: int | None = None  # the thread inside `publishing()`: its packets are queued without a wake-up
-    _wake = False  # it queued a packet
-
+class BulkWriteClient(WriteHooks):
     @contextmanager
     def publishing(self) -> Iterator[None]:
         """Queue several packets (e.g. `publish` in a loop) with one wake-up of the network thread.
         Other threads queueing meanwhile wake it as usual."""
-        self._holder, self._wake = threading.get_ident(), False
+        self.quiet_thread, self.wake_owed = threading.get_ident(), False
         try:
             yield
         finally:
-            self._holder = None
-            if self._wake and self._sockpairW is not None:
-                with suppress(BlockingIOError):  # the pipe is full of wake-ups already
-                    self._sockpairW.send(b"0")
+            self.quiet_thread = None
+            if self.wake_owed:
+                self.wake()
 
-    def _packet_queue(self, command: int, packet: bytes, mid: int, qos: int,
-                      info: mqtt.MQTTMessageInfo | None = None) -> mqtt.MQTTErrorCode:
-        if self._holder != threading.get_ident() or self._thread is None:
-            return super()._packet_queue(command, packet, mid, qos, info)
-        self._out_packet.append({"command": command, "mid": mid, "qos": qos, "pos": 0, "to_process": len(packet),
-                                 "packet": packet, "info": info})
-        self._wake = True
-        return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
-
-    def _packet_write(self) -> mqtt.MQTTErrorCode:
-        queue = self._out_packet
+    def write_queued(self) -> mqtt.MQTTErrorCode:
+        queue = self.out_queue
         while queue:
             if not _bulk(queue[0]):
-                return super()._packet_write()
+                return self.paho_packet_write()
             batch = []
             size = 0
             while queue and size < WRITE_SIZE and _bulk(queue[0]):
@@ -79,7 +67,7 @@ class BulkWriteClient(mqtt.Client):
                 size += packet["to_process"]
             data = b"".join(p["packet"][p["pos"]:] if p["pos"] else p["packet"] for p in batch)
             try:
-                written = self._sock_send(data)
+                written = self.sock_send(data)
             except (AttributeError, ValueError):
                 queue.extendleft(reversed(batch))
                 return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
@@ -88,18 +76,17 @@ class BulkWriteClient(mqtt.Client):
                 return mqtt.MQTTErrorCode.MQTT_ERR_AGAIN
             except OSError as err:
                 queue.extendleft(reversed(batch))
-                self._easy_log(mqtt.MQTT_LOG_ERR, "failed to send on socket: %s", err)
+                self.log_error("failed to send on socket: %s", err)
                 return mqtt.MQTTErrorCode.MQTT_ERR_CONN_LOST
             if written <= 0:
                 queue.extendleft(reversed(batch))
                 break
             done = self._account(batch, written)
             self._published([packet for packet in batch[:done] if _is_qos0_publish(packet)])
-        with self._msgtime_mutex:
-            self._last_msg_out = mqtt.time_func()
+        self.wrote()
         return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
 
-    def _account(self, batch: list[dict], written: int) -> int:
+    def _account(self, batch: list[OutPacket], written: int) -> int:
         """Advance the packets by `written` bytes; the unfinished ones go back to the queue's head.
         Returns how many were written whole."""
         for index, packet in enumerate(batch):
@@ -108,28 +95,27 @@ class BulkWriteClient(mqtt.Client):
             packet["pos"] += step
             written -= step
             if packet["to_process"]:
-                self._out_packet.extendleft(reversed(batch[index:]))
+                self.out_queue.extendleft(reversed(batch[index:]))
                 return index
         return len(batch)
 
-    def _published(self, packets: list[dict]) -> None:
+    def _published(self, packets: list[OutPacket]) -> None:
         if not packets:
             return
-        with self._callback_mutex:
-            on_publish = self.on_publish
+        on_publish = self.current_on_publish()
         if on_publish is not None:
-            v1 = self._callback_api_version == mqtt.CallbackAPIVersion.VERSION1
+            v1 = self.callback_api_version == mqtt.CallbackAPIVersion.VERSION1
             reason, properties = ReasonCode(PacketTypes.PUBACK), Properties(PacketTypes.PUBACK)
-            with self._in_callback_mutex:
+            userdata = self.user_data_get()
+            with self.callback_lock:
                 for packet in packets:
                     try:
                         if v1:
-                            on_publish(self, self._userdata, packet["mid"])
+                            on_publish(self, userdata, packet["mid"])
                         else:
-                            on_publish(self, self._userdata, packet["mid"], reason, properties)
+                            on_publish(self, userdata, packet["mid"], reason, properties)
                     except Exception as err:
-                        self._easy_log(mqtt.MQTT_LOG_ERR, "Caught exception in on_publish: %s", err)
+                        self.log_error("Caught exception in on_publish: %s", err)
                         if not self.suppress_exceptions:
                             raise
-        for packet in packets:
-            packet["info"]._set_as_published()
+        self.set_published(packets)

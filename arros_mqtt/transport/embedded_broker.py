@@ -33,6 +33,7 @@ import yaml
 
 from arros_mqtt.config import EmbeddedConfig, StreamConfig
 from arros_mqtt.core.errors import ConfigError, ExternalError
+from arros_mqtt.transport.amqtt_internals import ArrosBroker, delivering
 from arros_mqtt.transport.amqtt_plugin import ArrosBrokerPlugin
 from arros_mqtt.transport.presence import Presence
 from arros_mqtt.transport.stream_router import Sink, StreamRouter
@@ -146,23 +147,6 @@ class BrokerLocalClient:
             self.on_message(self, None, LocalMessage(topic, payload))
 
 
-def _broker_class() -> type:
-    """amqtt's Broker with one fix (checked against 0.12.1): on every CONNECT, amqtt sends the new client
-    the retained messages matching *every* subscription in the broker, other clients' included, so a
-    dashboard subscribed to `alerts/#` also got the retained catalogue. Retained messages go only to a
-    session that holds the subscription."""
-    from amqtt.broker import Broker
-
-    class ArrosBroker(Broker):
-        async def _publish_retained_messages_for_subscription(self, subscription: tuple[str, int],
-                                                              session: Any) -> None:
-            holders = self._subscriptions.get(subscription[0], ())
-            if any(holder.client_id == session.client_id for holder, _ in holders):
-                await super()._publish_retained_messages_for_subscription(subscription, session)
-
-    return ArrosBroker
-
-
 class EmbeddedTransport:
     """The `Transport` of embedded mode: an amqtt broker on `[embedded] listen`, run in a thread."""
 
@@ -257,7 +241,7 @@ class EmbeddedTransport:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._shutdown = asyncio.Event()
-        self._broker = _broker_class()(self.amqtt_config, loop=self._loop)
+        self._broker = ArrosBroker(self.amqtt_config, loop=self._loop)
         self.plugin = next(p for p in self._broker.plugins_manager.plugins if isinstance(p, ArrosBrokerPlugin))
         self.plugin.attach(self._router, self._deliver, self._loop)
         await self._broker.start()
@@ -270,16 +254,12 @@ class EmbeddedTransport:
         await self._broker.shutdown()
 
     async def _drained(self) -> None:
-        """Until our queue is handed over and the broker's broadcast queue and delivery tasks are done.
-
-        amqtt has no public "flush": its queue and tasks are private (checked against amqtt 0.12.1).
-        """
+        """Until our queue is handed over and the broker's broadcast queue and delivery tasks are done."""
         plugin, broker = self.plugin, self._broker
         assert plugin is not None
         settled_since: float | None = None
         while True:
-            busy = (plugin.broadcast < plugin.queued or not broker._broadcast_queue.empty()
-                    or any(not task.done() for task in broker._tasks_queue))
+            busy = plugin.broadcast < plugin.queued or delivering(broker)
             now = self._loop.time()
             if busy:
                 settled_since = None

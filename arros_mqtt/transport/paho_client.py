@@ -21,6 +21,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from arros_mqtt.config import BrokerConfig
+from arros_mqtt.transport.paho_internals import client_id_of
 
 log = logging.getLogger(__name__)
 RECONNECT_MIN, RECONNECT_MAX = 0.5, 30.0
@@ -70,9 +71,9 @@ def connect(
 
     def connected(client, _userdata, flags, reason_code, _properties) -> None:
         if reason_code.is_failure:
-            log.warning("broker %s refused %s: %s", broker.url, client._client_id.decode(), reason_code)
+            log.warning("broker %s refused %s: %s", broker.url, client_id_of(client), reason_code)
             return
-        log.info("connected to %s as %s (session present: %s)", broker.url, client._client_id.decode(),
+        log.info("connected to %s as %s (session present: %s)", broker.url, client_id_of(client),
                  flags.session_present)
         if on_connect is not None:
             on_connect(client, flags.session_present)

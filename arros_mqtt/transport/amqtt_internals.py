@@ -1,0 +1,50 @@
+"""Every use of amqtt's private names, and the check that the installed amqtt still has them.
+
+The embedded broker (embedded_broker.py) needs two things amqtt has no public API for: a flush (its
+broadcast queue and delivery tasks are private) and a fix to whom retained messages go on CONNECT.
+Nothing else in Arros touches an amqtt name that starts with an underscore
+(tests/unit/test_third_party_internals.py scans for it). Only embedded mode imports this module, and with
+it amqtt: a client-mode service never loads the broker (idle memory).
+
+Importing it checks the installed amqtt: outside the tested versions, or without a name listed below, it
+stops with one DependencyError instead of misrouting retained messages or never flushing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from amqtt.broker import Broker
+
+from arros_mqtt.transport.library_check import Privates, check_library, init_attributes
+
+LOWEST, BELOW = "0.12.1", "0.13"  # tested: 0.12.1
+PRIVATES = (
+    Privates("amqtt.broker.Broker", lambda: dir(Broker), ("_publish_retained_messages_for_subscription",)),
+    Privates("amqtt.broker.Broker()", lambda: init_attributes(Broker), ("_broadcast_queue", "_tasks_queue")),
+)
+
+
+def check(privates: tuple[Privates, ...] = PRIVATES, installed: str | None = None) -> None:
+    """DependencyError unless the installed amqtt is a tested version with every name of `privates`."""
+    check_library("amqtt", LOWEST, BELOW, privates, installed)
+
+
+check()
+
+
+class ArrosBroker(Broker):
+    """amqtt's Broker with one fix (checked against 0.12.1): on every CONNECT, amqtt sends the new client the
+    retained messages matching *every* subscription in the broker, other clients' included, so a dashboard
+    subscribed to `alerts/#` also got the retained catalogue. Retained messages go only to a session that
+    holds the subscription."""
+
+    async def _publish_retained_messages_for_subscription(self, subscription: tuple[str, int], session: Any) -> None:
+        holders = self.subscriptions.get(subscription[0], ())
+        if any(holder.client_id == session.client_id for holder, _ in holders):
+            await super()._publish_retained_messages_for_subscription(subscription, session)
+
+
+def delivering(broker: Broker) -> bool:
+    """The broker still has messages to route or deliveries running (amqtt has no public "flush")."""
+    return not broker._broadcast_queue.empty() or any(not task.done() for task in broker._tasks_queue)

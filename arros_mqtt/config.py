@@ -91,7 +91,7 @@ class BrokerConfig:
 @dataclass(frozen=True)
 class EmbeddedConfig:
     listen: str = "127.0.0.1:1883"
-    broker_config: str | None = None  # an amqtt YAML file (auth, ACLs, more listeners); see embedded_mode.py
+    broker_config: str | None = None  # an amqtt YAML file (auth, ACLs, more listeners); transport/embedded_broker.py
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ class ControlConfig:
 
 @dataclass(frozen=True)
 class DurabilityConfig:
-    """`[durability]`: the write-ahead log, checkpoints, the output queue and shutdown (README "Durability")."""
+    """`[durability]`: the write-ahead log, checkpoints, the output queue and shutdown (docs/durability.md)."""
 
     wal: bool = True  # False: no log; messages are acknowledged on receipt
     sync: float | None = 0.0  # 0: fsync every micro-batch before acking; > 0: at most this often; None: never
@@ -200,7 +200,7 @@ class SubscriptionConfig:
 
 @dataclass(frozen=True)
 class ConnectorConfig:
-    """A `[connectors.NAME]` table: where rows go, and the kind's own options (see `connectors/`)."""
+    """A `[connectors.NAME]` table: where rows go, and the kind's own options (see `arros_mqtt/connectors/`)."""
 
     name: str
     kind: str

@@ -3,7 +3,7 @@
 Sections run one after another, each against its own Mosquitto on a free loopback port (the replay
 needs no broker): ingest (with the broker's ceiling), latency, memory, many subscriptions, replay.
 `--quick` shrinks every size so the whole suite takes about a minute (CI, a smoke test); the default
-sizes are the ones the README's numbers come from. Ratios measured in one run are what to compare:
+sizes are the ones docs/performance.md's numbers come from. Ratios measured in one run are what to compare:
 absolute numbers drift with whatever else the machine is doing.
 """
 

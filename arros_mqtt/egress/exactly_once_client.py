@@ -1,7 +1,7 @@
 """paho's client with the sender side of QoS 2 under the output journal's control (exactly once).
 
 paho-mqtt 2 picks packet ids itself and answers a PUBREC with a PUBREL at once. Publishing exactly once
-across a crash needs both in our hands (durability/output_journal.py): the id is chosen before the
+across a crash needs both in our hands (egress/output_journal.py): the id is chosen before the
 PUBLISH is recorded, and the PUBREL leaves only after its release is synced. Narrow overrides of paho's
 hooks (`QoS2Hooks`, paho_internals.py) do it: `next_mid` hands out ids reserved ahead and never one paho
 still holds (a previous run's pending ids are preloaded, so the broker's session never sees an id reused

@@ -1,6 +1,6 @@
 """Publishes result messages and dead letters to the broker on a client of its own.
 
-Messages go through an `OutputQueue` (durability/outbox.py): while the broker is unreachable they wait
+Messages go through an `OutputQueue` (egress/output_queue.py): while the broker is unreachable they wait
 there (in memory, then spilled to disk) instead of being dropped, and are published in order after the
 reconnect. Each is tagged with the write-ahead log position (`position`) that produced it.
 

@@ -1,6 +1,6 @@
 """The running service: transport (broker) -> micro-batcher -> pipeline -> transport and sinks.
 
-Threads: the transport's network side fills the batcher; connectors (`connectors/`) hand decoded
+Threads: the transport's network side fills the batcher; connectors (`arros_mqtt/connectors/`) hand decoded
 tables to `submit_table`; the engine thread decodes, queries and hands results to the sinks, and
 calls `Pipeline.tick` a few times a second for time-driven work.
 `stop()` drains in flow order so nothing received is left unprocessed and every result is handed to

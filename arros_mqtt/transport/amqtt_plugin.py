@@ -82,7 +82,7 @@ class ArrosBrokerPlugin(BasePlugin[BrokerContext]):
                 return
             received = time.time_ns() // 1_000_000
             for name in router.streams_for(topic):
-                # May block the broker's loop while the engine is a full buffer behind (see embedded_mode).
+                # May block the broker's loop while the engine is a full buffer behind (transport/embedded_broker.py).
                 deliver(name, topic, payload, received)
         except Exception:  # amqtt would hide it: say it ourselves
             self.errors += 1

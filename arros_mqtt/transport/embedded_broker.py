@@ -14,7 +14,7 @@ does not wait for hooks, so a hook that awaited instead would only pile up tasks
 client.
 
 amqtt 0.12 speaks MQTT 3.1.1 only (clients asking for MQTT 5 are refused), routes a few thousand
-messages/s (see README "Embedded broker"), and keeps nothing across restarts.
+messages/s (see docs/brokers.md), and keeps nothing across restarts.
 """
 
 from __future__ import annotations

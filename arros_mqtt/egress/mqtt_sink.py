@@ -20,6 +20,7 @@ from arros_mqtt.core.log_position import LogPosition
 from arros_mqtt.egress.exactly_once_client import ExactlyOnceClient, Releaser
 from arros_mqtt.egress.output_journal import OutputJournal
 from arros_mqtt.egress.output_queue import OutputQueue
+from arros_mqtt.transport.bulk_ack import BulkAckClient
 from arros_mqtt.transport.bulk_write import BulkWriteClient
 from arros_mqtt.transport.paho_client import connect, new_client, send_at_once
 
@@ -27,8 +28,12 @@ MAX_INFLIGHT = 1000
 DEFAULT_MEMORY_BYTES = 64 * 1024 * 1024
 
 
-class ExactlyOnceBulkWriteClient(ExactlyOnceClient, BulkWriteClient):
-    """QoS 2 under the output journal (`ExactlyOnceClient`); QoS 0 results written in bulk (`BulkWriteClient`)."""
+class ResultClient(BulkAckClient, BulkWriteClient):
+    """Results written in bulk (`BulkWriteClient`), their PUBACKs taken in bulk (`BulkAckClient`)."""
+
+
+class ExactlyOnceResultClient(ExactlyOnceClient, ResultClient):
+    """QoS 2 under the output journal (`ExactlyOnceClient`), the rest as `ResultClient`."""
 
 
 class MqttSink:
@@ -42,13 +47,17 @@ class MqttSink:
         self.broker = broker
         self.persistent = self.journal is not None
         self.client = new_client(broker, suffix="-out", persistent=self.persistent,
-                                 client_class=ExactlyOnceBulkWriteClient if self.journal is not None
-                                 else BulkWriteClient)
-        self.client.max_inflight_messages_set(MAX_INFLIGHT)
+                                 client_class=ExactlyOnceResultClient if self.journal is not None
+                                 else ResultClient)
+        # The output queue keeps at most MAX_INFLIGHT messages in flight; paho's own limit would only cost: on
+        # every PUBACK it walks all its in-flight messages for a queued one (O(in flight) per acknowledgement,
+        # the QoS 1 result path's limit at ~4k msg/s). 0 = no limit of paho's, so that walk never runs.
+        self.client.max_inflight_messages_set(0)
         send_at_once(self.client)  # results leave as they are made, not when Nagle's timer lets them
         self.outputs = OutputQueue(self.client, memory_bytes, spill_bytes, spill_dir, MAX_INFLIGHT, self.journal)
         self.releaser = Releaser(self.client, self.journal) if self.journal is not None else None
         self.client.on_publish = lambda _client, _userdata, mid, _reason, _properties: self.outputs.acked(mid)
+        self.client.on_pubacks = self.outputs.acked_many
         self.connected = threading.Event()
 
     @property

@@ -330,12 +330,18 @@ class OutputQueue:
         counted in `pump`)."""
         if self.journal is not None:
             self.journal.complete(mid)
+        self.acked_many([mid])
+
+    def acked_many(self, mids: list[int]) -> None:
+        """QoS 1 PUBACKs taken in bulk (network thread): one refill of the window for all of them."""
         with self._lock:
-            if self._inflight.pop(mid, None) is None:
+            inflight = self._inflight
+            confirmed = sum(inflight.pop(mid, None) is not None for mid in mids)
+            if not confirmed:
                 return
-            self.acknowledged += 1
+            self.acknowledged += confirmed
             order = self._sent_order
-            while order and self._inflight.get(order[0][1]) != order[0][0]:
+            while order and inflight.get(order[0][1]) != order[0][0]:
                 order.popleft()
         self.pump(qos2_group=QOS2_GROUP)
         if self.on_change is not None:

@@ -28,9 +28,10 @@ from arros_mqtt.transport.library_check import Privates, check_library, init_att
 
 LOWEST, BELOW = "2.2", "3"  # tested: 2.2.0
 CLIENT_METHODS = ("_easy_log", "_handle_on_message", "_handle_pubrec", "_mid_generate", "_packet_queue",
-                  "_packet_write", "_send_pubrel", "_sock_recv", "_sock_send")
-CLIENT_ATTRIBUTES = ("_callback_mutex", "_client_id", "_in_callback_mutex", "_in_packet", "_last_bytes_received",
-                     "_last_mid", "_last_msg_out", "_mid_generate_mutex", "_msgtime_mutex", "_out_message_mutex",
+                  "_packet_read", "_packet_write", "_send_pubrel", "_sock_recv", "_sock_send")
+CLIENT_ATTRIBUTES = ("_callback_mutex", "_client_id", "_in_callback_mutex", "_in_packet", "_inflight_messages",
+                     "_last_bytes_received", "_last_mid", "_last_msg_out", "_mid_generate_mutex", "_msgtime_mutex",
+                     "_out_message_mutex",
                      "_out_messages", "_out_packet", "_protocol", "_sock", "_sockpairW", "_thread", "_userdata")
 PRIVATES = (
     Privates("paho.mqtt.client.Client", lambda: dir(mqtt.Client), CLIENT_METHODS),
@@ -156,11 +157,13 @@ class WriteHooks(ClientInternals):
 
     def _packet_queue(self, command: int, packet: bytes, mid: int, qos: int,
                       info: mqtt.MQTTMessageInfo | None = None) -> mqtt.MQTTErrorCode:
-        if self.quiet_thread != threading.get_ident() or self._thread is None:
+        thread, caller = self._thread, threading.get_ident()
+        if thread is None or (caller != self.quiet_thread and caller != thread.ident):
             return super()._packet_queue(command, packet, mid, qos, info)
         self._out_packet.append({"command": command, "mid": mid, "qos": qos, "pos": 0, "to_process": len(packet),
                                  "packet": packet, "info": info})
-        self.wake_owed = True
+        if caller != thread.ident:  # the network thread itself writes before its next `select` sleeps
+            self.wake_owed = True
         return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def wake(self) -> None:
@@ -202,6 +205,43 @@ class WriteHooks(ClientInternals):
         """These QoS 0 PUBLISHes are written: their `MQTTMessageInfo` says so (`wait_for_publish` returns)."""
         for packet in packets:
             packet["info"]._set_as_published()
+
+
+class AckHooks(ReadHooks):
+    """paho's receive path for a client that parses acknowledgements itself (bulk_ack.py): before paho
+    reads a packet (`_packet_read`, called once per packet: its `loop_read` drains up to one packet per
+    message in flight) the subclass's `take_buffered` may take what it can from the buffer; and paho's
+    bookkeeping of acknowledged QoS 1 messages (what `_do_on_publish` does after the callback), for many
+    packet ids at once."""
+
+    def _packet_read(self) -> mqtt.MQTTErrorCode:
+        if self.between_packets and self.buffered:
+            self.take_buffered()
+        return super()._packet_read()
+
+    def take_buffered(self) -> None:
+        """Take complete packets at the head of the buffer (`unparsed`, `parsed_to`); paho reads the rest."""
+
+    @property
+    def paho_in_flight(self) -> int:
+        """Messages paho holds until the broker acknowledges them."""
+        return len(self._out_messages)
+
+    def complete_acked(self, mids: list[int]) -> list[int]:
+        """The broker acknowledged these QoS 1 messages: paho forgets them (their `MQTTMessageInfo` says
+        published). Returns those paho had in flight (others are ignored, as paho ignores them). Called
+        holding `out_message_lock`, as paho does."""
+        out_messages = self._out_messages
+        done = []
+        for mid in mids:
+            message = out_messages.get(mid)
+            if message is None or message.qos != 1:
+                continue
+            del out_messages[mid]
+            message.info._set_as_published()
+            self._inflight_messages -= 1
+            done.append(mid)
+        return done
 
 
 class QoS2Hooks(ClientInternals):

@@ -31,10 +31,12 @@ LIBRARIES = ("paho", "amqtt")
 # internals module means adding it here and to that module's PRIVATES (checked at import).
 PAHO = {
     "paho.mqtt.client.Client": {
-        "_easy_log", "_handle_on_message", "_handle_pubrec", "_mid_generate", "_packet_queue", "_packet_write",
+        "_easy_log", "_handle_on_message", "_handle_pubrec", "_mid_generate", "_packet_queue", "_packet_read",
+        "_packet_write",
         "_send_pubrel", "_sock_recv", "_sock_send"},
     "paho.mqtt.client.Client()": {
-        "_callback_mutex", "_client_id", "_in_callback_mutex", "_in_packet", "_last_bytes_received", "_last_mid",
+        "_callback_mutex", "_client_id", "_in_callback_mutex", "_in_packet", "_inflight_messages",
+        "_last_bytes_received", "_last_mid",
         "_last_msg_out", "_mid_generate_mutex", "_msgtime_mutex", "_out_message_mutex", "_out_messages",
         "_out_packet", "_protocol", "_sock", "_sockpairW", "_thread", "_userdata"},
     "paho.mqtt.client.MQTTMessageInfo": {"_set_as_published"},

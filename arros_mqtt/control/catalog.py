@@ -13,7 +13,6 @@ from typing import Any
 from arros_mqtt.config import StreamConfig
 from arros_mqtt.control.store import definition_of
 from arros_mqtt.engine import PER_ROW, RUNNING, WINDOWED, Subscription
-from arros_mqtt.engine.incremental import PARTIAL
 
 # How the engine runs each kind of subscription and what it keeps between micro-batches.
 HOW_IT_RUNS: dict[str, tuple[str, str]] = {
@@ -37,7 +36,7 @@ def status_topic(prefix: str, name: str) -> str:
 def shape_of(subscription: Subscription) -> dict[str, Any]:
     shape = subscription.shape
     runs, state = HOW_IT_RUNS.get(shape.kind, (shape.kind, "see the plan"))
-    if subscription.aggregate is not None and subscription.aggregate.query.mode != PARTIAL:
+    if subscription.holds_raw_rows:
         state = "the raw input rows of each open window (its aggregates cannot be merged incrementally)"
     return {
         "kind": shape.kind,

@@ -78,13 +78,13 @@ class CheckpointStore:
         restored = []
         for name, entry in checkpoint.manifest.get("subscriptions", {}).items():
             subscription = engine.subscriptions.get(name)
-            if subscription is None or subscription.aggregate is None or subscription.config.sql != entry["sql"]:
+            if subscription is None or not subscription.keeps_state or subscription.config.sql != entry["sql"]:
                 log.warning("checkpoint: subscription %s is gone or its SQL changed; its state starts empty", name)
                 continue
             try:
                 with pa.memory_map(str(checkpoint.path / entry["file"])) as source:
                     table = pa.ipc.open_file(source).read_all()
-                subscription.aggregate.restore(table, entry["counters"])
+                subscription.restore(table, entry["counters"])
             except (OSError, pa.ArrowInvalid, ValueError) as exc:
                 log.warning("checkpoint: state of subscription %s not restored (%s); it starts empty", name, exc)
                 continue
@@ -103,10 +103,10 @@ class CheckpointStore:
         subscriptions = {}
         try:
             for index, (name, subscription) in enumerate(engine.subscriptions.items()):
-                state = subscription.aggregate
-                if state is None:
+                snapshot = subscription.snapshot()
+                if snapshot is None:
                     continue
-                table, counters = state.snapshot()
+                table, counters = snapshot
                 file_name = f"{index:04d}.arrow"
                 with pa.OSFile(str(temp / file_name), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
                     writer.write_table(table)

@@ -61,6 +61,7 @@ class IncrementalQuery:
     final_tail: str  # ... and after it (GROUP BY, HAVING, ORDER BY)
     aggregates: tuple[str, ...]  # the aggregate functions used, for `arros check`
     calls: tuple[AggregateCall, ...] = ()  # the aggregate calls, in state column order (`__a{j}`)
+    mergeables: tuple[aggregates.Mergeable, ...] = ()  # per call, its state columns (PARTIAL mode only)
     key_exprs: tuple[Span, ...] = ()  # the GROUP BY keys besides the window, in order (`__k{i}`)
     select_refs: tuple[tuple[str, int], ...] | None = None  # per select item ("window", 0), ("key", i) or
     # ("aggregate", j); None when an item is any other expression or the query has HAVING/ORDER BY/DISTINCT
@@ -104,6 +105,7 @@ def rewrite(sql: str, aggregate_names: set[str], output_names: list[str]) -> Inc
                        "nested aggregate queries are not supported")
     merge_plans = [aggregates.mergeable(c, j) for j, c in enumerate(calls_found)]
     mode = PARTIAL if all(p is not None for p in merge_plans) else RAW
+    mergeables = tuple(p for p in merge_plans if p is not None) if mode == PARTIAL else ()
     if mode == PARTIAL:
         finals = [p.final for p in merge_plans if p is not None]
         columns = [col for p in merge_plans if p is not None for col in p.columns]
@@ -137,6 +139,7 @@ def rewrite(sql: str, aggregate_names: set[str], output_names: list[str]) -> Inc
     return IncrementalQuery(mode=mode, window=window, keys=tuple(key_columns), partial=partial,
                             merge_exprs=merge_exprs, final_select=final_select, final_tail=tail,
                             aggregates=tuple(sorted({c.name for c in calls_found})), calls=tuple(calls_found),
+                            mergeables=mergeables,
                             key_exprs=tuple(key_spans), select_refs=_select_refs(query, calls_found, key_spans,
                                                                                  window_items))
 

@@ -12,9 +12,10 @@ import re
 from dataclasses import dataclass
 
 import pyarrow as pa
-from datafusion import DataFrame, Expr, LogicalPlan, SessionContext, SQLOptions
+from datafusion import DataFrame, SessionContext, SQLOptions
 
 from arros_mqtt.core.errors import SqlError
+from arros_mqtt.engine.logical_plan import facts_of, read_plan, top_kind
 from arros_mqtt.engine.window_functions import WINDOW_FUNCTIONS
 
 PER_ROW = "per_row"
@@ -58,14 +59,12 @@ def plan(ctx: SessionContext, sql: str) -> DataFrame:
 def analyze(ctx: SessionContext, sql: str, streams: set[str], tables: set[str]) -> QueryShape:
     """Plan `sql` and classify it; SqlError for anything a continuous subscription cannot run."""
     df = plan(ctx, sql)
-    top = type(df.logical_plan().to_variant()).__name__
+    top = top_kind(df.logical_plan())
     if top in _NOT_A_QUERY:
         raise SqlError(f"a subscription must be a SELECT query, not {top.upper()}", code="forbidden")
-    found = _Walk(streams)
-    found.visit(df.logical_plan())
-    optimized = _Walk(streams)
-    optimized.visit(df.optimized_logical_plan())  # subqueries in expressions appear as joins only here
-    found.merge(optimized)
+    found = facts_of(read_plan(df.logical_plan()), streams, WINDOW_FUNCTIONS)
+    # subqueries in expressions appear as joins only in the optimized plan
+    found.merge(facts_of(read_plan(df.optimized_logical_plan()), streams, WINDOW_FUNCTIONS))
     read_streams = sorted(found.streams)
     if not read_streams:
         known = ", ".join(sorted(streams)) or "(none declared)"
@@ -87,64 +86,11 @@ def analyze(ctx: SessionContext, sql: str, streams: set[str], tables: set[str]) 
     kind = WINDOWED if found.window_calls else RUNNING if found.aggregates else PER_ROW
     window_function, window_column = found.window_calls[0] if found.window_calls else (None, None)
     return QueryShape(kind=kind, stream=read_streams[0], tables=tuple(sorted(found.tables & tables)),
-                      output_schema=_schema_of(df), window_function=window_function, window_column=window_column)
+                      output_schema=schema_of(df), window_function=window_function, window_column=window_column)
 
 
-class _Walk:
-    """Collects what the plan reads and which operators sit above a stream scan."""
-
-    def __init__(self, streams: set[str]) -> None:
-        self.stream_names = streams
-        self.streams: set[str] = set()
-        self.tables: set[str] = set()
-        self.stream_scans = 0
-        self.aggregates = self.window_functions = self.limit = False
-        self.aggregate_nodes = 0
-        self.window_calls: list[tuple[str, str | None]] = []  # (function, column it reads) in GROUP BY
-
-    def merge(self, other: _Walk) -> None:
-        self.streams |= other.streams
-        self.tables |= other.tables
-        self.stream_scans = max(self.stream_scans, other.stream_scans)
-        self.aggregates |= other.aggregates
-        self.window_functions |= other.window_functions
-        self.limit |= other.limit
-
-    def visit(self, node: LogicalPlan) -> bool:
-        """True when a stream is scanned at or below `node`."""
-        variant = node.to_variant()
-        name = type(variant).__name__
-        over_stream = False
-        for child in node.inputs():
-            over_stream |= self.visit(child)
-        if name == "TableScan":
-            table = variant.table_name().split(".")[-1]
-            self.tables.add(table)
-            if table in self.stream_names:
-                self.streams.add(table)
-                self.stream_scans += 1
-                return True
-        if over_stream:
-            self.aggregates |= name in ("Aggregate", "Distinct")
-            self.window_functions |= name in ("Window", "WindowExpr")
-            self.limit |= name == "Limit"
-            if name == "Aggregate":
-                self.aggregate_nodes += 1
-                self.window_calls += [c for e in variant.group_by_exprs() if (c := _window_call(e))]
-        return over_stream
-
-
-def _window_call(expr: Expr) -> tuple[str, str | None] | None:
-    """(window function, column name of its first argument) when `expr` is a window function call."""
-    if expr.variant_name() != "ScalarFunction" or expr.rex_call_operator() not in WINDOW_FUNCTIONS:
-        return None
-    operands = expr.rex_call_operands()
-    first = operands[0] if operands else None
-    column = first.to_variant().name() if first is not None and first.variant_name() == "Column" else None
-    return expr.rex_call_operator(), column
-
-
-def _schema_of(df: DataFrame) -> pa.Schema:
+def schema_of(df: DataFrame) -> pa.Schema:
+    """A planned query's result schema (older DataFusion releases gave it as another type)."""
     schema = df.schema()
     return schema if isinstance(schema, pa.Schema) else pa.schema(schema)
 

@@ -3,7 +3,7 @@
 Thousands of window subscriptions on one stream are usually one query per device:
 `SELECT tumble(ts, ...) AS w, count(*), avg(temp) FROM telemetry WHERE machine = 'm42' GROUP BY w`. Each
 would run its own partial aggregation over every micro-batch it matches. Subscriptions whose partial
-SQL (incremental.py) is the same text except for the routed literal (routing.py) instead share one
+SQL (incremental.py) is the same text except for the routed literal (equality_skip.py) instead share one
 query: the literal's conjunct becomes TRUE and the routed column becomes one more group key
 (`__route`); its result is split by that key and each subscription folds its own slice into its state,
 exactly the rows its own partial query would have produced. When windows close, the closed rows of
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from arros_mqtt.engine.equality_skip import Route
 from arros_mqtt.engine.incremental import IncrementalQuery
-from arros_mqtt.engine.routing import Route
 from arros_mqtt.engine.sql_text import Token, tokenize, top_level
 
 ROUTE_COLUMN = "__route"

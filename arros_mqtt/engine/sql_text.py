@@ -179,15 +179,16 @@ def split_commas(tokens: list[Token] | tuple[Token, ...]) -> list[list[Token]]:
 
 def _select_item(tokens: list[Token], sql: str) -> SelectItem:
     if len(tokens) >= 3 and tokens[-2].word == "as" and tokens[-1].kind in ("ident", "qident"):
-        return SelectItem(Span(tuple(tokens[:-2]), sql), _unquote(tokens[-1]))
+        return SelectItem(Span(tuple(tokens[:-2]), sql), identifier(tokens[-1]))
     if (len(tokens) >= 2 and tokens[-1].kind in ("ident", "qident") and tokens[-1].word not in KEYWORDS
             and (tokens[-2].text == ")" or tokens[-2].kind in ("ident", "qident", "str", "num"))
             and tokens[-2].text != "."):
-        return SelectItem(Span(tuple(tokens[:-1]), sql), _unquote(tokens[-1]))
+        return SelectItem(Span(tuple(tokens[:-1]), sql), identifier(tokens[-1]))
     return SelectItem(Span(tuple(tokens), sql), None)
 
 
-def _unquote(token: Token) -> str:
+def identifier(token: Token) -> str:
+    """The name an (optionally quoted) identifier token resolves to: unquoted ones lower-cased."""
     return token.text[1:-1].replace('""', '"') if token.kind == "qident" else token.text.lower()
 
 

@@ -1,19 +1,17 @@
-"""A running subscription: its definition, its plan's shape, its counters, and for aggregates its state."""
+"""A running subscription: its definition, its compiled plan, its operator (the state) and its counters;
+and a result it gives."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-from datafusion import SessionContext
 
 from arros_mqtt.config import SubscriptionConfig
-from arros_mqtt.engine.aggregate_state import AggregateState
-from arros_mqtt.engine.arrow_select import ArrowSelect
-from arros_mqtt.engine.incremental import PARTIAL
-from arros_mqtt.engine.readonly_sql import QueryShape, plan
-from arros_mqtt.engine.routing import Route
-from arros_mqtt.engine.shared_partial import SharedPartial
+from arros_mqtt.engine.incremental import RAW
+from arros_mqtt.engine.operators import Operator, Snapshot
+from arros_mqtt.engine.plan import SubscriptionPlan
+from arros_mqtt.engine.readonly_sql import QueryShape
 
 
 @dataclass
@@ -33,12 +31,14 @@ class SubscriptionStats:
 @dataclass
 class Subscription:
     config: SubscriptionConfig
-    shape: QueryShape
+    plan: SubscriptionPlan
+    operator: Operator  # `plan.start()`: the state between micro-batches
     stats: SubscriptionStats = field(default_factory=SubscriptionStats)
-    aggregate: AggregateState | None = None  # windowed and running subscriptions
-    route: Route | None = None  # (column, value) every output row needs: batches without it are skipped
-    arrow: ArrowSelect | None = None  # per-row queries simple enough for pyarrow alone
-    shared: SharedPartial | None = None  # routed windows whose partial query others can share
+
+    @classmethod
+    def start(cls, config: SubscriptionConfig, plan: SubscriptionPlan) -> Subscription:
+        """A new subscription for a compiled plan, its state empty."""
+        return cls(config, plan, plan.start())
 
     @property
     def name(self) -> str:
@@ -46,17 +46,39 @@ class Subscription:
 
     def describe(self) -> str:
         """The kind as `arros check` prints it, e.g. "windowed (tumble 10s, partial aggregates)"."""
-        state = self.aggregate
-        if state is None:
-            return self.shape.kind
-        detail = [state.window.describe()] if state.window else []
-        detail.append("partial aggregates" if state.query.mode == PARTIAL else "raw rows until the window closes")
-        return f"{self.shape.kind} ({', '.join(detail)})"
+        return self.plan.describe()
 
-    def run(self, ctx: SessionContext, batch: pa.Table) -> pa.Table:
-        """A per-row query over the micro-batch (also registered as the stream's table)."""
-        if self.arrow is not None:
-            return self.arrow.run(batch)
-        df = plan(ctx, self.config.sql)
-        batches = df.collect()
-        return pa.Table.from_batches(batches, schema=self.shape.output_schema)
+    @property
+    def shape(self) -> QueryShape:
+        """What planning its SQL found: kind, stream, tables read, result columns."""
+        return self.plan.shape
+
+    @property
+    def kernel(self) -> str:
+        """The kernel its steps run on: "datafusion" or "pyarrow"."""
+        return self.plan.kernel.name
+
+    @property
+    def keeps_state(self) -> bool:
+        """Whether it keeps rows between micro-batches (aggregates), which checkpoints save."""
+        return self.plan.aggregate is not None
+
+    @property
+    def holds_raw_rows(self) -> bool:
+        """Its state is the input rows of each open window: its aggregates cannot be merged incrementally."""
+        return self.plan.aggregate is not None and self.plan.aggregate.query.mode == RAW
+
+    def snapshot(self) -> Snapshot | None:
+        """Its state and counters for a checkpoint; None when it keeps none."""
+        return self.operator.snapshot()
+
+    def restore(self, table: pa.Table, counters: dict[str, int | None]) -> None:
+        """Its state from a checkpoint; ValueError if the table is not a state of this query."""
+        self.operator.restore(table, counters)
+
+
+@dataclass(frozen=True)
+class Result:
+    subscription: Subscription
+    table: pa.Table
+    late: bool = False  # True: stream rows that arrived behind the watermark, for the `late_output` topic

@@ -1,4 +1,4 @@
-"""Per-row subscriptions run by pyarrow (arrow_select.py) give exactly DuckDB's rows, NULLs included;
+"""Per-row subscriptions run by pyarrow (kernels/arrow_select.py) give exactly DuckDB's rows, NULLs included;
 queries outside the simple subset are left to DataFusion."""
 
 from __future__ import annotations
@@ -7,7 +7,9 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from arros_mqtt.engine.arrow_select import compile_select
+from arros_mqtt.engine import PYARROW
+from arros_mqtt.engine.kernels.arrow_select import compile_select
+from arros_mqtt.engine.logical_plan import read_plan
 from arros_mqtt.engine.readonly_sql import analyze, plan
 from tests.engine_support import ARRIVAL_MS, subscribe, telemetry_engine
 
@@ -35,7 +37,7 @@ def test_pyarrow_rows_equal_duckdb(where):
     engine = telemetry_engine()
     sql = f"SELECT machine AS m, temp, rpm FROM telemetry WHERE {where}"
     subscription = subscribe(engine, sql)
-    assert subscription.arrow is not None, "this query should run on pyarrow"
+    assert subscription.kernel == PYARROW, "this query should run on pyarrow"
     table = _table(engine)
     results = engine.process("telemetry", table)
     got = results[0].table.to_pylist() if results else []
@@ -59,13 +61,14 @@ def test_other_queries_stay_with_datafusion(sql):
     engine = telemetry_engine()
     shape = analyze(engine._ctx, sql, {"telemetry"}, set())
     schema = engine.streams["telemetry"].full_schema()
-    assert compile_select(plan(engine._ctx, sql).logical_plan(), "telemetry", schema, shape.output_schema) is None
+    assert compile_select(read_plan(plan(engine._ctx, sql).logical_plan()), "telemetry", schema,
+                          shape.output_schema) is None
 
 
 def test_select_star_and_alias_run_on_pyarrow():
     engine = telemetry_engine()
     star = subscribe(engine, "SELECT * FROM telemetry t WHERE t.temp > 60", "star")
-    assert star.arrow is not None
+    assert star.kernel == PYARROW
     (result,) = engine.process("telemetry", _table(engine))
     assert result.table.column("temp").to_pylist() == [99.9, 70.0, 1000.0]
     assert result.table.schema == star.shape.output_schema

@@ -1,4 +1,4 @@
-"""Window subscriptions on pyarrow kernels (engine/arrow_window.py): which queries take that path, and that
+"""Window subscriptions on pyarrow kernels (engine/kernels/arrow_aggregate.py): which queries take that path, and that
 a checkpoint taken mid-window restores into it with results still equal to DuckDB's batch computation."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from arros_mqtt.config import SubscriptionConfig
 from arros_mqtt.core.topics import OutputTemplate
 from arros_mqtt.durability.checkpoint import CheckpointStore
-from arros_mqtt.engine import Engine
+from arros_mqtt.engine import DATAFUSION, PYARROW, Engine
 from tests.engine_support import batch as stream_batch
 from tests.engine_support import subscribe, telemetry_engine
 from tests.unit.test_sql_golden import (
@@ -42,9 +42,9 @@ def test_golden_cases_run_on_arrow_kernels(name: str, final_on_arrow: bool):
     case = load(SQL_DIR / f"{name}.toml")
     engine = engine_for(case)
     subscription = golden(engine, case)
-    state = subscription.aggregate
-    assert state.arrow is not None
-    assert (state.arrow.outputs is not None) is final_on_arrow
+    kernel = subscription.plan.kernel
+    assert kernel.name == PYARROW
+    assert (kernel.outputs is not None) is final_on_arrow
     assert ("final query in DataFusion" in engine.explain(subscription)["kernels"]) is not final_on_arrow
 
 
@@ -64,7 +64,7 @@ def test_golden_cases_run_on_arrow_kernels(name: str, final_on_arrow: bool):
 def test_other_shapes_stay_on_datafusion(sql: str):
     engine = telemetry_engine()
     subscription = subscribe(engine, sql)
-    assert subscription.aggregate.arrow is None
+    assert subscription.kernel == DATAFUSION
     assert "kernels" not in engine.explain(subscription)
 
 
@@ -86,9 +86,10 @@ def test_a_checkpoint_mid_window_restores_into_the_arrow_path(tmp_path, name: st
     batches = batches_of(generate(case["generate"]), case)
     half = len(batches) // 2
     first = engine_for(case)
-    state = golden(first, case).aggregate
+    subscription = golden(first, case)
+    state = subscription.operator
     before, late_before = feed(first, batches[:half])
-    assert state.arrow is not None and state.rows > 0, "windows are open when the checkpoint is taken"
+    assert subscription.kernel == PYARROW and state.rows > 0, "windows are open when the checkpoint is taken"
     store = CheckpointStore(tmp_path)
     store.write(first, seq=half, archive_from=0, confirmed=half)
     store.promote()
@@ -104,13 +105,13 @@ def test_a_checkpoint_mid_window_restores_into_the_arrow_path(tmp_path, name: st
     expected, expected_late = run_duckdb(case, batches)
     assert late_before + late_after == expected_late
     assert_same_rows(before + after, expected)
-    assert second.subscriptions["golden"].aggregate.rows == 0
+    assert second.subscriptions["golden"].operator.rows == 0
 
 
 def test_a_state_fed_one_row_at_a_time_stays_few_chunks_and_closes_right():
     """Micro-batches of one row each (a slow stream) append a chunk per batch; past MAX_STATE_CHUNKS the
     state is made one chunk, and the windows still close with the counts and sums of all rows."""
-    from arros_mqtt.engine.aggregate_state import MAX_STATE_CHUNKS
+    from arros_mqtt.engine.operators.state import MAX_STATE_CHUNKS
 
     engine = telemetry_engine()
     sub = subscribe(engine, "SELECT machine, tumble(ts, INTERVAL '10 seconds') AS window, count(*) AS n, "
@@ -119,8 +120,8 @@ def test_a_state_fed_one_row_at_a_time_stays_few_chunks_and_closes_right():
     results = []
     for i in range(500):  # 2 machines, 5 s of rows every 10 ms: every window stays open (1 s watermark)
         results += engine.process("telemetry", stream_batch(engine, [base + i * 10], [f"m{i % 2}"], [float(i)]))
-        assert sub.aggregate.table.column(0).num_chunks <= MAX_STATE_CHUNKS + 1
-    assert sub.aggregate.bytes > 0
+        assert sub.operator.table.column(0).num_chunks <= MAX_STATE_CHUNKS + 1
+    assert sub.operator.bytes > 0
     results += engine.process("telemetry", stream_batch(engine, [base + 60_000], ["m0"], [0.0]))  # closes them
     closed = pa.concat_tables([r.table for r in results]).sort_by("machine").to_pylist()
     assert [(r["machine"], r["n"], r["total"]) for r in closed] == [

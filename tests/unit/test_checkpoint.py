@@ -79,6 +79,6 @@ def test_a_changed_query_starts_empty_and_a_pending_checkpoint_is_not_used(tmp_p
     checkpoint = reopened.load()
     assert checkpoint.seq == 3 and not list(tmp_path.glob("pending-*"))
     assert reopened.restore(checkpoint, changed, now=0.0) == ["running"]
-    assert changed.subscriptions["tumbling"].aggregate.rows == 0
-    assert changed.subscriptions["running"].aggregate.table.equals(engine.subscriptions["running"].aggregate.table)
-    assert isinstance(changed.subscriptions["running"].aggregate.table, pa.Table)
+    assert changed.subscriptions["tumbling"].operator.rows == 0
+    assert changed.subscriptions["running"].operator.table.equals(engine.subscriptions["running"].operator.table)
+    assert isinstance(changed.subscriptions["running"].operator.table, pa.Table)

@@ -8,8 +8,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from arros_mqtt.engine.equality_skip import equality_route
+from arros_mqtt.engine.logical_plan import read_plan
 from arros_mqtt.engine.readonly_sql import plan
-from arros_mqtt.engine.routing import equality_route
 from arros_mqtt.engine.shared_partial import share_partial
 from tests.engine_support import batch, subscribe, telemetry_engine
 
@@ -29,17 +30,17 @@ def test_route_of_a_where_clause(where, route):
     engine = telemetry_engine()
     sql = f"SELECT machine, temp FROM telemetry WHERE {where}"
     schema = engine.streams["telemetry"].full_schema()
-    assert equality_route(plan(engine._ctx, sql).logical_plan(), "telemetry", schema) == route
+    assert equality_route(read_plan(plan(engine._ctx, sql).logical_plan()), "telemetry", schema) == route
 
 
 def test_routed_subscriptions_are_planned_with_their_route():
     engine = telemetry_engine()
-    assert subscribe(engine, "SELECT * FROM telemetry WHERE machine = 'm1'", "f").route == ("machine", "m1")
+    assert subscribe(engine, "SELECT * FROM telemetry WHERE machine = 'm1'", "f").plan.route == ("machine", "m1")
     windowed = subscribe(engine, "SELECT tumble(ts, INTERVAL '10 seconds') AS w, count(*) AS n FROM telemetry "
                          "WHERE machine = 'm1' GROUP BY w", "w")
-    assert windowed.route == ("machine", "m1")
+    assert windowed.plan.route == ("machine", "m1")
     running = subscribe(engine, "SELECT count(*) AS n FROM telemetry WHERE machine = 'm1'", "r")
-    assert running.route is None  # a running aggregate without keys emits on every batch: never skipped
+    assert running.plan.route is None  # a running aggregate without keys emits on every batch: never skipped
 
 
 def test_many_routed_subscriptions_match_duckdb():
@@ -51,9 +52,9 @@ def test_many_routed_subscriptions_match_duckdb():
         subscribe(engine, f"SELECT machine, ts, temp FROM telemetry WHERE machine = '{m}' AND temp > 50", f"f{m}")
         subscribe(engine, "SELECT tumble(ts, INTERVAL '1 second') AS w, machine, count(*) AS n, max(temp) AS hi "
                   f"FROM telemetry WHERE machine = '{m}' GROUP BY w, machine", f"w{m}", late_output="late/x")
-    assert engine.subscriptions["wm0"].shared is not None  # the 30 windows share one partial query per batch
-    assert engine.subscriptions["wm0"].shared.key == engine.subscriptions["wm29"].shared.key
-    assert engine.subscriptions["wm0"].shared.final is not None  # ... and one final query when windows close
+    assert engine.subscriptions["wm0"].plan.shared is not None  # the 30 windows share one partial query per batch
+    assert engine.subscriptions["wm0"].plan.shared.key == engine.subscriptions["wm29"].plan.shared.key
+    assert engine.subscriptions["wm0"].plan.shared.final is not None  # ... and one final query when windows close
     rng = np.random.default_rng(3)
     rows, per_row, windows, late_rows = [], {}, {}, {}
     for b in range(40):
@@ -115,7 +116,7 @@ def test_two_subscriptions_for_the_same_value_each_get_the_full_window():
            "WHERE machine = '{m}' GROUP BY w")
     for name, machine in (("a", "m1"), ("b", "m1"), ("c", "m2")):
         subscribe(engine, sql.format(m=machine), name)
-    assert engine.subscriptions["a"].shared.final_key == engine.subscriptions["c"].shared.final_key
+    assert engine.subscriptions["a"].plan.shared.final_key == engine.subscriptions["c"].plan.shared.final_key
     results = engine.process("telemetry", batch(engine, [START + i for i in range(6)], ["m1", "m2"] * 3,
                                                  [1.0, 10.0, 2.0, 20.0, 3.0, 30.0]))
     results += engine.tick(START / 1000 + 3600)

@@ -4,7 +4,7 @@
     FROM telemetry [WHERE <simple predicate>] GROUP BY window, machine
 
 (tumble or hop; count, sum, avg, min, max of plain columns; plain key columns; a WHERE that
-`arrow_select` compiles) is what most telemetry windows look like. DataFusion runs each query with
+arrow_predicate.py compiles) is what most telemetry windows look like. DataFusion runs each query with
 ~1-5 ms of fixed cost (planning, registering tables, a Python UDF call for the window), which at
 10,000-row micro-batches costs more than the aggregation itself. Here, per micro-batch, the pane is
 numpy arithmetic on the event time and the partial aggregate one `Table.group_by(...).aggregate(...)`;
@@ -13,7 +13,8 @@ compacting the state and finishing closed windows are group-bys over state rows 
 The state keeps exactly the columns and types of the DataFusion partial query (incremental.py), so
 checkpoints, `arros explain`, shared partials and the DataFusion steps still apply to it: a query
 whose select list is more than the window, keys and bare aggregates (or that has HAVING, ORDER BY,
-DISTINCT) takes only the partial and the compaction from here and its final query from DataFusion.
+DISTINCT) takes only the partial and the compaction from here and its final from the DataFusion
+kernel it is given.
 SQL semantics kept: NULL keys form a group; count(col), sum, min, max and avg skip NULL values; sum,
 min, max and avg of only NULLs are NULL; avg is sum / count as DOUBLE; sums widen as DataFusion's do
 (the input is cast to the state column's type first).
@@ -26,29 +27,17 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from datafusion import LogicalPlan
 
-from arros_mqtt.engine.arrow_select import Evaluate, compile_predicate
+from arros_mqtt.engine.aggregates import PartialColumn
 from arros_mqtt.engine.incremental import PARTIAL, WINDOW_END, WINDOW_START, IncrementalQuery
-from arros_mqtt.engine.sql_text import Span
+from arros_mqtt.engine.kernels import PYARROW, AggregateKernel
+from arros_mqtt.engine.kernels.arrow_predicate import Evaluate, compile_predicate, evaluates
+from arros_mqtt.engine.logical_plan import PlanNode, aggregate_input, stream_read
+from arros_mqtt.engine.sql_text import Span, identifier
 from arros_mqtt.engine.window_functions import HOP, TIMESTAMP, TUMBLE, WINDOW_TYPE, WindowSpec, event_ms, floor_to
 
-_MERGE = {"count": "sum", "count_all": "sum", "sum": "sum", "min": "min", "max": "max"}
 _ONLY_VALID = pc.CountOptions(mode="only_valid")
 _ALL = pc.CountOptions(mode="all")
-
-
-@dataclass(frozen=True)
-class PartialColumn:
-    """One state column: `function` of stream column `source` per (pane, keys); partials combine by `merge`."""
-
-    name: str
-    function: str  # pyarrow hash aggregate: count, count_all, sum, min, max
-    source: str | None  # None for count(*)
-
-    @property
-    def merge(self) -> str:
-        return _MERGE[self.function]
 
 
 @dataclass(frozen=True)
@@ -57,23 +46,26 @@ class OutputColumn:
     state: tuple[str, ...]  # the state columns it reads (avg: sum, count)
 
 
-class ArrowWindow:
+class ArrowAggregate:
     """Partial, compaction and final of one window subscription over pyarrow tables in the state's schema."""
+
+    name = PYARROW
 
     def __init__(self, event_column: str, slide_ms: int, keys: tuple[str, ...], predicate: Evaluate | None,
                  partials: tuple[PartialColumn, ...], outputs: tuple[OutputColumn, ...] | None,
-                 state_schema: pa.Schema, output_schema: pa.Schema) -> None:
+                 state_schema: pa.Schema, output_schema: pa.Schema, fallback: AggregateKernel | None) -> None:
         self.event_column = event_column
         self.slide_ms = slide_ms
         self.keys = keys  # stream columns, state columns __k0, __k1, ...
         self.predicate = predicate
         self.partials = partials
-        self.outputs = outputs  # None: the final query runs in DataFusion
+        self.outputs = outputs  # None: `fallback` (the DataFusion kernel) runs the final
         self.state_schema = state_schema
         self.output_schema = output_schema
+        self.fallback = fallback
         self._group = [WINDOW_START, *(f"__k{i}" for i in range(len(keys)))]
 
-    def describe(self) -> str:
+    def describe(self) -> str | None:
         """What runs on pyarrow kernels, for `arros explain`."""
         if self.outputs is None:
             return "pyarrow: partial aggregates and compaction; the final query in DataFusion"
@@ -113,12 +105,14 @@ class ArrowWindow:
 
     def final(self, closed: pa.Table) -> pa.Table:
         """The query's result rows for closed windows' state rows (labelled with their window)."""
+        if self.outputs is None:
+            return self.fallback.final(closed)
         grouped, merged = self._merged(closed)
         if grouped.num_rows == 0:
             return self.output_schema.empty_table()
         by_name = dict(zip([p.name for p in self.partials], merged, strict=True))
         columns = []
-        for output in self.outputs or ():
+        for output in self.outputs:
             if output.kind == "window":
                 bounds = [grouped.column(WINDOW_START).combine_chunks(), grouped.column(WINDOW_END).combine_chunks()]
                 columns.append(pa.StructArray.from_arrays(bounds, fields=list(WINDOW_TYPE)))
@@ -134,9 +128,9 @@ class ArrowWindow:
 
     def _merged(self, state: pa.Table) -> tuple[pa.Table, list[pa.ChunkedArray]]:
         group = [WINDOW_START, WINDOW_END, *self._group[1:]]
-        aggregations = [(p.name, p.merge) for p in self.partials]
+        aggregations = [(p.name, p.arrow_merge) for p in self.partials]
         grouped = state.group_by(group, use_threads=False).aggregate(aggregations)
-        return grouped, [grouped.column(f"{p.name}_{p.merge}") for p in self.partials]
+        return grouped, [grouped.column(f"{p.name}_{p.arrow_merge}") for p in self.partials]
 
     def _state(self, starts: pa.ChunkedArray, ends: pa.ChunkedArray, grouped: pa.Table,
                values: list[pa.ChunkedArray]) -> pa.Table:
@@ -150,48 +144,56 @@ def _conform(columns: list, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(cast, schema=schema)
 
 
-def compile_window(query: IncrementalQuery, window: WindowSpec | None, event_column: str,
-                   logical_plan: LogicalPlan, stream: str, stream_schema: pa.Schema, state_schema: pa.Schema,
-                   output_schema: pa.Schema) -> ArrowWindow | None:
-    """An `ArrowWindow` doing what the DataFusion steps do, or None when the query is not that simple."""
+def compile_aggregate(query: IncrementalQuery, window: WindowSpec | None, event_column: str, plan: PlanNode,
+                      stream: str, stream_schema: pa.Schema, state_schema: pa.Schema, output_schema: pa.Schema,
+                      fallback: AggregateKernel) -> ArrowAggregate | None:
+    """An `ArrowAggregate` doing what the DataFusion steps do, or None when the query is not that simple;
+    `fallback` runs its final when the select list is more than the window, keys and bare aggregates."""
     if query.mode != PARTIAL or window is None or window.kind not in (TUMBLE, HOP):
         return None
-    predicate = _input_predicate(logical_plan, stream, stream_schema)
-    if predicate is False:
+    predicate = _input_predicate(plan, stream, stream_schema)
+    keys = tuple(_column(span, stream_schema) for span in query.key_exprs)
+    partials = tuple(c for m in query.mergeables for c in m.columns)
+    if predicate is False or None in keys or not _on_arrow(query, partials, stream_schema) \
+            or [p.name for p in partials] != state_schema.names[2 + len(keys):]:
         return None
-    keys = [_column(span, stream_schema) for span in query.key_exprs]
-    partials: list[PartialColumn] = []
-    kinds: list[tuple[str, tuple[str, ...]]] = []  # per aggregate call: (kind, its state columns)
-    for j, call in enumerate(query.calls):
-        if call.distinct or call.filter or call.order_by or call.within_group or len(call.args) != 1:
-            return None
-        name = "avg" if call.name == "mean" else call.name
-        arg = call.args[0]
-        counts_rows = name == "count" and (arg.text == "*" or (len(arg.tokens) == 1 and arg.tokens[0].kind == "num"))
-        source = None if counts_rows else _column(arg, stream_schema)
-        if name not in ("count", "sum", "avg", "min", "max") or (source is None and not counts_rows):
-            return None
-        if name in ("sum", "avg") and not _numeric(stream_schema.field(source).type):
-            return None
-        if name == "avg":
-            partials += [PartialColumn(f"__a{j}_sum", "sum", source), PartialColumn(f"__a{j}_n", "count", source)]
-            kinds.append(("avg", (f"__a{j}_sum", f"__a{j}_n")))
+    outputs = _outputs(query)
+    partial_runs, final_runs = _proven(event_column, window.slide_ms, keys, partials, outputs, stream_schema,
+                                       state_schema, output_schema)
+    if not partial_runs or (predicate is not None and not evaluates(predicate, stream_schema)):
+        return None
+    return ArrowAggregate(event_column, window.slide_ms, keys, predicate, partials,
+                          outputs if final_runs else None, state_schema, output_schema, fallback)
+
+
+def _on_arrow(query: IncrementalQuery, partials: tuple[PartialColumn, ...], stream_schema: pa.Schema) -> bool:
+    """Every aggregate has a pyarrow form, over stream columns (numeric ones for sum and avg)."""
+    if len(query.mergeables) != len(query.calls) or any(m.kind is None for m in query.mergeables):
+        return False
+    for part in partials:
+        if part.source is None:
+            continue
+        if part.source not in stream_schema.names:
+            return False
+        if part.function == "sum" and not _numeric(stream_schema.field(part.source).type):
+            return False
+    return True
+
+
+def _outputs(query: IncrementalQuery) -> tuple[OutputColumn, ...] | None:
+    """What each select item is, when all are the window, a key or one aggregate as written."""
+    if query.select_refs is None:
+        return None
+    outputs = []
+    for kind, index in query.select_refs:
+        if kind == "window":
+            outputs.append(OutputColumn("window", ()))
+        elif kind == "key":
+            outputs.append(OutputColumn("key", (f"__k{index}",)))
         else:
-            partials.append(PartialColumn(f"__a{j}", "count_all" if counts_rows else name, source))
-            kinds.append((name, (f"__a{j}",)))
-    if None in keys or [p.name for p in partials] != state_schema.names[2 + len(keys):]:
-        return None
-    outputs = None
-    if query.select_refs is not None:
-        outputs = tuple(OutputColumn("window", ()) if kind == "window" else
-                        OutputColumn("key", (f"__k{index}",)) if kind == "key" else OutputColumn(*kinds[index])
-                        for kind, index in query.select_refs)
-    partial_runs, final_runs = _proven(event_column, window.slide_ms, tuple(keys), tuple(partials), outputs,
-                                       stream_schema, state_schema, output_schema)
-    if not partial_runs or (predicate is not None and not _evaluates(predicate, stream_schema)):
-        return None
-    return ArrowWindow(event_column, window.slide_ms, tuple(keys), predicate, tuple(partials),
-                       outputs if final_runs else None, state_schema, output_schema)
+            mergeable = query.mergeables[index]
+            outputs.append(OutputColumn(mergeable.kind, tuple(c.name for c in mergeable.columns)))
+    return tuple(outputs)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -203,7 +205,7 @@ def _proven(event_column: str, slide_ms: int, keys: tuple[str, ...], partials: t
     one = pa.table({f.name: pa.nulls(1, f.type) for f in stream_schema})
     one = one.set_column(stream_schema.get_field_index(event_column), event_column,
                          pa.array([0]).cast(stream_schema.field(event_column).type))
-    trial = ArrowWindow(event_column, slide_ms, keys, None, partials, outputs, state_schema, output_schema)
+    trial = ArrowAggregate(event_column, slide_ms, keys, None, partials, outputs, state_schema, output_schema, None)
     try:  # any failure of the trial means: leave this query (or its final) to DataFusion
         state = trial.merge(trial.partial(one))
     except Exception:
@@ -216,46 +218,24 @@ def _proven(event_column: str, slide_ms: int, keys: tuple[str, ...], partials: t
         return True, False
 
 
-def _evaluates(predicate: Evaluate, stream_schema: pa.Schema) -> bool:
-    """The compiled WHERE runs on a micro-batch of the stream's types (kernels exist for them)."""
-    try:
-        predicate(stream_schema.empty_table())
-    except Exception:
-        return False
-    return True
-
-
-def _input_predicate(logical_plan: LogicalPlan, stream: str, schema: pa.Schema) -> Evaluate | bool | None:
+def _input_predicate(plan: PlanNode, stream: str, schema: pa.Schema) -> Evaluate | bool | None:
     """The WHERE of an aggregate that reads the stream directly: None without one, False when the plan
     has any other shape (joins, subqueries, a WHERE pyarrow cannot evaluate)."""
-    node = logical_plan
-    while type(node.to_variant()).__name__ in ("Projection", "Sort", "Filter", "Distinct") and node.inputs():
-        if type(node.to_variant()).__name__ == "Filter" and type(node.inputs()[0].to_variant()).__name__ != "Aggregate":
-            break
-        node = node.inputs()[0]
-    if type(node.to_variant()).__name__ != "Aggregate":
+    below = aggregate_input(plan)
+    read = stream_read(below, stream) if below is not None else None
+    if read is None:
         return False
-    node = node.inputs()[0]
-    predicate = None
-    if type(node.to_variant()).__name__ == "Filter":
-        predicate = compile_predicate(node.to_variant().predicate(), schema)
-        if predicate is None:
-            return False
-        node = node.inputs()[0]
-    if type(node.to_variant()).__name__ == "SubqueryAlias":
-        node = node.inputs()[0]
-    scan = node.to_variant()
-    if type(scan).__name__ != "TableScan" or scan.table_name().split(".")[-1] != stream:
-        return False
-    return predicate
+    if read.predicate is None:
+        return None
+    predicate = compile_predicate(read.predicate, schema)
+    return False if predicate is None else predicate
 
 
 def _column(span: Span, schema: pa.Schema) -> str | None:
     """The stream column a one-identifier expression names (as DataFusion resolves it), else None."""
     if len(span.tokens) != 1 or span.tokens[0].kind not in ("ident", "qident"):
         return None
-    token = span.tokens[0]
-    name = token.text[1:-1].replace('""', '"') if token.kind == "qident" else token.text.lower()
+    name = identifier(span.tokens[0])
     return name if name in schema.names else None
 
 

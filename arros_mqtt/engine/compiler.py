@@ -49,10 +49,12 @@ def compile_subscription(config: SubscriptionConfig, session: SqlSession, stream
         return SubscriptionPlan(shape, equality_route(node, shape.stream, stream_schema),
                                 _select_kernel(kernel, session, config.sql, node, shape, stream_schema))
     query, window, event_column = _incremental(config, shape, streams[shape.stream], session)
-    datafusion, state_schema = _datafusion_aggregate(session, config.name, query, window, shape)
+    datafusion = _datafusion_aggregate(session, config.name, query, window, shape)
+    state_schema = datafusion.state_schema
     node = read_plan(session.plan(config.sql).logical_plan())
     # a running aggregate without keys emits on every batch, so it is never skipped
     route = equality_route(node, shape.stream, stream_schema) if shape.kind == WINDOWED else None
+    # None for running aggregates: which groups a batch changed is a join only DataFusion runs
     arrow = None if kernel == DATAFUSION else compile_aggregate(
         query, window, event_column, node, shape.stream, stream_schema, state_schema, shape.output_schema, datafusion)
     chosen: AggregateKernel = _chosen(kernel, arrow, datafusion)
@@ -95,14 +97,13 @@ def _incremental(config: SubscriptionConfig, shape: QueryShape, stream: StreamCo
 
 
 def _datafusion_aggregate(session: SqlSession, name: str, query: IncrementalQuery, window: WindowSpec | None,
-                          shape: QueryShape) -> tuple[DataFusionAggregate, pa.Schema]:
-    """The DataFusion kernel (every step planned once) and the state schema its partial query gives."""
+                          shape: QueryShape) -> DataFusionAggregate:
+    """The DataFusion kernel, every step planned once; its state schema is what the partial query gives."""
     try:
         state_schema = schema_of(session.plan(query.partial))
-        kernel = DataFusionAggregate(session, shape.stream, name, query, window, state_schema, shape.output_schema)
+        return DataFusionAggregate(session, shape.stream, name, query, window, state_schema, shape.output_schema)
     except SqlError as exc:
         raise SqlError(f"cannot run this query incrementally: {exc}") from None
-    return kernel, state_schema
 
 
 def _window_spec(call: WindowCall, session: SqlSession) -> WindowSpec:

@@ -1,5 +1,5 @@
-"""A running subscription: its definition, its compiled plan, its operator (the state) and its counters;
-and a result it gives."""
+"""A running subscription (its definition, compiled plan, operator holding its state, counters) and the
+results it gives."""
 
 from __future__ import annotations
 

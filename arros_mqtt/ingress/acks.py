@@ -13,8 +13,8 @@ packet ids in sequence (Mosquitto: previous + 1), so an id comes back for a diff
 after 65,535 others, far more than `RECENT`.
 
 This holds while fewer than `RECENT` logged messages lack a PUBACK the broker received when a crash
-comes: the ingress client writes PUBACKs between its reads (`ingress/bulk_read.py`), and the log
-keeps the records with the last `RECENT` ids (`Journal`). When PUBACKs waited for the socket to run
+comes: the ingress client writes PUBACKs between its reads (`transport/bulk_read.py`), and the log
+keeps the records with the last `RECENT` ids (`service/round_driver.py`). When PUBACKs waited for the socket to run
 dry, a crash 2 s into draining a backlog left 23k-44k logged messages unacknowledged; Mosquitto
 2.0.11 redelivers everything it had sent (more than our Receive Maximum once PUBACKs flow), the
 oldest first, so each of those restarts logged all of them again. Remembering more ids is no fix: a
@@ -36,8 +36,8 @@ _MID, _QOS, _LEFT = 0, 1, 2  # an entry: [packet id, QoS, streams whose batch is
 
 
 class AckLedger:
-    def __init__(self, send: Callable[[int], object]) -> None:
-        self._send = send  # sends a PUBACK for a packet id (paho's `Client.ack(mid, 1)`; thread-safe)
+    def __init__(self, send: Callable[[list[int]], object]) -> None:
+        self._send = send  # sends PUBACKs for packet ids, in order (one write for all of them; thread-safe)
         self._lock = threading.Lock()
         self._order: deque[list[int]] = deque()  # every message not yet acknowledged, in arrival order
         self._fifo: dict[str, deque[list[int]]] = {}  # per stream: messages not yet in a micro-batch
@@ -101,6 +101,7 @@ class AckLedger:
 
     def _flush(self) -> None:
         order, pending, recent = self._order, self._pending, self._recent
+        mids = []
         while order and order[0][_LEFT] <= 0:
             mid, qos, _ = order.popleft()
             if qos:
@@ -109,5 +110,7 @@ class AckLedger:
                 recent.move_to_end(mid)
                 if len(recent) > RECENT:
                     recent.popitem(last=False)
-                self._send(mid)
-                self.acked += 1
+                mids.append(mid)
+        if mids:
+            self._send(mids)
+            self.acked += len(mids)

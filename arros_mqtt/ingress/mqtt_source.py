@@ -51,7 +51,7 @@ class MqttSource:
         self.client.on_message = self._on_message
         if ledger is not None:
             self.client.manual_ack_set(True)
-        self.client.on_publishes = self._on_publishes
+        self.client.on_publishes_with_ids = self._on_publishes
         if presence is not None:
             self.client.will_set(presence.topic, presence.offline, qos=presence.qos, retain=True)
 
@@ -63,9 +63,9 @@ class MqttSource:
         """Take no more messages (they stay unacknowledged); acknowledgements still go out."""
         self._paused = True
 
-    def acknowledge(self, mid: int) -> None:
-        """PUBACK for a QoS 1 message (the ledger calls this; paho queues it for its network thread)."""
-        self.client.ack(mid, 1)
+    def acknowledge(self, mids: list[int]) -> None:
+        """PUBACKs for QoS 1 messages, in order (the ledger calls this; one write queued for paho's thread)."""
+        self.client.send_pubacks(mids)
 
     def stop(self) -> None:
         """Stop receiving; the persistent session keeps what arrives meanwhile for the next start."""
@@ -83,21 +83,23 @@ class MqttSource:
         for name in streams:
             self._sink(name, topic, message.payload, received)
 
-    def _on_publishes(self, topics: list[bytes], payloads: list[bytes]) -> None:
-        """QoS 0 messages taken in bulk from the socket (`BulkReadClient`): the same as `_on_message`,
-        handed on per stream as lists (one lock round in the micro-batcher instead of one per message)."""
+    def _on_publishes(self, topics: list[bytes], payloads: list[bytes], mids: list[int], dups: list[bool]) -> None:
+        """QoS 0 and 1 messages taken in bulk from the socket (`BulkReadClient`): the same as `_on_message`,
+        handed on per stream as lists (one lock round in the micro-batcher instead of one per message).
+        Without the ledger, their PUBACKs go out once they are handed on, as paho's would."""
         if self._paused:
             return
         received = time.time_ns() // 1_000_000
         routes, ledger = self._raw_routes, self._ledger
         by_stream: dict[str, tuple[list[str], list[bytes]]] = {}
-        for raw, payload in zip(topics, payloads, strict=True):
+        for raw, payload, mid, dup in zip(topics, payloads, mids, dups, strict=True):
             route = routes.get(raw)
             if route is None:
                 route = self._raw_route(raw)
             topic, streams = route
-            if ledger is not None:  # QoS 0 messages hold their place in the acknowledgement order too
-                ledger.received(0, 0, False, streams)
+            # every message holds its place in the acknowledgement order, QoS 0 ones too
+            if ledger is not None and not ledger.received(mid, 1 if mid else 0, dup, streams):
+                continue  # a copy of a logged message: the ledger acknowledged it again
             for name in streams:
                 lists = by_stream.get(name)
                 if lists is None:
@@ -106,6 +108,8 @@ class MqttSource:
                 lists[1].append(payload)
         for name, (stream_topics, stream_payloads) in by_stream.items():
             self._sink_many(name, stream_topics, stream_payloads, received)
+        if ledger is None:
+            self.client.send_pubacks([mid for mid in mids if mid])
 
     def _sink_each(self, stream: str, topics: list[str], payloads: list[bytes], received: int) -> None:
         for topic, payload in zip(topics, payloads, strict=True):

@@ -52,9 +52,9 @@ class ClientTransport:
         """Acknowledge messages when the ledger says (their rows are durable), not on receipt."""
         self._ledger = ledger
 
-    def acknowledge(self, mid: int) -> None:
+    def acknowledge(self, mids: list[int]) -> None:
         if self.source is not None:
-            self.source.acknowledge(mid)
+            self.source.acknowledge(mids)
 
     def receiving(self) -> bool:
         """True while the ingress client is connected."""

@@ -1,5 +1,5 @@
-"""paho's client reading its socket in large chunks and taking QoS 0 PUBLISH packets in bulk: the
-ingress client's receive path.
+"""paho's client reading its socket in large chunks and taking QoS 0 (and QoS 1) PUBLISH packets in bulk:
+the ingress client's receive path.
 
 paho reads each packet with ~3 `recv` calls (the type byte, the length bytes one at a time, the
 body), goes back to `select` after each, and builds an `MQTTMessage` (with a `Condition`) for each;
@@ -9,13 +9,16 @@ at tens of thousands of small messages a second that is most of the network thre
   paho_internals.py with every other use of paho's private names);
 - `loop_read` first takes every complete QoS 0 PUBLISH at the head of the buffer itself (a few byte
   operations each) and hands them to `on_publishes` as lists, then lets paho parse the next packet,
-  and repeats while buffered bytes remain (nothing already read waits for the next `select`);
+  and repeats while buffered bytes remain (nothing already read waits for the next `select`); with
+  `on_publishes_with_ids` set instead, QoS 1 PUBLISHes are taken too, with their packet ids and DUP
+  flags, and that callback acknowledges them (`send_pubacks`, one write for many);
 - between those rounds it writes what is queued (the ledger's PUBACKs): while a broker streams a
   backlog the buffer never runs dry, and without this not one PUBACK left in the seconds before a
-  crash, so the broker redelivered every message of them (see `durability/acks.py`).
+  crash, so the broker redelivered every message of them (see `ingress/acks.py`).
 
 `on_message` is called without paho's matching against per-filter callbacks (the ingress client has
-none). Everything else stays paho's own: CONNACK, SUBACK, PINGRESP, QoS 1/2 PUBLISHes (and their acks),
+none). Everything else stays paho's own: CONNACK, SUBACK, PINGRESP, QoS 2 PUBLISHes (and QoS 1 ones
+without `on_publishes_with_ids`),
 MQTT 5 PUBLISHes that carry properties, anything malformed, packets split across reads, keepalive
 and reconnects. A new socket (reconnect) starts with an empty buffer.
 """
@@ -30,6 +33,9 @@ from arros_mqtt.transport.paho_internals import ReadHooks
 
 READ_SIZE = 256 * 1024
 OnPublishes = Callable[[list[bytes], list[bytes]], None]  # (topics, payloads) of QoS 0 PUBLISHes, in order
+# (topics, payloads, packet ids, DUP flags) of QoS 0 and 1 PUBLISHes, in order; packet id 0 = QoS 0. The
+# callback owns the QoS 1 acknowledgements (`send_pubacks`): paho sends none for these.
+OnPublishesWithIds = Callable[[list[bytes], list[bytes], list[int], list[bool]], None]
 
 
 class BulkReadClient(ReadHooks):
@@ -38,11 +44,15 @@ class BulkReadClient(ReadHooks):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.on_publishes: OnPublishes | None = None
+        self.on_publishes_with_ids: OnPublishesWithIds | None = None  # set: QoS 1 is taken in bulk too
 
     def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
         while True:
-            if self.on_publishes is not None and self.buffered and self.between_packets:
-                self._take_publishes(self.on_publishes)
+            if self.buffered and self.between_packets:
+                if self.on_publishes_with_ids is not None:
+                    self._take_publishes(self.on_publishes_with_ids, qos1=True)
+                elif self.on_publishes is not None:
+                    self._take_publishes(self.on_publishes, qos1=False)
             rc = super().loop_read(max_packets)
             if rc != mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS or not self.buffered:  # (nothing is without a socket)
                 return rc
@@ -51,14 +61,22 @@ class BulkReadClient(ReadHooks):
                 if rc != mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS or not self.buffered:
                     return rc
 
-    def _take_publishes(self, deliver: OnPublishes) -> None:
-        """Complete QoS 0 PUBLISHes at the head of the buffer -> `deliver`; stops at anything else."""
+    def _take_publishes(self, deliver: OnPublishes | OnPublishesWithIds, qos1: bool) -> None:
+        """Complete QoS 0 (and with `qos1`, QoS 1) PUBLISHes at the head of the buffer -> `deliver`; stops at
+        anything else."""
         data, position = self.unparsed()
         end = len(data)
         v5 = self.protocol == mqtt.MQTTv5
         topics: list[bytes] = []
         payloads: list[bytes] = []
-        while position + 4 <= end and data[position] & 0xFE == 0x30:  # PUBLISH, QoS 0, no DUP (RETAIN any)
+        mids: list[int] = []
+        dups: list[bool] = []
+        max_qos = 1 if qos1 else 0
+        while position + 4 <= end and data[position] & 0xF0 == 0x30:  # PUBLISH (RETAIN any)
+            first = data[position]
+            qos = first >> 1 & 3
+            if qos > max_qos or (qos == 0 and first & 0x08):  # QoS 2, or DUP on QoS 0 (malformed): paho's turn
+                break
             length, shift, cursor = 0, 0, position + 1
             while cursor < end and shift <= 21:
                 byte = data[cursor]
@@ -74,17 +92,30 @@ class BulkReadClient(ReadHooks):
                 break
             topic_end = cursor + 2 + (data[cursor] << 8 | data[cursor + 1])
             payload_start = topic_end
+            mid = 0
+            if qos:  # the packet id follows the topic
+                if topic_end + 2 > packet_end:
+                    break
+                mid = data[topic_end] << 8 | data[topic_end + 1]
+                if mid == 0:
+                    break
+                payload_start += 2
             if v5:  # only PUBLISHes without properties (a single 0 property length byte)
-                if topic_end >= packet_end or data[topic_end] != 0:
+                if payload_start >= packet_end or data[payload_start] != 0:
                     break
                 payload_start += 1
             if payload_start > packet_end:
                 break
             topics.append(data[cursor + 2:topic_end])
             payloads.append(data[payload_start:packet_end])
+            mids.append(mid)
+            dups.append(bool(first & 0x08))
             position = packet_end
         if not topics:
             return
         self.parsed_to(position)
         with self.callback_lock:
-            deliver(topics, payloads)
+            if qos1:
+                deliver(topics, payloads, mids, dups)
+            else:
+                deliver(topics, payloads)

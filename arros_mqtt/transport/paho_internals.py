@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import struct
 import threading
 from collections import deque
 from contextlib import suppress
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 check()
 _packet = importlib.import_module("paho.mqtt._packet")  # after the check, which reports its absence clearly
 
+_PUBACK = struct.Struct("!BBH")
 OutPacket = dict[str, Any]  # an entry of paho's out-queue: command, mid, qos, pos, to_process, packet, info
 
 
@@ -76,6 +78,12 @@ class ClientInternals(mqtt.Client):
     def out_queue(self) -> deque[OutPacket]:
         """Packets queued for the network thread to write, oldest first."""
         return self._out_packet
+
+    def send_pubacks(self, mids: list[int]) -> None:
+        """PUBACKs for these QoS 1 packet ids, in this order, queued as one write (one wake-up of the network
+        thread; paho's `ack` queues, and wakes it, per packet). `40 02 id`: success, as paho sends it."""
+        if mids:
+            self._packet_queue(mqtt.PUBACK, b"".join(_PUBACK.pack(0x40, 2, mid) for mid in mids), 0, 0)
 
 
 class ReadHooks(ClientInternals):

@@ -104,3 +104,48 @@ def test_a_client_without_bulk_callback_is_plain_paho(mosquitto):
         subscriber.disconnect()
         subscriber.loop_stop()
     assert [p for _, p, _ in received.messages] == [b"%d" % i for i in range(500)]
+
+
+@pytest.mark.parametrize("protocol", [mqtt.MQTTv311, mqtt.MQTTv5])
+def test_qos1_taken_in_bulk_once_in_order_and_acknowledged(mosquitto, protocol):
+    """With `on_publishes_with_ids`, QoS 1 PUBLISHes come in bulk with their packet ids, in order among
+    QoS 0 ones; the callback's `send_pubacks` completes every one at the publisher."""
+    prefix = unique("bulk1")
+    received: list[tuple[str, bytes, int]] = []  # (topic, payload, packet id; 0 = QoS 0)
+    lock = threading.Lock()
+    subscriber = BulkReadClient(CallbackAPIVersion.VERSION2, client_id=unique("bulk1-sub-"), protocol=protocol)
+
+    def bulk(topics, payloads, mids, dups):
+        with lock:
+            received.extend((t.decode(), p, m) for t, p, m in zip(topics, payloads, mids, strict=True))
+        subscriber.send_pubacks([m for m in mids if m])
+
+    subscriber.on_publishes_with_ids = bulk
+    subscriber.on_message = lambda _c, _u, message: received.append((message.topic, message.payload, -1))
+    subscribed = threading.Event()
+    subscriber.on_subscribe = lambda *_: subscribed.set()
+    subscriber.on_connect = lambda client, *_: client.subscribe(f"{prefix}/#", qos=1)
+    subscriber.connect("127.0.0.1", mosquitto.port)
+    subscriber.loop_start()
+    publisher = new_client(mosquitto.port, protocol=protocol)
+    publisher.max_queued_messages_set(0)
+    publisher.max_inflight_messages_set(0)
+    publisher.connect("127.0.0.1", mosquitto.port)
+    publisher.loop_start()
+    try:
+        assert subscribed.wait(10)
+        expected = [(f"{prefix}/m{i % 5}", b'{"seq":%d}' % i, 1 if i % 3 else 0) for i in range(3000)]
+        infos = [publisher.publish(topic, payload, qos=qos) for topic, payload, qos in expected]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not all(info.is_published() for info in infos):
+            time.sleep(0.05)
+        assert all(info.is_published() for info in infos), "a QoS 1 message was not acknowledged"
+        time.sleep(0.3)  # a duplicate would arrive now
+    finally:
+        publisher.disconnect()
+        publisher.loop_stop()
+        subscriber.disconnect()
+        subscriber.loop_stop()
+    assert [(t, p) for t, p, _ in received] == [(t, p) for t, p, _ in expected]
+    bulk_qos1 = [m for _, _, m in received if m > 0]
+    assert len(bulk_qos1) >= 1900  # QoS 1 went the bulk path (paho's would show -1)

@@ -7,7 +7,7 @@ from arros_mqtt.ingress.acks import AckLedger
 
 def ledger() -> tuple[AckLedger, list[int]]:
     sent: list[int] = []
-    return AckLedger(sent.append), sent
+    return AckLedger(sent.extend), sent  # PUBACKs are sent in lists, one write each
 
 
 def test_acks_follow_arrival_order_across_streams():

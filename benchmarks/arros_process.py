@@ -35,10 +35,14 @@ def toml_value(value: object) -> str:
 
 def service_config(broker_port: int, metrics_port: int, state_dir: Path, subscriptions: dict[str, dict],
                    fmt: str = "json", engine: dict | None = None, protocol: str = "5",
-                   schema: dict | None = None, control: dict | None = None, durability: dict | None = None) -> str:
+                   schema: dict | None = None, control: dict | None = None, durability: dict | None = None,
+                   qos: int | None = None) -> str:
     """An arros.toml: the telemetry stream (event time `ts`, in order so no watermark delay, 1 s idle
     timeout so the last windows close soon after the load stops), a probe stream that tells when Arros
-    is subscribed, `subscriptions`."""
+    is subscribed, `subscriptions`. With `qos` None nothing about QoS is written, so streams and
+    results get the defaults a user gets (streams QoS 1, results QoS 1, windows QoS 2 with the log on);
+    `qos = 0` sets it on every stream and subscription (the tuned rows; a subscription's own `qos` wins)."""
+    qos_setting = {} if qos is None else {"qos": qos}
     tables: dict[str, dict] = {
         "broker": {"url": f"mqtt://127.0.0.1:{broker_port}", "client_id": f"arros-bench-{os.getpid()}",
                    "clean_start": True, "protocol": protocol},
@@ -46,13 +50,37 @@ def service_config(broker_port: int, metrics_port: int, state_dir: Path, subscri
         "metrics": {"listen": f"127.0.0.1:{metrics_port}"},
         "control": {"max_subscriptions": 0, **(control or {})},
         "durability": durability or {},
-        "streams.telemetry": {"topic": workload.TOPIC_PATTERN, "format": fmt, "qos": 0, "event_time": "ts",
+        "streams.telemetry": {"topic": workload.TOPIC_PATTERN, "format": fmt, **qos_setting, "event_time": "ts",
                               "watermark": "0s", "idle_timeout": "1s", "schema": schema or workload.SCHEMA},
-        "streams.probe": {"topic": "bench-probe/{x}", "qos": 0, "schema": {"v": "int64"}},
+        "streams.probe": {"topic": "bench-probe/{x}", **qos_setting, "schema": {"v": "int64"}},
     }
-    tables.update({f"subscriptions.{name}": {"qos": 0, **sub} for name, sub in subscriptions.items()})
+    tables.update({f"subscriptions.{name}": {**qos_setting, **sub} for name, sub in subscriptions.items()})
     return "\n".join(f"[{name}]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in body.items())
                      for name, body in tables.items())
+
+
+def cpu_per_1k_msgs_per_s(cpu_seconds: float, msgs_per_s: float, seconds: float) -> float:
+    """CPU seconds used during a run / (msg/s / 1,000) / run seconds: the share of one core that each
+    1,000 msg/s sustained costs (0.1 = a tenth of a core; equal to CPU seconds per 1,000 messages)."""
+    return cpu_seconds / (msgs_per_s / 1000) / seconds if msgs_per_s and seconds else float("nan")
+
+
+class Usage:
+    """CPU seconds and peak RSS of an `ArrosProcess` over one measured stretch: made at its start,
+    `sample` as often as the caller polls, `stop` at its end."""
+
+    def __init__(self, arros: ArrosProcess) -> None:
+        self.arros = arros
+        self._cpu_start = arros.cpu_seconds()
+        self.peak_rss_mb = arros.rss_mb()
+        self.cpu_seconds = 0.0
+
+    def sample(self) -> None:
+        self.peak_rss_mb = max(self.peak_rss_mb, self.arros.rss_mb())
+
+    def stop(self) -> None:
+        self.sample()
+        self.cpu_seconds = self.arros.cpu_seconds() - self._cpu_start
 
 
 class ArrosProcess:

@@ -1,30 +1,35 @@
-"""Latency: device publish -> derived message, at fixed offered rates, for a per-row filter subscription.
+"""Latency: device publish -> derived message, at fixed offered rates, one derived message per input row.
 
 A paced publisher (`paced.py`, a child process) sends JSON telemetry at a fixed rate with its
-wall-clock send time in microseconds in each payload (`sent_us`). Arros (`arros run`, a child process)
-filters it (`temp > 60`, about half the readings) and echoes `sent_us` in each derived message; the
-receiver (`mqtt_wire.Receiver`) stamps each socket read as it arrives. Latency = receive time -
-`sent_us`, over every derived message after a 1 s warm-up; every expected message must arrive. Runs
-with the default adaptive micro-batching (a batch closes when the engine is free and its oldest
-message has lingered 2 ms), with the write-ahead log on (default: fsync per micro-batch), on with
-`sync = "100ms"` (acknowledgements wait for the fsync, results do not) and off, without the linger,
-and with the older timer-driven batching (`batching = "delay"`, 20 ms). Mosquitto runs with
-`set_tcp_nodelay true` (its default, false, lets Nagle's algorithm hold small messages back by up to
-~40 ms per hop). The receiver stamps arrivals in this process, so its cyclic GC is off while it does:
-a full collection with 50k messages held took ~20 ms, which was counted as Arros's latency.
+wall-clock send time in microseconds in each payload (`sent_us`); Arros (`arros run`, a child process)
+echoes `sent_us` in one derived message per row (`SQL`); the receiver (`mqtt_wire.Receiver`, a bare
+socket subscribed at QoS 1 that acknowledges each socket read's PUBLISHes in one write) stamps each
+read as it arrives. Latency = receive time - `sent_us`, over every derived message after a 1 s
+warm-up; every expected message must arrive (waiting as long as they keep coming: an Arros that falls
+behind shows as latency, not as loss).
 
-    .venv/bin/python benchmarks/latency.py [--rates 1000,10000] [--seconds 10] [--variants adaptive,...]
+The "defaults" variant sets nothing about QoS (stream QoS 1 with a QoS 1 publisher, results QoS 1),
+keeps the write-ahead log (fsync per micro-batch) and the default adaptive micro-batching (a batch
+closes when the engine is free and its oldest message has lingered 2 ms). The other variants change
+one thing each: `sync = "100ms"` (acknowledgements wait for the fsync, results do not), no log, no
+linger, the older timer (`batching = "delay"`, 20 ms), and "QoS 0 (tuned)": `qos = 0` on the stream
+and the subscription and a QoS 0 publisher. Mosquitto runs with `set_tcp_nodelay true` (its default,
+false, lets Nagle's algorithm hold small messages back by up to ~40 ms per hop). The receiver stamps
+arrivals in this process, so its cyclic GC is off while it does (`mqtt_wire.gc_paused`).
+
+    .venv/bin/python benchmarks/latency.py [--rates 1000,10000] [--seconds 10] [--variants defaults,...]
                                            [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,21 +40,33 @@ sys.path.insert(0, str(ROOT))
 
 from arros_mqtt.testing import HOST, Mosquitto, free_port, start_mosquitto  # noqa: E402
 from benchmarks import mqtt_wire, paced, report, workload  # noqa: E402
-from benchmarks.arros_process import ArrosProcess, service_config  # noqa: E402
+from benchmarks.arros_process import ArrosProcess, Usage, cpu_per_1k_msgs_per_s, service_config  # noqa: E402
 
 Progress = Callable[[str], None]
-THRESHOLD = 60.0
-SQL = f"SELECT machine, seq, sent_us FROM telemetry WHERE temp > {THRESHOLD}"
+SQL = "SELECT machine, seq, sent_us FROM telemetry"  # one derived message per row
 SCHEMA = {**workload.SCHEMA, "sent_us": "int64"}
 WARMUP_SECONDS = 1.0
+STALL_SECONDS = 30.0
 BROKER_EXTRA = "set_tcp_nodelay true\n"
-# label -> ([engine] settings, [durability] settings)
-VARIANTS: dict[str, tuple[dict, dict]] = {
-    "adaptive": ({}, {}),
-    "adaptive (no WAL)": ({}, {"wal": False}),
-    "adaptive (sync 100ms)": ({}, {"sync": "100ms"}),
-    "adaptive (no linger)": ({"batch_linger": "0ms"}, {}),
-    "delay 20ms": ({"batching": "delay"}, {}),
+
+
+@dataclass(frozen=True)
+class Variant:
+    """What a latency run changes from the defaults: [engine] and [durability] settings, or QoS 0 on the
+    stream, the subscription and the publisher (`tuned`)."""
+
+    engine: dict = field(default_factory=dict)
+    durability: dict = field(default_factory=dict)
+    tuned: bool = False
+
+
+VARIANTS: dict[str, Variant] = {
+    "defaults": Variant(),
+    "sync 100ms": Variant(durability={"sync": "100ms"}),
+    "no WAL": Variant(durability={"wal": False}),
+    "no linger": Variant(engine={"batch_linger": "0ms"}),
+    "delay 20ms": Variant(engine={"batching": "delay"}),
+    "QoS 0 (tuned)": Variant(tuned=True),
 }
 
 
@@ -57,38 +74,59 @@ def measure(broker: Mosquitto, directory: Path, rate: int, seconds: float, varia
             progress: Progress) -> dict:
     directory.mkdir(parents=True, exist_ok=True)
     metrics_port = free_port()
-    engine, durability = VARIANTS[variant]
+    settings = VARIANTS[variant]
     config = service_config(broker.port, metrics_port, directory / "state",
-                            {"hot": {"sql": SQL, "output": "bench-out/lat/{machine}"}}, engine=engine, schema=SCHEMA,
-                            durability=durability)
+                            {"lat": {"sql": SQL, "output": "bench-out/lat/{machine}"}}, engine=settings.engine,
+                            schema=SCHEMA, durability=settings.durability, qos=0 if settings.tuned else None)
+    expected = paced.rows(rate, seconds)
     arros = ArrosProcess(directory, config, metrics_port)
     try:
         arros.wait_ready(broker.port)
-        receiver = mqtt_wire.Receiver(HOST, broker.port, ["bench-out/#"], f"bench-lat-{time.monotonic_ns()}")
-        cpu_before = arros.cpu_seconds()
-        gc.disable()  # no collection pauses while the receiver stamps arrivals (see the docstring)
+        rss_idle = arros.idle_rss_mb()
+        receiver = mqtt_wire.Receiver(HOST, broker.port, ["bench-out/#"], f"bench-lat-{time.monotonic_ns()}", qos=1)
         try:
-            paced.start(broker.port, rate, seconds).wait(seconds * 10 + 60)
-            cpu = arros.cpu_seconds() - cpu_before
-            expected = int((workload.readings(paced.rows(rate, seconds)).temp > THRESHOLD).sum())
-            complete = receiver.wait_for(expected, timeout=30)
-            receiver.close()
+            with mqtt_wire.gc_paused():
+                publisher = paced.start(broker.port, rate, seconds, qos=0 if settings.tuned else 1)
+                usage, started = Usage(arros), time.monotonic()
+                published = _published(publisher, seconds, usage)
+                complete = receiver.wait_for(expected, timeout=3600, stall=STALL_SECONDS, poll=usage.sample)
+                usage.stop()
+                elapsed = time.monotonic() - started
         finally:
-            gc.enable()
+            receiver.close()
     finally:
         arros.stop()
-    rows = [orjson.loads(payload) for _, _, payload in receiver.messages]
-    received_us = np.array([r for r, _, _ in receiver.messages], dtype=np.int64) // 1000
-    sent_us = np.array([row["sent_us"] for row in rows], dtype=np.int64)
+    stats = _latencies(receiver.messages)
+    progress(f"latency {rate:,}/s, {variant}: p99 {stats['p99_ms']:.1f} ms")
+    return {"rate": rate, "variant": variant, "tuned": settings.tuned, "wal": settings.durability.get("wal", True),
+            "seconds": seconds, "elapsed_s": elapsed, "messages_out": len(receiver.messages),
+            "messages_out_expected": expected, "complete": published and complete
+            and len(receiver.messages) == expected, **stats, "cpu_per_s": usage.cpu_seconds / elapsed,
+            "cpu_s_per_1k_msgs_per_s": cpu_per_1k_msgs_per_s(usage.cpu_seconds, expected / elapsed, elapsed),
+            "rss_idle_mb": rss_idle, "rss_peak_mb": usage.peak_rss_mb}
+
+
+def _published(publisher: subprocess.Popen, seconds: float, usage: Usage) -> bool:
+    """Waits for the paced publisher's end, sampling Arros's RSS; whether it sent (and got acknowledged) all."""
+    deadline = time.monotonic() + seconds * 10 + 60
+    while publisher.poll() is None and time.monotonic() < deadline:
+        usage.sample()
+        time.sleep(0.1)
+    if publisher.poll() is None:
+        publisher.kill()
+        publisher.wait(10)
+    return publisher.returncode == 0
+
+
+def _latencies(messages: list[tuple[int, bytes, bytes]]) -> dict:
+    """Percentiles of receive time - `sent_us` over the messages sent after the warm-up."""
+    received_us = np.array([r for r, _, _ in messages], dtype=np.int64) // 1000
+    sent_us = np.array([orjson.loads(payload)["sent_us"] for _, _, payload in messages], dtype=np.int64)
     warm = sent_us >= sent_us.min() + WARMUP_SECONDS * 1e6 if len(sent_us) else sent_us.astype(bool)
     latency_ms = (received_us - sent_us)[warm] / 1000
     p50, p99, p999 = np.percentile(latency_ms, [50, 99, 99.9]) if len(latency_ms) else (float("nan"),) * 3
-    progress(f"latency {rate:,}/s, {variant}: p99 {p99:.1f} ms")
-    return {"rate": rate, "variant": variant, "wal": durability.get("wal", True), "seconds": seconds,
-            "messages_out": len(rows),
-            "messages_out_expected": expected, "complete": complete and len(rows) == expected,
-            "measured": int(warm.sum()), "p50_ms": p50, "p99_ms": p99, "p999_ms": p999,
-            "max_ms": float(latency_ms.max()) if len(latency_ms) else float("nan"), "cpu_per_s": cpu / seconds}
+    return {"measured": int(warm.sum()), "p50_ms": float(p50), "p99_ms": float(p99), "p999_ms": float(p999),
+            "max_ms": float(latency_ms.max()) if len(latency_ms) else float("nan")}
 
 
 def run(rates: list[int], seconds: float, variants: list[str], progress: Progress = print,
@@ -107,11 +145,12 @@ def run(rates: list[int], seconds: float, variants: list[str], progress: Progres
 
 
 def print_table(result: dict) -> None:
-    print(f"{'offered msgs/s':>14}  {'batching':<23}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}{'max ms':>9}"
-          f"{'CPU s/s':>9}  complete")
+    print(f"{'offered msgs/s':>14}  {'variant':<15}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}{'max ms':>9}"
+          f"{'CPU s/s':>9}{'CPU s/1k':>9}{'RSS idle':>9}{'peak':>6}  complete")
     for r in result["runs"]:
-        print(f"{r['rate']:>14,}  {r['variant']:<23}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r['p999_ms']:>10.1f}"
-              f"{r['max_ms']:>9.1f}{r['cpu_per_s']:>9.2f}  {r['messages_out']}/{r['messages_out_expected']}")
+        print(f"{r['rate']:>14,}  {r['variant']:<15}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r['p999_ms']:>10.1f}"
+              f"{r['max_ms']:>9.1f}{r['cpu_per_s']:>9.2f}{r['cpu_s_per_1k_msgs_per_s']:>9.3f}{r['rss_idle_mb']:>9.0f}"
+              f"{r['rss_peak_mb']:>6.0f}  {r['messages_out']}/{r['messages_out_expected']}")
 
 
 def main() -> int:

@@ -5,8 +5,9 @@ Machine k (of as many machines as subscriptions) has its own subscription, as wh
 every dashboard gets one: filter k is `... WHERE machine = 'mk' AND temp > 90`, window k counts,
 averages and maxes machine k's readings per 10 s. Measured: startup until subscribed, RSS idle with
 the subscriptions (per subscription: minus RSS with none), CPU s/s while the load runs, how long after
-the load stopped the last row was decoded (lag: > 1 s means it did not keep up), and zero loss
-(filter rows out = hot readings; window counts sum to the rows published).
+the load stopped the last row was decoded (lag: 1 s or more means it did not keep up), and zero loss
+(filter rows out = hot readings; window counts sum to the rows published). Defaults: nothing about
+QoS set (the stream QoS 1 with a QoS 1 paced publisher, filter results QoS 1, windows QoS 2), the log on.
 
     .venv/bin/python benchmarks/many_subscriptions.py [--counts 10,100,1000,10000] [--rate 1000] [--seconds 20]
 """
@@ -32,6 +33,7 @@ from benchmarks.arros_process import ArrosProcess, service_config  # noqa: E402
 Progress = Callable[[str], None]
 FILTER_TEMP = 90.0
 KINDS = ("filter", "window")
+KEPT_UP_LAG_S = 1.0  # issue 15: 10,000 window subscriptions at 1,000 msg/s with lag < 1 s
 
 
 def subscriptions(kind: str, count: int) -> dict[str, dict]:
@@ -86,7 +88,7 @@ def measure(broker: Mosquitto, directory: Path, kind: str, count: int, rate: int
         arros.stop(timeout=300)
     return {"kind": kind, "subscriptions": count, "rate": rate, "seconds": seconds, "startup_s": startup,
             "rss_idle_mb": idle, "rss_loaded_mb": loaded, "cpu_per_s": cpu / seconds, "lag_s": lag,
-            "kept_up": lag < 1.5, "zero_loss": not problems, "problems": problems}
+            "kept_up": lag < KEPT_UP_LAG_S, "zero_loss": not problems, "problems": problems}
 
 
 def _window_rows(receiver: mqtt_wire.Receiver) -> int:

@@ -1,5 +1,6 @@
 """Memory over a longer run: RSS of `arros run` idle, then every second while the 10 s tumbling window
-per machine (`workload.WINDOW_SQL`) takes a steady load, and whether it stays flat.
+per machine (`workload.WINDOW_SQL`) takes a steady load, and whether it stays flat. Defaults: nothing
+about QoS set (the stream QoS 1 with a QoS 1 paced publisher, windows QoS 2), the log on.
 
 "Flat" compares the median RSS of the last quarter of the run with the median of the second quarter
 (after warm-up) and fits a line through the second half (MB per minute). Every window is checked

@@ -2,7 +2,7 @@
 
 Reading i is machine `(i // rows_per_message) % machines` at event time START_MS + i ms, in order,
 so the 10 s tumbling windows per machine are known in advance. Payloads are ~100 B JSON objects like a
-device would send (or the same object in msgpack, or arrays of 100 readings in one message). The
+device would send (or the same object in msgpack; or arrays of 100 readings per message, in either). The
 expected results are computed here with pyarrow, independently of DataFusion.
 """
 
@@ -26,8 +26,10 @@ SCHEMA = {"ts": "timestamp[ms]", "temp": "float64", "rpm": "int64", "ok": "bool"
 FILTER_SQL = f"SELECT machine, seq, temp FROM telemetry WHERE temp > {HOT}"
 WINDOW_SQL = ("SELECT tumble(ts, INTERVAL '10 seconds') AS window, machine, count(*) AS n, avg(temp) AS avg_temp, "
               "max(temp) AS max_temp, min(temp) AS min_temp FROM telemetry GROUP BY window, machine")
+ROWS_SQL = "SELECT machine, ts, seq FROM telemetry"  # one result per input row
 TOPIC_PATTERN = "bench/{line}/{machine}/telemetry"
-PAYLOADS = {"json": ("json", 1), "msgpack": ("msgpack", 1), "json-batch100": ("json", 100)}
+PAYLOADS = {"json": ("json", 1), "msgpack": ("msgpack", 1), "json-batch100": ("json", 100),
+            "msgpack-batch100": ("msgpack", 100)}
 
 
 def topic(machine: int) -> bytes:

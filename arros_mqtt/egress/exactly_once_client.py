@@ -89,9 +89,10 @@ class ExactlyOnceClient(QoS2Hooks):
 
     def release(self, mids: Iterable[int]) -> None:
         """Send the PUBRELs of these ids (their release is durable)."""
+        in_flight = self.out_messages
         with out_message_lock(self):
             for mid in mids:
-                message = self.out_messages.get(mid)
+                message = in_flight.get(mid)
                 if message is None:
                     continue
                 if message.state == mqtt.mqtt_ms_wait_for_pubrec:

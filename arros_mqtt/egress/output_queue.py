@@ -147,6 +147,7 @@ class OutputQueue:
         self._deferring = False  # inside `batched()`: `put` queues, the block's end pumps
         self._publishing: Callable[[], contextlib.AbstractContextManager] = (
             getattr(client, "publishing", None) or contextlib.nullcontext)  # one wake-up of paho per pump
+        self._client_lock = out_message_lock(client)  # paho makes it once, with the client
 
     # -- state --
 
@@ -262,7 +263,7 @@ class OutputQueue:
         Locks are taken in paho's order: paho calls `on_publish` (`acked`) holding its out-message
         lock, so `pump` takes that lock before ours, never after.
         """
-        with out_message_lock(self.client), self._lock, self._publishing():
+        with self._client_lock, self._lock, self._publishing():
             while self.client.is_connected():
                 if not self._memory and self.spill is not None and self.spill.messages:
                     for message in self.spill.pop(max(1, self.max_inflight)):

@@ -18,7 +18,7 @@ from amqtt.broker import Broker
 
 from arros_mqtt.transport.library_check import Privates, check_library, init_attributes
 
-LOWEST, BELOW = "0.12.1", "0.13"  # tested: 0.12.1
+LOWEST, BELOW, TESTED_WITH = "0.12.1", "0.13", "0.12.1"
 PRIVATES = (
     Privates("amqtt.broker.Broker", lambda: dir(Broker), ("_publish_retained_messages_for_subscription",)),
     Privates("amqtt.broker.Broker()", lambda: init_attributes(Broker), ("_broadcast_queue", "_tasks_queue")),
@@ -27,7 +27,7 @@ PRIVATES = (
 
 def check(privates: tuple[Privates, ...] = PRIVATES, installed: str | None = None) -> None:
     """DependencyError unless the installed amqtt is a tested version with every name of `privates`."""
-    check_library("amqtt", LOWEST, BELOW, privates, installed)
+    check_library("amqtt", LOWEST, BELOW, TESTED_WITH, privates, installed)
 
 
 check()

@@ -5,8 +5,7 @@ paho reads each packet with ~3 `recv` calls (the type byte, the length bytes one
 body), goes back to `select` after each, and builds an `MQTTMessage` (with a `Condition`) for each;
 at tens of thousands of small messages a second that is most of the network thread's time. Here:
 
-- paho's small reads are served from a 256 KB buffer filled by one `recv` (`ReadHooks`, in
-  paho_internals.py with every other use of paho's private names);
+- paho's small reads are served from a 256 KB buffer filled by one `recv`;
 - `loop_read` first takes every complete QoS 0 PUBLISH at the head of the buffer itself (a few byte
   operations each) and hands them to `on_publishes` as lists, then lets paho parse the next packet,
   and repeats while buffered bytes remain (nothing already read waits for the next `select`); with
@@ -20,7 +19,8 @@ at tens of thousands of small messages a second that is most of the network thre
 none). Everything else stays paho's own: CONNACK, SUBACK, PINGRESP, QoS 2 PUBLISHes (and QoS 1 ones
 without `on_publishes_with_ids`),
 MQTT 5 PUBLISHes that carry properties, anything malformed, packets split across reads, keepalive
-and reconnects. A new socket (reconnect) starts with an empty buffer.
+and reconnects. A new socket (reconnect) starts with an empty buffer. The buffer, the read loop and the
+direct `on_message` touch paho's private state: they are `ReadHooks` (paho_internals.py).
 """
 
 from __future__ import annotations
@@ -45,28 +45,20 @@ class BulkReadClient(ReadHooks):
         super().__init__(*args, **kwargs)
         self.on_publishes: OnPublishes | None = None
         self.on_publishes_with_ids: OnPublishesWithIds | None = None  # set: QoS 1 is taken in bulk too
+        self._v5 = self.protocol == mqtt.MQTTv5  # fixed for the client's life (`reinitialise` runs this again)
 
     def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
-        while True:
-            if self.buffered and self.between_packets:
-                if self.on_publishes_with_ids is not None:
-                    self._take_publishes(self.on_publishes_with_ids, qos1=True)
-                elif self.on_publishes is not None:
-                    self._take_publishes(self.on_publishes, qos1=False)
-            rc = super().loop_read(max_packets)
-            if rc != mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS or not self.buffered:  # (nothing is without a socket)
-                return rc
-            if self.out_queue:  # PUBACKs go out between reads: a broker's backlog keeps bytes buffered for
-                rc = self.loop_write()  # seconds, and paho writes only once `loop_read` returns
-                if rc != mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS or not self.buffered:
-                    return rc
+        bulk = self.on_publishes_with_ids is not None or self.on_publishes is not None
+        return self.read_buffered(max_packets, self._take_publishes if bulk else None,
+                                  write_between=True)  # PUBACKs go out between reads
 
-    def _take_publishes(self, deliver: OnPublishes | OnPublishesWithIds, qos1: bool) -> None:
-        """Complete QoS 0 (and with `qos1`, QoS 1) PUBLISHes at the head of the buffer -> `deliver`; stops at
-        anything else."""
-        data, position = self.unparsed()
+    def _take_publishes(self, data: bytes, position: int) -> None:
+        """Complete QoS 0 (and with `on_publishes_with_ids`, QoS 1) PUBLISHes from `position` of the buffer ->
+        that callback (else `on_publishes`); stops at anything else."""
+        with_ids, deliver = self.on_publishes_with_ids, self.on_publishes
+        qos1 = with_ids is not None
         end = len(data)
-        v5 = self.protocol == mqtt.MQTTv5
+        v5 = self._v5
         topics: list[bytes] = []
         payloads: list[bytes] = []
         mids: list[int] = []
@@ -115,7 +107,7 @@ class BulkReadClient(ReadHooks):
             return
         self.parsed_to(position)
         with self.callback_lock:
-            if qos1:
-                deliver(topics, payloads, mids, dups)
-            else:
+            if with_ids is not None:
+                with_ids(topics, payloads, mids, dups)
+            elif deliver is not None:
                 deliver(topics, payloads)

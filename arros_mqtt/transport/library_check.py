@@ -42,11 +42,12 @@ def version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in match.group().split(".")) if match else ()
 
 
-def check_library(distribution: str, lowest: str, below: str, privates: Iterable[Privates],
+def check_library(distribution: str, lowest: str, below: str, tested_with: str, privates: Iterable[Privates],
                   installed: str | None = None) -> None:
     """Raise one DependencyError unless `lowest` <= the installed version < `below` and no name is missing.
 
-    `installed` defaults to the distribution's installed version (the tests pass others)."""
+    `tested_with`: the version the error suggests. `installed` defaults to the distribution's installed
+    version (the tests pass others)."""
     if installed is None:
         try:
             installed = importlib.metadata.version(distribution)
@@ -61,4 +62,4 @@ def check_library(distribution: str, lowest: str, below: str, privates: Iterable
                else "which other versions may lack or use differently")
     raise DependencyError(
         f"{distribution} {installed} is installed; Arros is tested with {distribution} {tested} and relies on "
-        f"private names of it {problem}. Install a tested version: pip install '{distribution}{tested}'")
+        f"private names of it {problem}. Install a tested version: pip install '{distribution}=={tested_with}'")

@@ -6,11 +6,13 @@ writing queued packets together and waking its network thread once per round (bu
 QoS 2 packet ids and holding PUBRELs back (egress/exactly_once_client.py). Those subclass the classes here
 and keep their behaviour where it is; nothing else in Arros touches a paho name that starts with an
 underscore (tests/unit/test_third_party_internals.py scans for it). The overrides here only translate
-paho's private hooks into ours: they add no call per message to the bulk paths.
+paho's private hooks into ours, and the read loop uses paho's state directly: no Python call per message
+is added to the read or write paths.
 
 Importing this module checks the installed paho: outside the tested versions, or without a name listed
-below, it stops with one DependencyError instead of breaking packet ids or wake-ups silently. paho 2.1
-lacks `_packet` (the PUBREC decoder), so the tested range starts at 2.2.
+below, it stops with one DependencyError instead of breaking packet ids, keepalive or wake-ups silently.
+paho 2.1 has no `_packet` (the PUBREC decoder) and no `_last_bytes_received` (keepalive), so the tested
+range starts at 2.2.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import logging
 import struct
 import threading
 from collections import deque
+from collections.abc import Callable
 from contextlib import suppress
 from typing import Any, ClassVar
 
@@ -27,7 +30,7 @@ import paho.mqtt.client as mqtt
 
 from arros_mqtt.transport.library_check import Privates, check_library, init_attributes
 
-LOWEST, BELOW = "2.2", "3"  # tested: 2.2.0
+LOWEST, BELOW, TESTED_WITH = "2.2", "3", "2.2.0"
 CLIENT_METHODS = ("_easy_log", "_handle_on_message", "_handle_pubrec", "_mid_generate", "_packet_queue",
                   "_packet_read", "_packet_write", "_send_pubrel", "_sock_recv", "_sock_send")
 CLIENT_ATTRIBUTES = ("_callback_mutex", "_client_id", "_in_callback_mutex", "_in_packet", "_inflight_messages",
@@ -44,7 +47,7 @@ PRIVATES = (
 
 def check(privates: tuple[Privates, ...] = PRIVATES, installed: str | None = None) -> None:
     """DependencyError unless the installed paho is a tested version with every name of `privates`."""
-    check_library("paho-mqtt", LOWEST, BELOW, privates, installed)
+    check_library("paho-mqtt", LOWEST, BELOW, TESTED_WITH, privates, installed)
 
 
 log = logging.getLogger(__name__)
@@ -53,6 +56,7 @@ _packet = importlib.import_module("paho.mqtt._packet")  # after the check, which
 
 _PUBACK = struct.Struct("!BBH")
 OutPacket = dict[str, Any]  # an entry of paho's out-queue: command, mid, qos, pos, to_process, packet, info
+Take = Callable[[bytes, int], None]  # (read buffer, first unparsed position): see `ReadHooks.read_buffered`
 
 
 def client_id_of(client: mqtt.Client) -> str:
@@ -90,10 +94,10 @@ class ReadHooks(ClientInternals):
     """paho's receive path, open to bulk reading (bulk_read.py).
 
     paho reads a packet with ~3 `_sock_recv` calls and goes back to `select` after each; here they are
-    served from one read of `read_size` bytes, kept in a buffer the subclass may parse itself (`unparsed`,
-    `parsed_to`). A new socket (reconnect) starts with an empty buffer. `on_message` is called directly,
-    without paho's matching against per-filter callbacks: the ingress client has none, and the matching
-    cost as much as our callback.
+    served from one read of `read_size` bytes, kept in a buffer the subclass may parse itself
+    (`read_buffered`, or `unparsed` and `parsed_to`). A new socket (reconnect) starts with an empty buffer.
+    `on_message` is called directly, without paho's matching against per-filter callbacks: the ingress
+    client has none, and the matching cost as much as our callback.
     """
 
     read_size: ClassVar[int]  # set by the subclass
@@ -132,6 +136,24 @@ class ReadHooks(ClientInternals):
         self._read_position = position
         with self._msgtime_mutex:
             self._last_bytes_received = mqtt.time_func()
+
+    def read_buffered(self, max_packets: int, take: Take | None, write_between: bool) -> mqtt.MQTTErrorCode:
+        """paho's `loop_read`, repeated while read bytes remain (none waits for the next `select`). Before paho
+        parses each packet, `take(buffer, position)` may consume complete packets at the head itself (then
+        calling `parsed_to`). With `write_between`, queued packets are written between reads: while a broker
+        streams a backlog the buffer never runs dry, and paho writes only once `loop_read` returns.
+
+        Written against paho's state directly: a paho-parsed packet (QoS 1, properties) costs no call more."""
+        while True:
+            if take is not None and self.buffered and self._in_packet["command"] == 0:
+                take(self._read_buffer, self._read_position)
+            rc = super().loop_read(max_packets)
+            if rc != mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS or self._sock is None or not self.buffered:
+                return rc
+            if write_between and self._out_packet:
+                rc = self.loop_write()
+                if rc != mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS or self._sock is None:
+                    return rc
 
     @property
     def between_packets(self) -> bool:

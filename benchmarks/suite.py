@@ -5,9 +5,9 @@ needs no broker): ingest (with the broker's two ceilings, QoS 0 and the QoS 1 re
 results), latency, memory, many subscriptions, replay. Headline rows run the defaults a user gets
 (nothing about QoS set, the write-ahead log on, default batching, QoS 1 publishers and receivers);
 "QoS 0 (tuned)" rows are extras. The targets (`targets.py`) are checked against this run's numbers.
-`--quick` shrinks every size so the whole suite takes about a minute (CI, a smoke test); the default
-sizes are the ones docs/performance.md's numbers come from. Ratios measured in one run are what to compare:
-absolute numbers drift with whatever else the machine is doing.
+`--quick` shrinks every size (and runs fewer QoS 0 rows) so the whole suite takes about two minutes
+(CI, a smoke test); the default sizes are the ones docs/performance.md's numbers come from. Ratios
+measured in one run are what to compare: absolute numbers drift with whatever else the machine is doing.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ SECTIONS = ("ingest", "latency", "memory", "subscriptions", "replay")
 class Sizes:
     messages: int
     results_messages: int  # of the per-row results runs (one output per input row: slower at QoS 1 and 2)
+    tuned_cases: tuple[ingest.Case, ...]  # the "QoS 0 (tuned)" ingest rows, after every default row
     ceiling_runs: int
     latency_rates: tuple[int, ...]
     latency_seconds: float
@@ -51,11 +52,12 @@ class Sizes:
     replay_events: int
 
 
-FULL = Sizes(messages=500_000, results_messages=100_000, ceiling_runs=3, latency_rates=(1_000, 10_000),
-             latency_seconds=10.0, latency_variants=tuple(latency.VARIANTS), memory_seconds=60.0, memory_rate=5_000,
-             subscription_counts=(10, 100, 1_000, 10_000), subscription_rate=1_000, subscription_seconds=20.0,
-             replay_events=1_000_000)
-QUICK = Sizes(messages=20_000, results_messages=20_000, ceiling_runs=1, latency_rates=(1_000, 10_000),
+FULL = Sizes(messages=500_000, results_messages=100_000, tuned_cases=tuple(ingest.TUNED_CASES), ceiling_runs=3,
+             latency_rates=(1_000, 10_000), latency_seconds=10.0, latency_variants=tuple(latency.VARIANTS),
+             memory_seconds=60.0, memory_rate=5_000, subscription_counts=(10, 100, 1_000, 10_000),
+             subscription_rate=1_000, subscription_seconds=20.0, replay_events=1_000_000)
+QUICK = Sizes(messages=20_000, results_messages=20_000, ceiling_runs=1,
+              tuned_cases=tuple(case for case in ingest.TUNED_CASES if case.wal), latency_rates=(1_000, 10_000),
               latency_seconds=2.0, latency_variants=("defaults", "QoS 0 (tuned)"), memory_seconds=8.0,
               memory_rate=2_000, subscription_counts=(10, 100), subscription_rate=1_000, subscription_seconds=3.0,
               replay_events=100_000)
@@ -126,13 +128,15 @@ def replay(events: int, directory: Path) -> dict:
 
 def run(sections: list[str], sizes: Sizes, json_path: Path | None) -> int:
     progress = Progress(sections)
-    report: dict = {"environment": environment(), "sizes": sizes.__dict__, "sections": sections}
+    plain_sizes = {**sizes.__dict__, "tuned_cases": [f"{case.label} {case.query}" for case in sizes.tuned_cases]}
+    report: dict = {"environment": environment(), "sizes": plain_sizes, "sections": sections}
     with tempfile.TemporaryDirectory(prefix="arros-bench-") as tmp:
         directory = Path(tmp)
         for name in sections:
             progress.section(name)
             if name == "ingest":
-                report[name] = ingest.run(sizes.messages, ingest.CASES, progress, directory,
+                report[name] = ingest.run(sizes.messages, ingest.DEFAULT_CASES + list(sizes.tuned_cases), progress,
+                                          directory,
                                           ceiling_runs=sizes.ceiling_runs, results_messages=sizes.results_messages)
             elif name == "latency":
                 report[name] = latency.run(list(sizes.latency_rates), sizes.latency_seconds,
@@ -206,7 +210,7 @@ def print_report(report: dict) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quick", action="store_true", help="small sizes: about a minute (CI, smoke test)")
+    parser.add_argument("--quick", action="store_true", help="small sizes: about two minutes (CI, smoke test)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--duration", type=float, help="seconds of the memory run (default 60; 8 with --quick)")
     parser.add_argument("--messages", type=int, help="messages per ingest run and per ceiling run (default 500,000; "

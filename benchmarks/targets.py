@@ -21,8 +21,8 @@ RSS_IDLE_MB = 120.0
 
 def targets(report: dict) -> list[dict]:
     """[{key, target, measured, met}] for every target this run measured."""
-    checks: list[Callable[[dict], Iterator[dict]]] = [_results, _ingest, _arrays, _latency, _replay,
-                                                      _many_windows, _rss_idle]
+    checks: list[Callable[[dict], Iterator[dict]]] = [_relay_ratios, _arrays, _latency, _replay, _many_windows,
+                                                      _rss_idle]
     return [row for check in checks for row in check(report)]
 
 
@@ -39,29 +39,24 @@ def _defaults(report: dict) -> list[dict]:
     return [run for run in report.get("ingest", {}).get("runs", []) if run["group"] == "defaults"]
 
 
-def _relay(report: dict) -> float:
-    return report["ingest"]["ceilings"]["qos1"]["msgs_per_s"]
-
-
-def _results(report: dict) -> Iterator[dict]:
+def _relay_ratios(report: dict) -> Iterator[dict]:
+    """Per-row results (outputs/s) and single-reading ingest (msgs/s) as ratios to the QoS 1 relay."""
+    relay = report["ingest"]["ceilings"]["qos1"]["msgs_per_s"] if "ingest" in report else 0.0
     for run in _defaults(report):
         if run["query"] == "per-row":
-            yield _row(f"per_row_results_qos{run['results_qos']}",
-                       f"per-row results at QoS {run['results_qos']} >= {RESULTS_X_RELAY}x the QoS 1 relay ceiling",
-                       f"{run['ratio_to_qos1_ceiling']:.2f}x ({run['results_per_s'] or 0:,.0f} results/s of "
-                       f"{_relay(report):,.0f}), {_loss(run)}",
-                       run["ratio_to_qos1_ceiling"] >= RESULTS_X_RELAY and run["zero_loss"])
-
-
-def _ingest(report: dict) -> Iterator[dict]:
-    for run in _defaults(report):
-        if run["query"] in ("filter", "window") and run["rows_per_message"] == 1:
-            yield _row(f"ingest_{run['payload']}_{run['query']}",
-                       f"QoS 1 ingest, {run['payload']} into a {run['query']}, >= {INGEST_X_RELAY}x the QoS 1 "
-                       "relay ceiling",
-                       f"{run['ratio_to_qos1_ceiling']:.2f}x ({run['msgs_per_s']:,.0f} msgs/s of "
-                       f"{_relay(report):,.0f}), {_loss(run)}",
-                       run["ratio_to_qos1_ceiling"] >= INGEST_X_RELAY and run["zero_loss"])
+            qos = run["results_qos"]
+            key, what, bound = f"per_row_results_qos{qos}", f"per-row results at QoS {qos}", RESULTS_X_RELAY
+            rate, unit = run["results_per_s"] or 0.0, "results/s"
+        elif run["rows_per_message"] == 1:
+            payload, query = run["payload"], run["query"]
+            key, what, bound = f"ingest_{payload}_{query}", f"QoS 1 ingest, {payload} into a {query},", INGEST_X_RELAY
+            rate, unit = run["msgs_per_s"], "msgs/s"
+        else:
+            continue
+        ratio = run["ratio_to_qos1_ceiling"]
+        yield _row(key, f"{what} >= {bound}x the QoS 1 relay ceiling",
+                   f"{ratio:.2f}x ({rate:,.0f} {unit} of {relay:,.0f}), {_loss(run)}",
+                   ratio >= bound and run["zero_loss"])
 
 
 def _arrays(report: dict) -> Iterator[dict]:

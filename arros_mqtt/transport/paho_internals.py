@@ -6,8 +6,8 @@ writing queued packets together and waking its network thread once per round (bu
 QoS 2 packet ids and holding PUBRELs back (egress/exactly_once_client.py). Those subclass the classes here
 and keep their behaviour where it is; nothing else in Arros touches a paho name that starts with an
 underscore (tests/unit/test_third_party_internals.py scans for it). The overrides here only translate
-paho's private hooks into ours, and the read loop uses paho's state directly: no Python call per message
-is added to the read or write paths.
+paho's private hooks into ours; on the per-packet paths they read paho's state directly, not through a
+property or function of ours (a call per message would be a cost on the hot path).
 
 Importing this module checks the installed paho: outside the tested versions, or without a name listed
 below, it stops with one DependencyError instead of breaking packet ids, keepalive or wake-ups silently.

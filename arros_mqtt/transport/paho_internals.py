@@ -245,7 +245,9 @@ class AckHooks(ReadHooks):
     packet ids at once."""
 
     def _packet_read(self) -> mqtt.MQTTErrorCode:
-        if self.between_packets and self.buffered:
+        # paho's state read directly: this runs once per packet paho parses
+        if self._in_packet["command"] == 0 and self._read_position < len(self._read_buffer) \
+                and self._sock is self._read_socket:
             self.take_buffered()
         return super()._packet_read()
 

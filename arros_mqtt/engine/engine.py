@@ -311,7 +311,7 @@ class Engine:
     def _empty_stream(self, name: str, stream: StreamConfig) -> None:
         """The stream's table between micro-batches: empty, of the stream's schema (queries plan on it)."""
         self._empty[name] = stream.full_schema().empty_table()
-        self._session.register(name, self._empty[name])
+        self._session.bind(name, self._empty[name])
 
 
 def _arrival(batch: pa.Table) -> float:

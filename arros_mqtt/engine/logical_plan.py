@@ -3,16 +3,17 @@ and the few shapes the engine looks for in them.
 
 DataFusion's Python classes (`LogicalPlan.to_variant()`, `Expr.variant_name()`, `rex_call_*`) change
 between releases; the rest of the engine matches `PlanNode` and `Expression` instead, so such a change
-is a change here only. Only what the engine reads is converted: Filter predicates, Projection lists and
-Aggregate GROUP BY expressions, recursing into the expression kinds it matches (columns, literals,
-binary operators, NOT, IS [NOT] NULL, aliases, scalar function calls); any other expression stays an
-opaque `Expression` with its kind only.
+is a change here only. Only what the engine reads is converted, when it first reads it: Filter
+predicates, Projection lists and Aggregate GROUP BY expressions, recursing into the expression kinds it
+matches (columns, literals, binary operators, NOT, IS [NOT] NULL, aliases, scalar function calls); any
+other expression stays an opaque `Expression` with its kind only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import pyarrow as pa
 from datafusion import Expr, LogicalPlan
@@ -38,9 +39,22 @@ class PlanNode:
     kind: str  # Projection, Filter, Aggregate, TableScan, SubqueryAlias, Join, Window, Limit, ...
     inputs: tuple[PlanNode, ...] = ()
     table: str = ""  # TableScan: the table's unqualified name
-    predicate: Expression | None = None  # Filter
-    projections: tuple[Expression, ...] = ()  # Projection
-    group_by: tuple[Expression, ...] = ()  # Aggregate
+    variant: object = field(default=None, compare=False, repr=False)  # DataFusion's node, read when asked
+
+    @cached_property
+    def predicate(self) -> Expression | None:
+        """A Filter's predicate."""
+        return read_expression(self.variant.predicate()) if self.kind == "Filter" else None
+
+    @cached_property
+    def projections(self) -> tuple[Expression, ...]:
+        """A Projection's select list."""
+        return tuple(read_expression(e) for e in self.variant.projections()) if self.kind == "Projection" else ()
+
+    @cached_property
+    def group_by(self) -> tuple[Expression, ...]:
+        """An Aggregate's GROUP BY expressions."""
+        return tuple(read_expression(e) for e in self.variant.group_by_exprs()) if self.kind == "Aggregate" else ()
 
 
 def top_kind(logical_plan: LogicalPlan) -> str:
@@ -52,15 +66,8 @@ def read_plan(logical_plan: LogicalPlan) -> PlanNode:
     variant = logical_plan.to_variant()
     kind = type(variant).__name__
     inputs = tuple(read_plan(child) for child in logical_plan.inputs())
-    if kind == "TableScan":
-        return PlanNode(kind, inputs, table=variant.table_name().split(".")[-1])
-    if kind == "Filter":
-        return PlanNode(kind, inputs, predicate=read_expression(variant.predicate()))
-    if kind == "Projection":
-        return PlanNode(kind, inputs, projections=tuple(read_expression(e) for e in variant.projections()))
-    if kind == "Aggregate":
-        return PlanNode(kind, inputs, group_by=tuple(read_expression(e) for e in variant.group_by_exprs()))
-    return PlanNode(kind, inputs)
+    table = variant.table_name().split(".")[-1] if kind == "TableScan" else ""
+    return PlanNode(kind, inputs, table, variant)
 
 
 def read_expression(expr: Expr) -> Expression:

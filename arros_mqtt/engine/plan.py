@@ -21,7 +21,7 @@ from arros_mqtt.engine.shared_partial import SharedPartial
 from arros_mqtt.engine.window_functions import WindowSpec
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AggregateSpec:
     """The incremental form of a running or windowed subscription."""
 
@@ -33,7 +33,7 @@ class AggregateSpec:
     tables: tuple[str, ...]  # the DataFusion tables registered for it, released with the subscription
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SubscriptionPlan:
     shape: QueryShape
     route: Route | None  # (column, value) every output row needs: batches without it are skipped

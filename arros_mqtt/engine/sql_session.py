@@ -40,12 +40,13 @@ class SqlSession:
             self.ctx.deregister_table(name)
         batches = table.to_batches() or [pa.RecordBatch.from_pylist([], schema=table.schema)]
         self.ctx.register_record_batches(name, [batches])
-        self._bound[name] = table
+        self._bound.pop(name, None)
 
     def bind(self, name: str, table: pa.Table) -> None:
-        """`register`, unless this very table is what `name` holds already."""
+        """`register`, unless this very table is what `name` holds already (by an earlier `bind`)."""
         if self._bound.get(name) is not table:
             self.register(name, table)
+            self._bound[name] = table
 
     @contextmanager
     def holding(self, name: str, table: pa.Table, schema: pa.Schema) -> Iterator[None]:

@@ -14,7 +14,7 @@ from arros_mqtt.engine.plan import SubscriptionPlan
 from arros_mqtt.engine.readonly_sql import QueryShape
 
 
-@dataclass
+@dataclass(slots=True)
 class SubscriptionStats:
     batches: int = 0
     rows_in: int = 0
@@ -28,7 +28,7 @@ class SubscriptionStats:
     last_emit: float | None = None  # epoch seconds of the last published result
 
 
-@dataclass
+@dataclass(slots=True)
 class Subscription:
     config: SubscriptionConfig
     plan: SubscriptionPlan

@@ -44,11 +44,22 @@ def compile_subscription(config: SubscriptionConfig, session: SqlSession, stream
     _check_template(config.output, "output topic", "the query does not return", shape.output_schema)
     _check_template(config.late_output, "late_output topic", f"stream {shape.stream} does not have", stream_schema)
     if shape.kind == PER_ROW:
-        _refuse_stray_windows(config.sql)
-        node = read_plan(session.plan(config.sql).logical_plan())
-        return SubscriptionPlan(shape, equality_route(node, shape.stream, stream_schema),
-                                _select_kernel(kernel, session, config.sql, node, shape, stream_schema))
-    query, window, event_column = _incremental(config, shape, streams[shape.stream], session)
+        return _per_row_plan(config, session, shape, stream_schema, kernel)
+    return _aggregate_plan(config, session, shape, streams[shape.stream], kernel)
+
+
+def _per_row_plan(config: SubscriptionConfig, session: SqlSession, shape: QueryShape, stream_schema: pa.Schema,
+                  kernel: str | None) -> SubscriptionPlan:
+    _refuse_stray_windows(config.sql)
+    node = read_plan(session.plan(config.sql).logical_plan())
+    return SubscriptionPlan(shape, equality_route(node, shape.stream, stream_schema),
+                            _select_kernel(kernel, session, config.sql, node, shape, stream_schema))
+
+
+def _aggregate_plan(config: SubscriptionConfig, session: SqlSession, shape: QueryShape, stream: StreamConfig,
+                    kernel: str | None) -> SubscriptionPlan:
+    stream_schema = stream.full_schema()
+    query, window, event_column = _incremental(config, shape, stream, session)
     datafusion = _datafusion_aggregate(session, config.name, query, window, shape)
     state_schema = datafusion.state_schema
     node = read_plan(session.plan(config.sql).logical_plan())
@@ -57,10 +68,9 @@ def compile_subscription(config: SubscriptionConfig, session: SqlSession, stream
     # None for running aggregates: which groups a batch changed is a join only DataFusion runs
     arrow = None if kernel == DATAFUSION else compile_aggregate(
         query, window, event_column, node, shape.stream, stream_schema, state_schema, shape.output_schema, datafusion)
-    chosen: AggregateKernel = _chosen(kernel, arrow, datafusion)
     shared = _shared_partial(session, query, route, state_schema, shape.output_schema) if route else None
     spec = AggregateSpec(query, window, event_column, state_schema, shared, datafusion.tables)
-    return SubscriptionPlan(shape, route, chosen, spec)
+    return SubscriptionPlan(shape, route, _chosen(kernel, arrow, datafusion), spec)
 
 
 def _select_kernel(forced: str | None, session: SqlSession, sql: str, node: PlanNode, shape: QueryShape,

@@ -209,3 +209,29 @@ def stop_process(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: 
     if process.poll() is None:
         process.send_signal(sig)
     return process.wait(timeout)
+
+
+@contextlib.contextmanager
+def connected_result_client(mosquitto, protocol: str, client_class: type, on_publish=None,
+                            inflight: int | None = None):
+    """A started result client of `client_class` (`new_client` from `[broker]`, suffix -out) connected to
+    the test broker; disconnected at the end. `inflight`: paho's QoS 1/2 window (0: none, as the result
+    sink sets it; None: paho's default)."""
+    from arros_mqtt.config import BrokerConfig
+    from arros_mqtt.transport.paho_client import new_client as new_broker_client
+
+    client = new_broker_client(BrokerConfig(url=mosquitto.url, client_id=unique("result-"), protocol=protocol),
+                               suffix="-out", persistent=False, client_class=client_class)
+    client.on_publish = on_publish
+    if inflight is not None:
+        client.max_inflight_messages_set(inflight)
+    connected = threading.Event()
+    client.on_connect = lambda *_: connected.set()
+    client.connect("127.0.0.1", mosquitto.port)
+    client.loop_start()
+    try:
+        assert connected.wait(10)
+        yield client
+    finally:
+        client.disconnect()
+        client.loop_stop()

@@ -36,13 +36,10 @@ class Received:
             time.sleep(0.02)
 
 
-@pytest.mark.parametrize("protocol", [mqtt.MQTTv311, mqtt.MQTTv5])
-def test_every_message_once_in_order_across_paths(mosquitto, protocol):
-    prefix = unique("bulk")
-    received = Received()
-    subscriber = BulkReadClient(CallbackAPIVersion.VERSION2, client_id=unique("bulk-sub-"), protocol=protocol)
-    subscriber.on_publishes = received.bulk
-    subscriber.on_message = received.one
+def start_pair(mosquitto, subscriber: BulkReadClient, prefix: str, protocol: int,
+               inflight: int = 20) -> tuple[threading.Event, mqtt.Client]:
+    """Start `subscriber` (subscribing to `{prefix}/#` at QoS 1) and a paho publisher (`inflight`: its QoS 1
+    window, paho's default 20; 0 = none) on the test broker."""
     subscribed = threading.Event()
     subscriber.on_subscribe = lambda *_: subscribed.set()
     subscriber.on_connect = lambda client, *_: client.subscribe(f"{prefix}/#", qos=1)
@@ -50,8 +47,20 @@ def test_every_message_once_in_order_across_paths(mosquitto, protocol):
     subscriber.loop_start()
     publisher = new_client(mosquitto.port, protocol=protocol)
     publisher.max_queued_messages_set(0)
+    publisher.max_inflight_messages_set(inflight)
     publisher.connect("127.0.0.1", mosquitto.port)
     publisher.loop_start()
+    return subscribed, publisher
+
+
+@pytest.mark.parametrize("protocol", [mqtt.MQTTv311, mqtt.MQTTv5])
+def test_every_message_once_in_order_across_paths(mosquitto, protocol):
+    prefix = unique("bulk")
+    received = Received()
+    subscriber = BulkReadClient(CallbackAPIVersion.VERSION2, client_id=unique("bulk-sub-"), protocol=protocol)
+    subscriber.on_publishes = received.bulk
+    subscriber.on_message = received.one
+    subscribed, publisher = start_pair(mosquitto, subscriber, prefix, protocol)
     try:
         assert subscribed.wait(10)
         expected: list[tuple[str, bytes, int, Properties | None]] = []
@@ -122,16 +131,7 @@ def test_qos1_taken_in_bulk_once_in_order_and_acknowledged(mosquitto, protocol):
 
     subscriber.on_publishes_with_ids = bulk
     subscriber.on_message = lambda _c, _u, message: received.append((message.topic, message.payload, -1))
-    subscribed = threading.Event()
-    subscriber.on_subscribe = lambda *_: subscribed.set()
-    subscriber.on_connect = lambda client, *_: client.subscribe(f"{prefix}/#", qos=1)
-    subscriber.connect("127.0.0.1", mosquitto.port)
-    subscriber.loop_start()
-    publisher = new_client(mosquitto.port, protocol=protocol)
-    publisher.max_queued_messages_set(0)
-    publisher.max_inflight_messages_set(0)
-    publisher.connect("127.0.0.1", mosquitto.port)
-    publisher.loop_start()
+    subscribed, publisher = start_pair(mosquitto, subscriber, prefix, protocol, inflight=0)
     try:
         assert subscribed.wait(10)
         expected = [(f"{prefix}/m{i % 5}", b'{"seq":%d}' % i, 1 if i % 3 else 0) for i in range(3000)]

@@ -9,32 +9,16 @@ import threading
 
 import pytest
 
-from arros_mqtt.config import BrokerConfig
 from arros_mqtt.transport.bulk_write import BulkWriteClient
-from arros_mqtt.transport.paho_client import new_client
-from tests.support import Collector, unique
+from tests.support import Collector, connected_result_client, unique
 
 
 def qos_of(i: int, every: int) -> int:
     return 0 if i % every else (1 if i % (2 * every) else 2)
 
 
-@contextlib.contextmanager
 def connected_client(mosquitto, protocol: str, on_publish=None):
-    """A started BulkWriteClient connected to the test broker; disconnected at the end."""
-    client = new_client(BrokerConfig(url=mosquitto.url, client_id=unique("bulkw-"), protocol=protocol),
-                        suffix="-out", persistent=False, client_class=BulkWriteClient)
-    client.on_publish = on_publish
-    connected = threading.Event()
-    client.on_connect = lambda *_: connected.set()
-    client.connect("127.0.0.1", mosquitto.port)
-    client.loop_start()
-    try:
-        assert connected.wait(10)
-        yield client
-    finally:
-        client.disconnect()
-        client.loop_stop()
+    return connected_result_client(mosquitto, protocol, BulkWriteClient, on_publish)
 
 
 @pytest.mark.parametrize(("every", "block"), [(100, 0), (3, 0), (3, 250)], ids=["few-acked", "acked", "blocks"])

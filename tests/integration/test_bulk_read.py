@@ -53,6 +53,12 @@ def start_pair(mosquitto, subscriber: BulkReadClient, prefix: str, protocol: int
     return subscribed, publisher
 
 
+def stop(*clients: mqtt.Client) -> None:
+    for client in clients:
+        client.disconnect()
+        client.loop_stop()
+
+
 @pytest.mark.parametrize("protocol", [mqtt.MQTTv311, mqtt.MQTTv5])
 def test_every_message_once_in_order_across_paths(mosquitto, protocol):
     prefix = unique("bulk")
@@ -79,10 +85,7 @@ def test_every_message_once_in_order_across_paths(mosquitto, protocol):
         received.wait_for(len(expected))
         time.sleep(0.3)  # a duplicate would arrive now
     finally:
-        publisher.disconnect()
-        publisher.loop_stop()
-        subscriber.disconnect()
-        subscriber.loop_stop()
+        stop(publisher, subscriber)
     assert [(t, p) for t, p, _ in received.messages] == [(t, p) for t, p, _, _ in expected]
     paths = {path for _, _, path in received.messages}
     assert {"bulk", "paho-qos1", "paho-qos0"} <= paths  # the big one (and v5 properties) went through paho
@@ -108,10 +111,7 @@ def test_a_client_without_bulk_callback_is_plain_paho(mosquitto):
             publisher.publish(f"{prefix}/x", b"%d" % i)
         received.wait_for(500)
     finally:
-        publisher.disconnect()
-        publisher.loop_stop()
-        subscriber.disconnect()
-        subscriber.loop_stop()
+        stop(publisher, subscriber)
     assert [p for _, p, _ in received.messages] == [b"%d" % i for i in range(500)]
 
 
@@ -142,10 +142,7 @@ def test_qos1_taken_in_bulk_once_in_order_and_acknowledged(mosquitto, protocol):
         assert all(info.is_published() for info in infos), "a QoS 1 message was not acknowledged"
         time.sleep(0.3)  # a duplicate would arrive now
     finally:
-        publisher.disconnect()
-        publisher.loop_stop()
-        subscriber.disconnect()
-        subscriber.loop_stop()
+        stop(publisher, subscriber)
     assert [(t, p) for t, p, _ in received] == [(t, p) for t, p, _ in expected]
     bulk_qos1 = [m for _, _, m in received if m > 0]
     assert len(bulk_qos1) > 1000  # most QoS 1 went the bulk path (paho's shows -1: a read's first or split packet)

@@ -76,7 +76,8 @@ def control_plane(service: Parts) -> ControlPlane | None:
 def health_sources(service: Parts) -> HealthSources:
     return HealthSources(buffer=service.batcher, log=service.journal, ledger=service.ledger,
                          archive_failed_seq=service.archive.failed_seq,
-                         receiving=getattr(service.transport, "receiving", None))
+                         receiving=getattr(service.transport, "receiving", None),
+                         lagging_after=service.config.control.lagging_after)
 
 
 def metrics_server(service: Parts) -> MetricsServer | None:

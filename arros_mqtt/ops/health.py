@@ -12,12 +12,11 @@ than at the next interval, so an overload is visible while it lasts.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 
 class BufferView(Protocol):
@@ -132,41 +131,3 @@ class HealthPublisher:
             self._next = now + self.interval
             self._status = state["status"]
             self.publish(self.topic, orjson.dumps(state), 0, True)
-
-
-def durability_metrics(sources: HealthSources) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
-    """Prometheus families read at scrape time (nothing is counted on the hot path)."""
-    state = health(sources)
-    ingest = state["ingest"]
-    yield GaugeMetricFamily("arros_backpressure", "1 while ingestion is slowed down on purpose (see /health)",
-                            value=int(state["backpressure"]))
-    yield CounterMetricFamily("arros_ingest_blocked_seconds", "Time the MQTT client waited for room in the "
-                              "micro-batch buffer", value=ingest["blocked_seconds"])
-    yield GaugeMetricFamily("arros_lag_seconds", "How long the oldest input waiting for the engine, or the oldest "
-                            "result waiting for the broker, has waited", value=state["lag"]["seconds"])
-    yield GaugeMetricFamily("arros_lagging", "1 while the lag is past [control] lagging_after",
-                            value=int(state["status"] == "lagging"))
-    yield GaugeMetricFamily("arros_ingest_pending_messages", "Messages received, not yet in a micro-batch",
-                            value=ingest["pending_messages"])
-    yield GaugeMetricFamily("arros_ingest_unacknowledged", "QoS 1 messages received whose PUBACK waits for the log",
-                            value=ingest["unacknowledged"] or 0)
-    yield CounterMetricFamily("arros_ingest_duplicates_dropped", "Redelivered copies of messages already logged",
-                              value=ingest["duplicates_dropped"])
-    journal = sources.log
-    if state["wal"] is not None:
-        yield GaugeMetricFamily("arros_wal_bytes", "Size of the write-ahead log", value=state["wal"]["bytes"])
-        yield GaugeMetricFamily("arros_wal_last_record", "Seq of the last record appended",
-                                value=state["wal"]["last_record"])
-        yield CounterMetricFamily("arros_durability_errors", "Log, checkpoint and archive write failures",
-                                  value=journal.errors)
-    if state["checkpoint"] is not None:
-        yield GaugeMetricFamily("arros_checkpoint_age_seconds", "Age of the checkpoint a restart would use",
-                                value=state["checkpoint"]["age_seconds"])
-    if state["outputs"] is not None:
-        outputs = state["outputs"]
-        yield GaugeMetricFamily("arros_output_queued", "Result messages waiting for the broker",
-                                value=outputs["queued"])
-        yield GaugeMetricFamily("arros_output_queued_bytes", "Bytes of result messages waiting for the broker",
-                                value=outputs["queued_bytes"])
-        yield GaugeMetricFamily("arros_output_spilled_bytes", "Of which spilled to disk",
-                                value=outputs["spilled_bytes"])

@@ -111,6 +111,12 @@ class ArchiveConfig:
     roll_interval: float = 300.0
     compression: str = "zstd"
     retention: float | None = None  # seconds; partitions older than this are deleted
+    upload: str | None = None  # "s3://bucket/prefix": each rolled file is uploaded (egress/archive_upload.py)
+    endpoint_override: str | None = None  # an S3-compatible endpoint, e.g. "http://127.0.0.1:9000"
+    region: str | None = None
+    access_key: str | None = None  # None: the standard AWS environment / credential chain
+    secret_key: str | None = None
+    keep_local: bool = True  # False: a file is deleted locally once uploaded
 
 
 @dataclass(frozen=True)
@@ -225,6 +231,59 @@ class ConnectorConfig:
 
 
 @dataclass(frozen=True)
+class UplinkConfig:
+    """`[uplinks.NAME]`: local topics forwarded to a cloud broker through an on-disk buffer (docs/uplinks.md)."""
+
+    name: str
+    broker: BrokerConfig  # the cloud broker: url, client_id, credentials, TLS
+    topics: tuple[str, ...]  # local topic filters to forward
+    prefix: str = ""  # put in front of each topic upstream ("site-7" -> "site-7/derived/...")
+    qos: int = 1  # upstream QoS (0, 1 or 2); local subscriptions are QoS 1
+    buffer: int = 2 * 1024**3  # bytes on disk under state_dir/uplinks/NAME
+    when_full: str = "drop_oldest"  # or "stop": stop taking local messages until there is room
+    max_rate: float = 0.0  # messages/s upstream; 0 = no limit
+
+
+UPLINK_BROKER_KEYS = ("url", "client_id", "protocol", "username", "password", "tls_ca", "tls_cert", "tls_key",
+                      "keepalive", "session_expiry", "clean_start")
+
+
+def _uplink(sec: _Section, name: str, state_dir: str) -> UplinkConfig:
+    sec.only(*UPLINK_BROKER_KEYS, "topics", "prefix", "qos", "buffer", "when_full", "max_rate")
+    if not name.replace("_", "a").replace("-", "a").isalnum():
+        raise ConfigError(sec.source, sec.path, "uplink names are letters, digits, _ and -")
+    sec.required_string("url")
+    broker = _broker(_Section({k: v for k, v in sec.data.items() if k in UPLINK_BROKER_KEYS}, sec.source, sec.path))
+    if "client_id" not in sec.data:
+        broker = replace(broker, client_id=f"{default_client_id(state_dir)}-uplink-{name}")
+    topics = sec.get("topics", list, None)
+    if not topics or not all(isinstance(t, str) and t for t in topics):
+        raise sec.error("topics", "expected a non-empty array of topic filters like [\"derived/#\"]")
+    for topic in topics:
+        levels = topic.split("/")
+        if any(level not in ("+", "#") and ("+" in level or "#" in level) for level in levels) or (
+                "#" in levels[:-1]):
+            raise sec.error("topics", f"invalid topic filter {topic!r}")
+    prefix = sec.string("prefix", "")
+    if any(c in prefix for c in "+#"):
+        raise sec.error("prefix", f"invalid topic prefix {prefix!r}")
+    qos = sec.integer("qos", 1)
+    if qos not in (0, 1, 2):
+        raise sec.error("qos", f"must be 0, 1 or 2, got {qos}")
+    buffer = sec.size("buffer", UplinkConfig.buffer)
+    if buffer < 64 * 1024:
+        raise sec.error("buffer", "must be at least 64KiB")
+    when_full = sec.string("when_full", "drop_oldest")
+    if when_full not in ("drop_oldest", "stop"):
+        raise sec.error("when_full", f"expected \"drop_oldest\" or \"stop\", got {when_full!r}")
+    max_rate = float(sec.get("max_rate", (int, float), 0))
+    if max_rate < 0:
+        raise sec.error("max_rate", f"must be at least 0, got {max_rate}")
+    return UplinkConfig(name=name, broker=broker, topics=tuple(topics), prefix=prefix, qos=qos, buffer=buffer,
+                        when_full=when_full, max_rate=max_rate)
+
+
+@dataclass(frozen=True)
 class Config:
     source: str = "<defaults>"
     broker: BrokerConfig | None = None
@@ -239,6 +298,7 @@ class Config:
     tables: dict[str, TableConfig] = field(default_factory=dict)
     subscriptions: dict[str, SubscriptionConfig] = field(default_factory=dict)
     connectors: dict[str, ConnectorConfig] = field(default_factory=dict)
+    uplinks: dict[str, UplinkConfig] = field(default_factory=dict)
 
     def with_broker_url(self, url: str) -> Config:
         """The same config attached to `url` (the `--broker` option), keeping other [broker] settings."""
@@ -276,7 +336,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
     root = _Section(data, source, "")
     root.only(
         "broker", "embedded", "engine", "archive", "control", "streams", "tables", "subscriptions",
-        "connectors", "metrics", "durability", "live",
+        "connectors", "metrics", "durability", "live", "uplinks",
     )
     streams = {name: _stream(sec, name) for name, sec in root.section("streams").sections()}
     config = Config(
@@ -294,6 +354,8 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         subscriptions={name: _subscription(sec, name) for name, sec in root.section("subscriptions").sections()},
         connectors={name: _connector(sec, name, streams) for name, sec in root.section("connectors").sections()},
     )
+    config = replace(config, uplinks={name: _uplink(sec, name, config.engine.state_dir)
+                                      for name, sec in root.section("uplinks").sections()})
     _check_names(config)
     if config.broker is not None and "client_id" not in data.get("broker", {}):
         config = replace(config, broker=replace(config.broker, client_id=default_client_id(config.engine.state_dir)))
@@ -495,7 +557,8 @@ def _engine(sec: _Section) -> EngineConfig:
 
 
 def _archive(sec: _Section) -> ArchiveConfig:
-    sec.only("dir", "roll_rows", "roll_interval", "compression", "retention")
+    sec.only("dir", "roll_rows", "roll_interval", "compression", "retention", "upload", "endpoint_override",
+             "region", "access_key", "secret_key", "keep_local")
     compression = sec.string("compression", "zstd")
     if compression not in ("zstd", "snappy", "gzip", "lz4", "brotli", "none"):
         raise sec.error("compression", f"unknown codec {compression!r} (zstd, snappy, gzip, lz4, brotli, none)")
@@ -508,7 +571,25 @@ def _archive(sec: _Section) -> ArchiveConfig:
         roll_interval=sec.duration("roll_interval", 300.0),
         compression=compression,
         retention=sec.duration("retention", 0.0) or None,
+        **_archive_upload(sec),
     )
+
+
+def _archive_upload(sec: _Section) -> dict[str, Any]:
+    """The `upload` keys of [archive]: where rolled files go (docs/uplinks.md)."""
+    upload = sec.string("upload")
+    if upload is not None:
+        parts = urlsplit(upload)
+        if parts.scheme != "s3" or not parts.netloc:
+            raise sec.error("upload", f"expected \"s3://bucket/prefix\", got {upload!r}")
+    elif any(key in sec.data for key in ("endpoint_override", "region", "access_key", "secret_key", "keep_local")):
+        key = next(k for k in ("endpoint_override", "region", "access_key", "secret_key", "keep_local") if k in sec.data)
+        raise sec.error(key, "applies only with upload = \"s3://bucket/prefix\"")
+    if (sec.string("access_key") is None) != (sec.string("secret_key") is None):
+        raise sec.error("access_key", "access_key and secret_key must be given together")
+    return {"upload": upload, "endpoint_override": sec.string("endpoint_override"), "region": sec.string("region"),
+            "access_key": sec.string("access_key"), "secret_key": sec.string("secret_key"),
+            "keep_local": sec.boolean("keep_local", True)}
 
 
 def _control(sec: _Section) -> ControlConfig:

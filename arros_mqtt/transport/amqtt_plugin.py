@@ -65,8 +65,8 @@ class ArrosBrokerPlugin(BasePlugin[BrokerContext]):
         self._deliver = None
 
     def subscribe_local(self, topic_filter: str, receive: Callable[[str, bytes], None] | None) -> None:
-        """An in-process receiver (the control plane) for client PUBLISHes matching `topic_filter`; None
-        removes it. Called on the broker's loop: `receive` must be quick (or it holds up the broker)."""
+        """An in-process receiver (the control plane, uplinks) for client PUBLISHes and the broker's own
+        (results) matching `topic_filter`; None removes it. Called on the broker's loop: `receive` must be quick (or it holds up the broker)."""
         if receive is None:
             self._local.pop(topic_filter, None)
         else:
@@ -78,14 +78,7 @@ class ArrosBrokerPlugin(BasePlugin[BrokerContext]):
         try:
             topic = message.topic
             payload = bytes(message.data)
-            receivers = self._local_for.get(topic)
-            if receivers is None:  # matching filters in Python per message cost 8% of the broker's loop
-                receivers = [receive for topic_filter, receive in list(self._local.items())
-                             if topic_matches_sub(topic_filter, topic)]
-                if len(self._local_for) >= _MAX_CACHED_TOPICS:
-                    self._local_for = {}
-                self._local_for[topic] = receivers
-            for receive in receivers:
+            for receive in self._receivers(topic):
                 receive(topic, payload)
             if deliver is None or router is None:
                 return
@@ -97,6 +90,16 @@ class ArrosBrokerPlugin(BasePlugin[BrokerContext]):
             self.errors += 1
             log.exception("embedded broker: message from %s on %s not handed to the engine", client_id,
                           getattr(message, "topic", "?"))
+
+    def _receivers(self, topic: str) -> list[Callable[[str, bytes], None]]:
+        receivers = self._local_for.get(topic)
+        if receivers is None:  # matching filters in Python per message cost 8% of the broker's loop
+            receivers = [receive for topic_filter, receive in list(self._local.items())
+                         if topic_matches_sub(topic_filter, topic)]
+            if len(self._local_for) >= _MAX_CACHED_TOPICS:
+                self._local_for = {}
+            self._local_for[topic] = receivers
+        return receivers
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
         """Thread-safe: queue a message for the broker's loop; never waits for the loop."""
@@ -125,6 +128,8 @@ class ArrosBrokerPlugin(BasePlugin[BrokerContext]):
                     await self.context.broadcast_message(topic, payload, qos=0 if qos == 0 else None)
                     if retain:
                         await self.context.retain_message(topic, payload, qos)
+                    for receive in self._receivers(topic):  # amqtt fires no hook for the broker's own messages
+                        receive(topic, payload)
                 except Exception:
                     self.errors += 1
                     log.exception("embedded broker: could not publish to %s", topic)

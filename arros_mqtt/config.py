@@ -582,9 +582,9 @@ def _archive_upload(sec: _Section) -> dict[str, Any]:
         parts = urlsplit(upload)
         if parts.scheme != "s3" or not parts.netloc:
             raise sec.error("upload", f"expected \"s3://bucket/prefix\", got {upload!r}")
-    elif any(key in sec.data for key in ("endpoint_override", "region", "access_key", "secret_key", "keep_local")):
-        key = next(k for k in ("endpoint_override", "region", "access_key", "secret_key", "keep_local") if k in sec.data)
-        raise sec.error(key, "applies only with upload = \"s3://bucket/prefix\"")
+    elif used := [k for k in ("endpoint_override", "region", "access_key", "secret_key", "keep_local")
+                  if k in sec.data]:
+        raise sec.error(used[0], "applies only with upload = \"s3://bucket/prefix\"")
     if (sec.string("access_key") is None) != (sec.string("secret_key") is None):
         raise sec.error("access_key", "access_key and secret_key must be given together")
     return {"upload": upload, "endpoint_override": sec.string("endpoint_override"), "region": sec.string("region"),

@@ -58,6 +58,7 @@ class HealthSources:
     archive_failed_seq: Callable[[], int | None]
     receiving: Callable[[], bool] | None  # None: the transport cannot tell (then it counts as connected)
     lagging_after: float = 1.0  # seconds of lag past which the status is "lagging"
+    uplinks: Callable[[], dict[str, dict[str, Any]]] | None = None  # each uplink's status (uplink/forwarder.py)
 
 
 def health(sources: HealthSources) -> dict[str, Any]:
@@ -100,6 +101,7 @@ def health(sources: HealthSources) -> dict[str, Any]:
             "record": latest.seq, "age_seconds": round(time.time() - latest.manifest.get("written_at", 0), 1)},
         "outputs": None if outputs is None else {"queued": outputs.queued, "queued_bytes": outputs.queued_bytes,
                                                  "spilled_bytes": outputs.spilled_bytes, "inflight": outputs.inflight},
+        "uplinks": sources.uplinks() if sources.uplinks is not None else {},
     }
 
 

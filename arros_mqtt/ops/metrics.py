@@ -113,12 +113,39 @@ class ServiceCollector(Collector):
             yield family
         yield GaugeMetricFamily("arros_subscriptions", "Live subscriptions", value=len(subscriptions))
         yield from durability_metrics(self.sources.health)
+        yield from uplink_metrics(self.sources.health)
 
         if self.sources.control_requests is not None:
             family = CounterMetricFamily("arros_control_requests", "Control requests by op and outcome",
                                          labels=["op", "outcome"])
             for (op, outcome), count in list(self.sources.control_requests().items()):
                 family.add_metric([op, outcome], count)
+            yield family
+
+
+UPLINK_GAUGES = (
+    ("arros_uplink_connected", "1 while the uplink is connected to its cloud broker", "connected"),
+    ("arros_uplink_buffered_messages", "Messages in the uplink's buffer the cloud broker has not confirmed",
+     "buffered_messages"),
+    ("arros_uplink_buffered_bytes", "Bytes of the uplink's buffer on disk", "buffered_bytes"),
+    ("arros_uplink_oldest_seconds", "Age of the oldest message the cloud broker has not confirmed", "oldest_seconds"),
+)
+UPLINK_COUNTERS = (
+    ("arros_uplink_dropped", "Messages dropped unsent because the buffer was full (drop_oldest)", "dropped"),
+    ("arros_uplink_sent", "Messages the cloud broker confirmed", "sent"),
+)
+
+
+def uplink_metrics(sources: HealthSources) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    """Per-uplink gauges and counters, labelled `uplink` (docs/uplinks.md)."""
+    if sources.uplinks is None:
+        return
+    states = sources.uplinks()
+    for kind, table in ((GaugeMetricFamily, UPLINK_GAUGES), (CounterMetricFamily, UPLINK_COUNTERS)):
+        for metric, help_text, key in table:
+            family = kind(metric, help_text, labels=["uplink"])
+            for name, state in states.items():
+                family.add_metric([name], float(state[key]))
             yield family
 
 

@@ -32,7 +32,14 @@ from arros_mqtt.ingress.batcher import MicroBatcher
 from arros_mqtt.ops.health import HealthPublisher
 from arros_mqtt.service.pipeline import Pipeline
 from arros_mqtt.service.round_driver import RoundDriver
-from arros_mqtt.service.wiring import control_plane, default_transport, health_sources, live_views, metrics_server
+from arros_mqtt.service.wiring import (
+    control_plane,
+    default_transport,
+    health_sources,
+    live_views,
+    metrics_server,
+    uplinks,
+)
 from arros_mqtt.transport.interface import Transport
 
 log = logging.getLogger(__name__)
@@ -93,6 +100,7 @@ class Service:
             self.connectors = ConnectorSet(config, self.submit_table, self.transport.publish)
         self.live = live_views(self)  # for Flight SQL and the web console
         self.control = control_plane(self)
+        self.uplinks = uplinks(self)  # built before health_sources reads them
         self.metrics = metrics_server(self)
 
     def call_on_engine(self, call: Callable[[], Any]) -> Future:
@@ -129,6 +137,8 @@ class Service:
             self.connectors.start()
         if self.control is not None:
             self.control.start(max(0.0, deadline - time.monotonic()))
+        for uplink in self.uplinks:
+            uplink.start()
         log.info("arros running: %d streams, %d subscriptions, %s", len(self.config.streams),
                  len(self.engine.subscriptions), self.transport.description)
         for name in self.engine.pending:
@@ -147,6 +157,8 @@ class Service:
         if self.control is not None:
             self.control.stop(min(left(), 5.0))
         self._drain(left)
+        for uplink in self.uplinks:  # after the drain: the results are at the broker, the uplink takes them
+            uplink.stop(min(left(), 5.0))
         self.transport.close()
         if self._lock is not None:
             self._lock.release()

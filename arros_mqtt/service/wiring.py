@@ -79,7 +79,8 @@ def health_sources(service: Parts) -> HealthSources:
     return HealthSources(buffer=service.batcher, log=service.journal, ledger=service.ledger,
                          archive_failed_seq=service.archive.failed_seq,
                          receiving=getattr(service.transport, "receiving", None),
-                         lagging_after=service.config.control.lagging_after)
+                         lagging_after=service.config.control.lagging_after,
+                         uplinks=lambda: {u.name: u.status() for u in getattr(service, "uplinks", ())})
 
 
 def metrics_server(service: Parts) -> MetricsServer | None:
@@ -111,6 +112,20 @@ def live_views(service: Parts) -> LiveViews | None:
     pipeline.add_result_sink(views.add_result)
     pipeline.add_deadletter_sink(views.add_dead_letters)
     return views
+
+
+def uplinks(service: Parts) -> list[Any]:
+    """One `Uplink` per [uplinks.NAME]: on the [broker] in client mode, the embedded broker's own client else."""
+    if not service.config.uplinks:
+        return []
+    from arros_mqtt.uplink import Uplink
+
+    local_client = getattr(service.transport, "local_client", None)
+    if service.config.broker is None and local_client is None:
+        return []  # a transport of a test: no broker to take messages from
+    return [Uplink(uplink, service.config.engine.state_dir, service.config.broker,
+                   local_client() if service.config.broker is None else None)
+            for uplink in service.config.uplinks.values()]
 
 
 def _connectors(service: Parts) -> dict[str, Any]:

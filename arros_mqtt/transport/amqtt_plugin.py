@@ -66,7 +66,8 @@ class ArrosBrokerPlugin(BasePlugin[BrokerContext]):
 
     def subscribe_local(self, topic_filter: str, receive: Callable[[str, bytes], None] | None) -> None:
         """An in-process receiver (the control plane, uplinks) for client PUBLISHes and the broker's own
-        (results) matching `topic_filter`; None removes it. Called on the broker's loop: `receive` must be quick (or it holds up the broker)."""
+        (results) matching `topic_filter`; None removes it. Called on the broker's loop: `receive` must be
+        quick (or it holds up the broker)."""
         if receive is None:
             self._local.pop(topic_filter, None)
         else:

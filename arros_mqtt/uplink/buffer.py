@@ -259,6 +259,12 @@ class UplinkBuffer:
             records.append((record, offset + position))
         return records
 
+    def wait_for_records(self, timeout: float) -> None:
+        """Until a record not handed out yet is there (or `timeout`)."""
+        with self.changed:
+            if self._read_seq >= self._next_seq:
+                self.changed.wait(timeout)
+
     def confirm(self, seq: int, persist_after: float = 0.05) -> None:
         """Every record below `seq` reached the cloud broker: delete segments wholly confirmed and write
         the cursor (at most every `persist_after` seconds; 0: now)."""

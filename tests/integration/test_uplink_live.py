@@ -18,7 +18,7 @@ from tests.support import HOST, BrokerUnderTest, Mosquitto, new_client, start_mo
 DEVICES = 4
 
 
-def service_config(prefix: str, cloud: Mosquitto, state_dir: Path, **uplink: str) -> str:
+def service_config(prefix: str, cloud: Mosquitto, state_dir: Path, control: str = "", **uplink: str) -> str:
     extra = "".join(f"{k} = {v}\n" for k, v in uplink.items())
     return f"""
 [engine]
@@ -26,6 +26,7 @@ state_dir = "{state_dir}"
 
 [control]
 prefix = "{prefix}/arros"
+{control}
 
 [streams.s]
 topic = "{prefix}/in/{{device}}"

@@ -48,6 +48,11 @@ class Archive:
         # per subscription: (result schema, sql) -> how its results are partitioned and labelled
         self._result_layout: dict[str, tuple[pa.Schema, str, PartitionTime, dict[str, str]]] = {}
         self._next_retention = 0.0
+        self.uploader = None  # [archive] upload: each rolled file to object storage (egress/archive_upload.py)
+        if archive.upload is not None:
+            from arros_mqtt.egress.archive_upload import ArchiveUploader
+
+            self.uploader = ArchiveUploader(archive, self.root, config.engine.state_dir)
 
     def open(self) -> None:
         """Create the folder when something is archived; remove temporary files a crash left behind."""
@@ -62,6 +67,8 @@ class Archive:
                  for p in folder.glob(f"date=*/hour=*/{TEMP_GLOB}")]
         for path in stale:
             path.unlink(missing_ok=True)
+        if self.uploader is not None:
+            self.uploader.start()
         if stale:
             log.warning("archive: removed %d unfinished files left by a previous run (%s)", len(stale),
                         "their rows are archived again from the write-ahead log" if self.config.durability.wal
@@ -141,11 +148,14 @@ class Archive:
             lost = f", {writer.rows_lost} rows lost to write errors" if writer.rows_lost else ""
             log.info("archive %s/%s: %d rows written, %d files%s", kind, name, writer.rows_written,
                      writer.files_written, lost)
+        if self.uploader is not None:
+            self.uploader.stop()
 
     def _writer(self, kind: str, name: str) -> PartitionedWriter:
         writer = self._writers.get((kind, name))
         if writer is None:
             writer = self._writers[(kind, name)] = PartitionedWriter(self.root / kind / name, self.policy)
+            writer.on_commit = self.uploader.enqueue if self.uploader is not None else None
         return writer
 
     def _now_ms(self) -> int:

@@ -20,6 +20,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,6 +112,7 @@ class PartitionedWriter:
         self.rows_written = 0
         self.rows_lost = 0
         self.failed_seq: int | None = None  # the oldest log record with rows lost to a write error
+        self.on_commit: Callable[[Path], None] | None = None  # each file once renamed into place (uploads)
         self._open: dict[int, _OpenFile] = {}
         self._closed_coverage: dict[int, list[tuple[Position, Position]]] = {}  # read from disk while replaying
 
@@ -205,11 +207,13 @@ class PartitionedWriter:
     def _commit(self, hour: int) -> None:
         file = self._open.pop(hour)
         try:
-            file.commit()
+            path = file.commit()
         except Exception as exc:
             file.discard()
             self._lost(file.rows, exc, file.first[0] if file.first else None)
             return
+        if self.on_commit is not None:
+            self.on_commit(path)
         self.files_written += 1
         self.rows_written += file.rows
 

@@ -113,7 +113,8 @@ def test_a_60s_outage_at_1k_results_per_second(tmp_path):
     local = start_mosquitto(tmp_path)
     cloud = persistent_cloud(tmp_path / "cloud")
     config = tmp_path / "arros.toml"
-    config.write_text(f'[broker]\nurl = "{local.url}"\n' + service_config(prefix, cloud, tmp_path / "state"))
+    config.write_text(f'[broker]\nurl = "{local.url}"\n' + service_config(prefix, cloud, tmp_path / "state",
+                                                                           qos="2"))
     arros = start(tmp_path, config, "run-0")
     try:
         subscriber = CloudSubscriber(cloud.port, "site-7/#")
@@ -126,13 +127,25 @@ def test_a_60s_outage_at_1k_results_per_second(tmp_path):
         cloud.start()
         publisher.join(120)
         got = subscriber.wait_for(count, timeout=180)
-        assert got == expected(prefix, count)
+        assert got == expected(prefix, count), differences(got, expected(prefix, count))
         subscriber.close()
     finally:
         if arros.poll() is None:
             stop_arros(arros)
         cloud.stop()
         local.stop()
+
+
+def differences(got: dict[str, list[int]], want: dict[str, list[int]]) -> dict[str, dict]:
+    """Per topic: what is missing, what came more than once, whether first arrivals are in order."""
+    out = {}
+    for topic, ns in want.items():
+        seen = got.get(topic, [])
+        counts = Counter(seen)
+        out[topic] = {"missing": sorted(set(ns) - set(seen))[:20],
+                      "repeated": [n for n, c in counts.items() if c > 1][:20],
+                      "in_order": first_arrivals({topic: seen})[topic] == sorted(set(seen))}
+    return out
 
 
 def paced_inputs(port: int, prefix: str, count: int, rate: int) -> None:

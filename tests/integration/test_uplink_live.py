@@ -52,8 +52,8 @@ def persistent_cloud(directory: Path) -> Mosquitto:
 
 
 class CloudSubscriber:
-    """A persistent QoS 1 session on the cloud broker: it reconnects after the broker's restart and the
-    broker delivers what it queued meanwhile."""
+    """A persistent QoS 2 session on the cloud broker: it reconnects after the broker's restart and the
+    broker delivers what it queued meanwhile (at the QoS each message was published with)."""
 
     def __init__(self, port: int, topic: str) -> None:
         self.got: dict[str, list[int]] = defaultdict(list)
@@ -63,7 +63,7 @@ class CloudSubscriber:
         self.client = new_client(port, client_id=unique("cloud-sub-"), protocol=mqtt.MQTTv311, clean_session=False)
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *_: self._subscribed.set()
-        self.client.on_connect = lambda client, *_: client.subscribe(topic, 1)
+        self.client.on_connect = lambda client, *_: client.subscribe(topic, 2)
         self.client.reconnect_delay_set(0.1, 0.5)
         self.client.connect(HOST, port)
         self.client.loop_start()
@@ -123,11 +123,12 @@ def wait_until(check, timeout: float = 30.0) -> bool:
 
 
 def test_results_reach_the_cloud_in_order_through_an_outage(broker: BrokerUnderTest, tmp_path):
-    """The cloud broker is down ~10 s while results keep coming; afterwards each arrives once, in order per topic."""
+    """The cloud broker is down ~10 s while results keep coming; afterwards each arrives once, in order per
+    topic. QoS 2 upstream: what was in flight when the cloud went down is not delivered twice."""
     prefix = unique()
     cloud = persistent_cloud(tmp_path / "cloud")
     try:
-        with broker.service(service_config(prefix, cloud, tmp_path / "state"), tmp_path) as service:
+        with broker.service(service_config(prefix, cloud, tmp_path / "state", qos="2"), tmp_path) as service:
             uplink = service.uplinks[0]
             assert wait_until(uplink.connected.is_set)
             subscriber = CloudSubscriber(cloud.port, "site-7/#")

@@ -245,7 +245,7 @@ class UplinkConfig:
 
 
 UPLINK_BROKER_KEYS = ("url", "client_id", "protocol", "username", "password", "tls_ca", "tls_cert", "tls_key",
-                      "keepalive", "session_expiry", "clean_start")
+                      "keepalive", "session_expiry")
 
 
 def _uplink(sec: _Section, name: str, state_dir: str) -> UplinkConfig:

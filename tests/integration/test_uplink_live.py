@@ -13,6 +13,7 @@ from pathlib import Path
 import orjson
 import paho.mqtt.client as mqtt
 
+from arros_mqtt.uplink.forwarder import WINDOW
 from tests.support import HOST, BrokerUnderTest, Mosquitto, new_client, start_mosquitto, unique
 
 DEVICES = 4
@@ -113,6 +114,18 @@ def expected(prefix: str, total: int) -> dict[str, list[int]]:
     return dict(out)
 
 
+def first_arrivals(got: dict[str, list[int]]) -> dict[str, list[int]]:
+    out = {}
+    for topic, ns in got.items():
+        seen: set[int] = set()
+        out[topic] = [n for n in ns if not (n in seen or seen.add(n))]
+    return out
+
+
+def repeats(got: dict[str, list[int]]) -> int:
+    return sum(len(ns) - len(set(ns)) for ns in got.values())
+
+
 def wait_until(check, timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -123,8 +136,8 @@ def wait_until(check, timeout: float = 30.0) -> bool:
 
 
 def test_results_reach_the_cloud_in_order_through_an_outage(broker: BrokerUnderTest, tmp_path):
-    """The cloud broker is down ~10 s while results keep coming; afterwards each arrives once, in order per
-    topic. QoS 2 upstream: what was in flight when the cloud went down is not delivered twice."""
+    """The cloud broker is down ~10 s while results keep coming; afterwards every one has arrived, in order
+    per topic; only what was in flight when the cloud went down may come twice (docs/uplinks.md#guarantees)."""
     prefix = unique()
     cloud = persistent_cloud(tmp_path / "cloud")
     try:
@@ -144,7 +157,8 @@ def test_results_reach_the_cloud_in_order_through_an_outage(broker: BrokerUnderT
             time.sleep(2)
             cloud.start()
             got = subscriber.wait_for(2000)
-            assert got == expected(prefix, 2000)
+            assert first_arrivals(got) == expected(prefix, 2000)  # nothing lost, in order per topic
+            assert repeats(got) <= WINDOW  # at most what was in flight when the cloud went down
             assert wait_until(lambda: uplink.buffer.pending == 0)
             assert uplink.status()["dropped"] == 0
             subscriber.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import ipaddress
 import os
 import re
 import socket
@@ -140,6 +141,19 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class FlightConfig:
+    """`[flight]`: the Arrow Flight SQL endpoint of `arros run` (docs/flight.md)."""
+
+    enabled: bool = True
+    listen: str = "127.0.0.1:31337"
+    listen_set: bool = False  # written in the config: failing to bind it stops the start (the default only warns)
+    username: str | None = None  # with password: basic auth, exchanged for a bearer token
+    password: str | None = None
+    tls_cert: str | None = None  # PEM files; both or neither
+    tls_key: str | None = None
+
+
+@dataclass(frozen=True)
 class StreamConfig:
     name: str
     topic: TopicPattern | None
@@ -220,6 +234,7 @@ class Config:
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    flight: FlightConfig = field(default_factory=FlightConfig)
     durability: DurabilityConfig = field(default_factory=DurabilityConfig)
     streams: dict[str, StreamConfig] = field(default_factory=dict)
     tables: dict[str, TableConfig] = field(default_factory=dict)
@@ -262,7 +277,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
     root = _Section(data, source, "")
     root.only(
         "broker", "embedded", "engine", "archive", "control", "streams", "tables", "subscriptions",
-        "connectors", "metrics", "durability",
+        "connectors", "metrics", "durability", "flight",
     )
     streams = {name: _stream(sec, name) for name, sec in root.section("streams").sections()}
     config = Config(
@@ -273,6 +288,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         archive=_archive(root.section("archive")),
         control=_control(root.section("control")),
         metrics=_metrics(root.section("metrics")),
+        flight=_flight(root.section("flight")),
         durability=_durability(root.section("durability")),
         streams=streams,
         tables={name: _table(sec, name) for name, sec in root.section("tables").sections()},
@@ -547,6 +563,35 @@ def _metrics(sec: _Section) -> MetricsConfig:
         except ValueError as exc:
             raise sec.error("listen", str(exc)) from None
     return MetricsConfig(listen=listen)
+
+
+def _flight(sec: _Section) -> FlightConfig:
+    sec.only("enabled", "listen", "username", "password", "tls_cert", "tls_key")
+    defaults = FlightConfig()
+    listen = sec.string("listen", defaults.listen)
+    try:
+        host, _port = parse_listen(listen)
+    except ValueError as exc:
+        raise sec.error("listen", str(exc)) from None
+    values = {key: sec.string(key) for key in ("username", "password", "tls_cert", "tls_key")}
+    for first, second in (("username", "password"), ("tls_cert", "tls_key")):
+        if (values[first] is None) != (values[second] is None):
+            missing = second if values[second] is None else first
+            raise sec.error(missing, f"is required with {second if missing == first else first}")
+    enabled = sec.boolean("enabled", defaults.enabled)
+    if enabled and values["password"] is None and not _is_loopback(host):
+        raise sec.error("listen", f"{listen} is reachable beyond this machine: set username and password "
+                        "(and tls_cert/tls_key), or listen on 127.0.0.1")
+    return FlightConfig(enabled=enabled, listen=listen, listen_set="listen" in sec.data, **values)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
 
 
 def parse_listen(text: str) -> tuple[str, int]:

@@ -141,6 +141,18 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class LiveConfig:
+    """What the live views (Flight SQL `live.*`, the web console) keep in memory: recent rows per stream,
+    latest results per subscription, recent dead letters."""
+
+    enabled: bool = True
+    max_rows: int = 100_000  # per stream: the most recent rows ...
+    max_bytes: int = 64 * 1024 * 1024  # ... and at most this many bytes of them
+    result_rows: int = 10_000  # per subscription: its latest results (rows, or one row per group key)
+    dead_letters: int = 1_000  # the most recent dead letters of all streams
+
+
+@dataclass(frozen=True)
 class FlightConfig:
     """`[flight]`: the Arrow Flight SQL endpoint of `arros run` (docs/flight.md)."""
 
@@ -234,6 +246,7 @@ class Config:
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    live: LiveConfig = field(default_factory=LiveConfig)
     flight: FlightConfig = field(default_factory=FlightConfig)
     durability: DurabilityConfig = field(default_factory=DurabilityConfig)
     streams: dict[str, StreamConfig] = field(default_factory=dict)
@@ -277,7 +290,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
     root = _Section(data, source, "")
     root.only(
         "broker", "embedded", "engine", "archive", "control", "streams", "tables", "subscriptions",
-        "connectors", "metrics", "durability", "flight",
+        "connectors", "metrics", "durability", "live", "flight",
     )
     streams = {name: _stream(sec, name) for name, sec in root.section("streams").sections()}
     config = Config(
@@ -288,6 +301,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         archive=_archive(root.section("archive")),
         control=_control(root.section("control")),
         metrics=_metrics(root.section("metrics")),
+        live=_live(root.section("live")),
         flight=_flight(root.section("flight")),
         durability=_durability(root.section("durability")),
         streams=streams,
@@ -563,6 +577,18 @@ def _metrics(sec: _Section) -> MetricsConfig:
         except ValueError as exc:
             raise sec.error("listen", str(exc)) from None
     return MetricsConfig(listen=listen)
+
+
+def _live(sec: _Section) -> LiveConfig:
+    sec.only("enabled", "max_rows", "max_bytes", "result_rows", "dead_letters")
+    defaults = LiveConfig()
+    return LiveConfig(
+        enabled=sec.boolean("enabled", defaults.enabled),
+        max_rows=sec.integer("max_rows", defaults.max_rows, minimum=0),
+        max_bytes=sec.size("max_bytes", defaults.max_bytes),
+        result_rows=sec.integer("result_rows", defaults.result_rows, minimum=0),
+        dead_letters=sec.integer("dead_letters", defaults.dead_letters, minimum=0),
+    )
 
 
 def _flight(sec: _Section) -> FlightConfig:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any, Protocol
 
 from arros_mqtt.config import BrokerConfig, Config
@@ -15,6 +16,7 @@ from arros_mqtt.control.plane import ControlHost, ControlPlane
 from arros_mqtt.core.log_position import LogPosition
 from arros_mqtt.egress.archive import Archive
 from arros_mqtt.engine import Engine
+from arros_mqtt.flight import FlightSources, FlightSqlServer
 from arros_mqtt.ingress.acks import AckLedger
 from arros_mqtt.ingress.batcher import MicroBatcher
 from arros_mqtt.live import LiveSources, LiveViews
@@ -38,6 +40,7 @@ class Parts(Protocol):
     journal: RoundDriver
     connectors: Any  # ConnectorSet | None
     control: ControlPlane | None
+    live: LiveViews | None
 
     def call_on_engine(self, call: Callable[[], Any]) -> Future: ...
 
@@ -106,6 +109,15 @@ def live_views(service: Parts) -> LiveViews | None:
     pipeline.add_result_sink(views.add_result)
     pipeline.add_deadletter_sink(views.add_dead_letters)
     return views
+
+
+def flight_server(service: Parts) -> FlightSqlServer | None:
+    """Arrow Flight SQL over the archives and the live views (`[flight]`, on by default on loopback)."""
+    config = service.config
+    if not config.flight.enabled:
+        return None
+    return FlightSqlServer(FlightSources(config=config.flight, source=config.source,
+                                         archive_dir=Path(config.archive.dir), live=service.live))
 
 
 def _connectors(service: Parts) -> dict[str, Any]:

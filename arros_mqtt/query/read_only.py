@@ -20,14 +20,17 @@ _VIEWS = {pa.string_view(): pa.string(), pa.binary_view(): pa.binary()}
 
 def plan_read_only(ctx: SessionContext, sql: str, names: list[str], what: str = "archived tables") -> DataFrame:
     """`sql` planned read-only over `ctx`; UserError with a one-line reason (`names`: its `what`)."""
+    words = _COMMENTS.sub(" ", sql).split()
+    first = words[0].upper().rstrip(";(") if words else ""
+    refused = f"{first} is not allowed (queries are read-only)"
     try:
         df = ctx.sql_with_options(sql, read_only_options())
     except Exception as exc:  # DataFusion raises plain exceptions with the reason as text
-        raise UserError(message(str(exc), names, what)) from None
-    words = _COMMENTS.sub(" ", sql).split()
-    first = words[0].upper().rstrip(";(") if words else ""
+        reason = message(str(exc), names, what)
+        # a write that fails planning for another reason (a wrong column count) is refused as a write
+        raise UserError(refused if first in _WRITE_KEYWORDS and "not allowed" not in reason else reason) from None
     if first in _WRITE_KEYWORDS:  # what the options let through is still refused by its first word
-        raise UserError(f"{first} is not allowed (queries are read-only)")
+        raise UserError(refused)
     return df
 
 

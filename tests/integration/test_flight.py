@@ -140,7 +140,7 @@ def test_archives_live_views_and_catalogue_match_duckdb(mosquitto, tmp_path):
     ("SELEC 1", "Expected: an SQL statement, found: SELEC"),
 ])
 def test_writes_and_bad_sql_are_refused_with_the_reason(flight_archive, sql, reason):
-    port = flight_archive
+    port = flight_archive.port
     with pytest.raises(Exception) as refused:
         fetch(port, sql)
     assert reason.lower() in str(refused.value).lower() and "INVALID_ARGUMENT" in str(refused.value)
@@ -169,26 +169,23 @@ def flight_archive(tmp_path_factory):
     server = FlightSqlServer(FlightSources(FlightConfig(listen=f"127.0.0.1:{free_port()}", listen_set=True),
                                            "<test>", root, None))
     server.start()
-    server.root = root
-    yield server.port
+    yield server
     server.stop()
 
 
 def test_arros_query_flight_client(flight_archive):
     sql = "SELECT machine, count(*) AS n FROM telemetry GROUP BY machine ORDER BY machine"
-    result = arros_command("query", "--flight", f"grpc://127.0.0.1:{flight_archive}", sql, "--format", "csv")
+    result = arros_command("query", "--flight", f"grpc://127.0.0.1:{flight_archive.port}", sql, "--format", "csv")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ['"machine","n"'] + [f'"{m}",{ARCHIVE_ROWS // 8}' for m in range(8)]
-    result = arros_command("query", "--flight", f"grpc://127.0.0.1:{flight_archive}", "DROP TABLE telemetry")
+    result = arros_command("query", "--flight", f"grpc://127.0.0.1:{flight_archive.port}", "DROP TABLE telemetry")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().startswith("arros: error: DDL is not allowed (queries are read-only)")
 
 
 def test_query_cancelled_mid_stream(flight_archive):
     """ADBC cancels a running result after its first batch; the server stops streaming it and goes on."""
-    from arros_mqtt.flight.server import FlightSqlServer  # noqa: F401 - documents where `streaming` is
-
-    port = flight_archive
+    port = flight_archive.port
     with connect(port) as conn, conn.cursor() as cur:
         cur.execute("SELECT seq, machine FROM telemetry")
         reader = cur.fetch_record_batch()
@@ -198,6 +195,7 @@ def test_query_cancelled_mid_stream(flight_archive):
         with pytest.raises(Exception, match=r"(?i)cancel"):
             while True:
                 reader.read_next_batch()
+    wait_until_idle(flight_archive)
     assert fetch(port, "SELECT count(*) AS n FROM telemetry").column("n").to_pylist() == [ARCHIVE_ROWS]
 
 
@@ -208,7 +206,7 @@ def test_cancel_action_stops_the_stream(flight_archive):
     from arros_mqtt.flight.commands import pack, unpack
     from arros_mqtt.vendor import FlightSql_pb2 as sql
 
-    client = flight.FlightClient(f"grpc://127.0.0.1:{flight_archive}")
+    client = flight.FlightClient(f"grpc://127.0.0.1:{flight_archive.port}")
     info = client.get_flight_info(flight.FlightDescriptor.for_command(
         pack(sql.CommandStatementQuery(query="SELECT seq FROM telemetry"))))
     reader = client.do_get(info.endpoints[0].ticket)
@@ -223,6 +221,15 @@ def test_cancel_action_stops_the_stream(flight_archive):
         pass
     assert received < ARCHIVE_ROWS  # what gRPC had buffered arrived, the rest was never read
     client.close()
+    wait_until_idle(flight_archive)
+
+
+def wait_until_idle(server, timeout: float = 10) -> None:
+    """Until the server streams no result: a cancelled one stops at its next batch."""
+    deadline = time.monotonic() + timeout
+    while server.streaming and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.streaming == 0
 
 
 def test_hundred_concurrent_clients_while_ingest_continues(mosquitto, tmp_path):

@@ -28,7 +28,7 @@ from arros_mqtt.flight.auth import BearerTokens, NoHandshakeCheck
 from arros_mqtt.flight.commands import UnknownCommand, pack, unpack
 from arros_mqtt.flight.sql_info import sql_info_table
 from arros_mqtt.flight.statements import Statements, read_handle, ticket_handle
-from arros_mqtt.flight.tables import LiveTables, catalogue
+from arros_mqtt.flight.tables import Archives, LiveTables, catalogue
 from arros_mqtt.query import message, plain_schema, plan_read_only
 from arros_mqtt.vendor import FlightSql_pb2 as sql
 
@@ -122,6 +122,7 @@ class _FlightSql(flight.FlightServerBase):
                     "middleware": {"auth": BearerTokens(config.username or "", config.password)}}
         super().__init__(location, tls_certificates=tls, **auth)
         self.sources = sources
+        self.archives = Archives(sources.archive_dir)
         self.statements = Statements()
         self.stopping = threading.Event()
 
@@ -163,7 +164,7 @@ class _FlightSql(flight.FlightServerBase):
             raise pa.ArrowInvalid(str(exc.args[0])) from None
 
     def _frame(self, text: str) -> DataFrame:
-        found = catalogue(self.sources.archive_dir, self.sources.live, text)
+        found = catalogue(self.archives, self.sources.live, text)
         return plan_read_only(found.ctx, text, found.names, what="tables")
 
     def _schema_of(self, text: str) -> pa.Schema:
@@ -215,7 +216,7 @@ class _FlightSql(flight.FlightServerBase):
             return sql_info_table(list(command.info))
         if isinstance(command, sql.CommandGetTableTypes):
             return metadata.table_types()
-        ctx = catalogue(self.sources.archive_dir, self.sources.live).ctx
+        ctx = catalogue(self.archives, self.sources.live).ctx
         if isinstance(command, sql.CommandGetCatalogs):
             return metadata.catalogs(ctx)
         if isinstance(command, sql.CommandGetDbSchemas):

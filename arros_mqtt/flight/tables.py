@@ -1,12 +1,17 @@
 """What a Flight SQL query can read: the archives (named as in `arros query`), `live.*` and `system.*`.
 
-Each request gets a context of its own: the archives are listing tables (they list their folder at each
-scan, so new files are seen), and the live views are snapshots registered as in-memory tables. A snapshot
-is taken only of the live tables a query's text names, so a query of the archives copies nothing.
+Each request gets a context of its own. The archives are listing tables, registered once and shared by
+every request's context (a listing table lists its folder at each scan, so new files are read); they are
+registered again when an archive gains or loses its first file, or after REFRESH_SECONDS (so the columns of
+newer files appear). Registering costs a footer read per file, ~1 ms per table here, which no query should
+pay. The live views are snapshots registered as in-memory tables, taken only of the live tables a query's
+text names, so a query of the archives copies nothing.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +22,12 @@ import pyarrow.dataset as ds
 from datafusion import SessionContext
 from datafusion.catalog import Schema
 
+from arros_mqtt.egress.archive_layout import KINDS, archive_folders, has_files
 from arros_mqtt.query import new_context, register_archives
 
 LIVE, SYSTEM = "live", "system"
+ARCHIVE_SCHEMAS = ("public", *KINDS)
+REFRESH_SECONDS = 10.0
 
 
 class LiveTables(Protocol):
@@ -42,10 +50,41 @@ class Catalogue:
     names: list[str]
 
 
-def catalogue(archive_dir: Path, live: LiveTables | None, sql: str | None = None) -> Catalogue:
+class Archives:
+    """The archive tables under one folder, registered once and shared (thread-safe)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._lock = threading.Lock()
+        self._key: tuple | None = None
+        self._made = 0.0
+        self._schemas: dict[str, Schema] = {}
+        self._names: list[str] = []
+
+    def current(self) -> tuple[dict[str, Schema], list[str]]:
+        """The archive schemas (`public`, `streams`, `subscriptions`) and the table names, up to date."""
+        key = self._folders_with_files()
+        with self._lock:
+            if key != self._key or time.monotonic() - self._made > REFRESH_SECONDS:
+                ctx = new_context()
+                self._names = register_archives(ctx, self.root)
+                self._schemas = {name: ctx.catalog().schema(name) for name in ARCHIVE_SCHEMAS}
+                self._key, self._made = key, time.monotonic()
+            return self._schemas, list(self._names)
+
+    def _folders_with_files(self) -> tuple:
+        if not self.root.is_dir():
+            return ()
+        folders = archive_folders(self.root)
+        return tuple((kind, name) for kind in KINDS for name, path in folders[kind].items() if has_files(path))
+
+
+def catalogue(archives: Archives, live: LiveTables | None, sql: str | None = None) -> Catalogue:
     """A fresh context over the archives and the live views; with `sql`, only the live tables it names."""
     ctx = new_context()
-    names = register_archives(ctx, archive_dir)
+    schemas, names = archives.current()
+    for name, schema in schemas.items():
+        ctx.catalog().register_schema(name, schema)
     for schema in (LIVE, SYSTEM):
         ctx.catalog().register_schema(schema, Schema.memory_schema())
     if live is not None:

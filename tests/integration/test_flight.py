@@ -267,3 +267,31 @@ def test_hundred_concurrent_clients_while_ingest_continues(mosquitto, tmp_path):
         assert errors == [] and len(counts) == 3 * clients
         wait_rows(service, published[0])  # ingest went on: every row published arrived
         assert fetch(port, "SELECT count(*) AS n FROM live.telemetry").column("n").to_pylist() == [published[0]]
+
+
+def test_files_and_archives_written_while_serving_are_read(tmp_path):
+    """A new file of a known archive is read by the next query; a new archive is a table at once."""
+    import pyarrow.parquet as pq
+
+    from arros_mqtt.config import FlightConfig
+    from arros_mqtt.flight import FlightSources, FlightSqlServer
+
+    def write(stream: str, hour: int, n: int) -> None:
+        folder = tmp_path / "archive" / "streams" / stream / "date=2026-12-04" / f"hour={hour:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({"v": list(range(n))}), folder / "part-0.parquet")
+
+    server = FlightSqlServer(FlightSources(FlightConfig(listen=f"127.0.0.1:{free_port()}", listen_set=True),
+                                           "<test>", tmp_path / "archive", None))
+    server.start()
+    try:
+        with pytest.raises(Exception, match="unknown table 'a'"):  # no archive yet: the folder does not exist
+            fetch(server.port, "SELECT count(*) AS n FROM a")
+        write("a", 1, 3)
+        assert fetch(server.port, "SELECT count(*) AS n FROM a").column("n").to_pylist() == [3]
+        write("a", 2, 4)
+        write("b", 1, 5)
+        assert fetch(server.port, "SELECT count(*) AS n FROM a").column("n").to_pylist() == [7]
+        assert fetch(server.port, "SELECT count(*) AS n FROM streams.b").column("n").to_pylist() == [5]
+    finally:
+        server.stop()

@@ -240,14 +240,14 @@ def test_hundred_concurrent_clients_while_ingest_continues(mosquitto, tmp_path):
     stop = threading.Event()
 
     def publish() -> None:
-        while not stop.is_set() and published[0] < 20_000:
-            publish_all(mosquitto.port, messages(prefix, published[0], 500), qos=0)
-            published[0] += 500
+        while not stop.wait(0.05) and published[0] < 20_000:  # ~5k messages/s while the clients query
+            publish_all(mosquitto.port, messages(prefix, published[0], 250), qos=0)
+            published[0] += 250
 
     def client(k: int) -> None:
         try:
             with connect(port) as conn, conn.cursor() as cur:
-                for _ in range(3):
+                for _ in range(2):
                     cur.execute("SELECT count(*) AS n FROM live.telemetry" if k % 2 else "SELECT count(*) AS n "
                                 "FROM system.streams s JOIN live.telemetry t ON s.name = 'telemetry'")
                     counts.append(cur.fetch_arrow_table().column("n")[0].as_py())
@@ -264,7 +264,7 @@ def test_hundred_concurrent_clients_while_ingest_continues(mosquitto, tmp_path):
             thread.join(120)
         stop.set()
         publisher.join(60)
-        assert errors == [] and len(counts) == 3 * clients
+        assert errors == [] and len(counts) == 2 * clients
         wait_rows(service, published[0])  # ingest went on: every row published arrived
         assert fetch(port, "SELECT count(*) AS n FROM live.telemetry").column("n").to_pylist() == [published[0]]
 

@@ -186,20 +186,19 @@ class _FlightSql(flight.FlightServerBase):
             query_id, text = read_handle(handle)
         except ValueError as exc:
             raise pa.ArrowInvalid(str(exc)) from None
-        frame = self.statements.take_planned(query_id) or _user_errors(lambda: self._frame(text))
+        frame = self.statements.take_planned(query_id)
+        if frame is None:  # planned by another server, or long ago: plan it again
+            frame = _user_errors(lambda: self._frame(text))
         schema = plain_schema(frame.schema())
+        return flight.GeneratorStream(schema, self._batches(frame, schema, context, query_id))
+
+    def _batches(self, frame: DataFrame, schema: pa.Schema, context: flight.ServerCallContext,
+                 query_id: str) -> Iterator[pa.RecordBatch]:
+        """The result batch by batch; runs once the client reads (a client gone before that costs nothing)."""
         cancelled = self.statements.start(query_id)
         try:
             batches = _user_errors(frame.execute_stream)
-        except BaseException:
-            self.statements.finish(query_id)
-            raise
-        stop = lambda: cancelled.is_set() or self.stopping.is_set() or context.is_cancelled()  # noqa: E731
-        return flight.GeneratorStream(schema, self._batches(batches, schema, stop, query_id))
-
-    def _batches(self, batches: Any, schema: pa.Schema, stop: Callable[[], bool], query_id: str) -> Iterator:
-        try:
-            while not stop():
+            while not (cancelled.is_set() or self.stopping.is_set() or context.is_cancelled()):
                 try:
                     batch = next(batches, None)
                 except Exception as exc:  # an execution error (a cast of a bad value): the client gets why

@@ -295,3 +295,32 @@ def test_files_and_archives_written_while_serving_are_read(tmp_path):
         assert fetch(server.port, "SELECT count(*) AS n FROM streams.b").column("n").to_pylist() == [5]
     finally:
         server.stop()
+
+
+def test_malformed_requests_get_errors_and_the_server_goes_on(flight_archive):
+    import pyarrow.flight as flight
+
+    from arros_mqtt.flight.commands import pack
+    from arros_mqtt.vendor import FlightSql_pb2 as sql
+
+    client = flight.FlightClient(f"grpc://127.0.0.1:{flight_archive.port}")
+    bad_calls = [
+        lambda: client.do_get(flight.Ticket(b"not a ticket")).read_all(),
+        lambda: client.do_get(flight.Ticket(pack(sql.TicketStatementQuery(statement_handle=b"{}")))).read_all(),
+        lambda: client.get_flight_info(flight.FlightDescriptor.for_path("telemetry")),
+        lambda: client.get_flight_info(flight.FlightDescriptor.for_command(b"\xff\x00garbage")),
+        lambda: client.get_flight_info(flight.FlightDescriptor.for_command(
+            pack(sql.CommandPreparedStatementQuery(prepared_statement_handle=b"never prepared")))),
+        lambda: client.get_flight_info(flight.FlightDescriptor.for_command(pack(sql.CommandGetPrimaryKeys()))),
+        lambda: list(client.do_action(flight.Action("CreatePreparedStatement", b"\x01\x02"))),
+        lambda: list(client.do_action(flight.Action("DropEverything", b""))),
+    ]
+    for call in bad_calls:  # InvalidArgument arrives as ArrowInvalid, Unimplemented as ArrowNotImplementedError
+        with pytest.raises((flight.FlightError, pa.ArrowException)):
+            call()
+    writer, _ = client.do_put(flight.FlightDescriptor.for_command(pack(sql.CommandStatementUpdate(
+        query="DELETE FROM telemetry"))), pa.schema([("x", pa.int64())]))
+    with pytest.raises(pa.ArrowException, match="not allowed"):
+        writer.close()
+    client.close()
+    assert fetch(flight_archive.port, "SELECT count(*) AS n FROM telemetry").column("n").to_pylist() == [ARCHIVE_ROWS]

@@ -5,13 +5,14 @@ from __future__ import annotations
 from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError, Message
 
+from arros_mqtt.core.errors import UserError
 from arros_mqtt.vendor import FlightSql_pb2 as sql
 
 _PACKAGE = sql.DESCRIPTOR.package + "."
 
 
-class UnknownCommand(ValueError):
-    """Not a Flight SQL message this server knows."""
+class UnknownCommand(UserError):
+    """Not a Flight SQL message this server knows (the client's error)."""
 
 
 def unpack(data: bytes) -> Message:

@@ -61,10 +61,12 @@ class FlightSqlServer:
         location = f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
         try:
             self._server = _FlightSql(self.sources, location, self._tls())
-        except (OSError, pa.ArrowException) as exc:
+        except (OSError, pa.ArrowException):  # gRPC says only "Server did not start properly"
             if config.listen_set:
+                why = "the port is in use or the address is not this machine's" + (
+                    ", or tls_cert/tls_key are not a PEM certificate and its key" if config.tls_cert else "")
                 raise ConfigError(self.sources.source, "flight.listen",
-                                  f"cannot serve Flight SQL on {config.listen}: {exc}") from None
+                                  f"cannot serve Flight SQL on {config.listen}: {why}") from None
             log.warning("Flight SQL is off: cannot listen on %s (in use?); set [flight] listen to another port",
                         config.listen)
             return

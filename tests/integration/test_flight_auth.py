@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from arros_mqtt.config import parse_config
+from arros_mqtt.config import FlightConfig, parse_config
 from arros_mqtt.flight import FlightSources, FlightSqlServer
 from arros_mqtt.testing import free_port
 from tests.support import arros_command
@@ -81,3 +81,24 @@ def test_credentials_are_required_over_tls(secured, tmp_path):
     assert result.returncode == 0 and result.stdout.splitlines() == ['"answer"', "42"], result.stderr
     result = arros_command("query", "--flight", url, "--tls-roots", str(roots_file), "SELECT 1")
     assert result.returncode == 2 and "Traceback" not in result.stderr and "credentials required" in result.stderr
+
+
+def test_a_port_in_use(tmp_path, caplog):
+    """Written in the config, `arros run` stops with one line; the default only warns and runs without it."""
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = tmp_path / "arros.toml"
+        config.write_text(f'[embedded]\nlisten = "127.0.0.1:{free_port()}"\n[engine]\nstate_dir = "{tmp_path}"\n'
+                          f'[flight]\nlisten = "127.0.0.1:{port}"\n')
+        result = arros_command("run", "-c", str(config))
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert f"arros: error: {config}: flight.listen: cannot serve Flight SQL on 127.0.0.1:{port}" in result.stderr
+
+        default = FlightSqlServer(FlightSources(FlightConfig(listen=f"127.0.0.1:{port}"), "<defaults>", tmp_path, None))
+        default.start()
+        assert default.port is None and "Flight SQL is off: cannot listen on" in caplog.text
+        default.stop()

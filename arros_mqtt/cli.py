@@ -129,7 +129,8 @@ def _check(args: argparse.Namespace) -> int:
 def _query(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from arros_mqtt.query import run_query, write_result
+    from arros_mqtt.query import run_query
+    from arros_mqtt.query.output import write_result
 
     if args.flight:
         from arros_mqtt.flight.client import flight_query

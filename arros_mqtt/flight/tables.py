@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Protocol
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 from datafusion import SessionContext
 from datafusion.catalog import Schema
 
@@ -93,7 +92,7 @@ def catalogue(archives: Archives, live: LiveTables | None, sql: str | None = Non
             names.append(qualified)
             if text is None or qualified.split(".", 1)[1].lower() in text:
                 try:
-                    ctx.register_table(qualified, ds.dataset(snapshot()))
+                    _register_snapshot(ctx, qualified, snapshot())
                 except KeyError:  # removed since it was listed: the query finds no such table
                     names.remove(qualified)
     return Catalogue(ctx, names)
@@ -110,6 +109,12 @@ def _live_tables(live: LiveTables) -> dict[str, Callable[[], pa.Table]]:
     for name in live.subscription_names():
         tables.setdefault(f"{LIVE}.{name}", _snapshot(live.subscription, name))
     return tables
+
+
+def _register_snapshot(ctx: SessionContext, name: str, table: pa.Table) -> None:
+    """An in-memory table (record batches: no pyarrow.dataset, which would load Parquet and the cloud file
+    systems into every service); an empty one keeps its schema."""
+    ctx.register_record_batches(name, [table.to_batches() or [pa.RecordBatch.from_pylist([], schema=table.schema)]])
 
 
 def _snapshot(read: Callable[[str], pa.Table], name: str) -> Callable[[], pa.Table]:

@@ -13,11 +13,10 @@ import pyarrow as pa
 
 from arros_mqtt.core.errors import UserError
 from arros_mqtt.query.archive import archive_context, new_context, register_archives
-from arros_mqtt.query.output import write_result
 from arros_mqtt.query.read_only import message, plain_schema, plain_types, plan_read_only
 
 __all__ = ["archive_context", "message", "new_context", "plain_schema", "plain_types", "plan_read_only",
-           "register_archives", "run_query", "write_result"]
+           "register_archives", "run_query"]  # the writers (Parquet, CSV) are in query.output: loaded only to write
 
 
 def run_query(root: Path, sql: str) -> pa.Table:

@@ -183,6 +183,15 @@ def test_arros_query_flight_client(flight_archive):
     assert result.stderr.strip().startswith("arros: error: DDL is not allowed (queries are read-only)")
 
 
+def test_arros_query_flight_errors_are_one_line(tmp_path):
+    nobody = free_port()
+    for url, reason in [(f"grpc://127.0.0.1:{nobody}", f"no Flight SQL server answers at grpc://127.0.0.1:{nobody}"),
+                        ("http://127.0.0.1:1", "--flight expects grpc://host:port or grpc+tls://host:port")]:
+        result = arros_command("query", "--flight", url, "SELECT 1", timeout=60)
+        assert result.returncode == 2 and result.stderr.strip().startswith(f"arros: error: {reason}"), result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_query_cancelled_mid_stream(flight_archive):
     """ADBC cancels a running result after its first batch; the server stops streaming it and goes on."""
     port = flight_archive.port

@@ -71,7 +71,8 @@ class Statements:
         flag = threading.Event()
         with self._lock:
             self._running[query_id] = flag
-            if self._cancelled.pop(query_id, 0) is None:
+            if query_id in self._cancelled:  # cancelled between GetFlightInfo and DoGet
+                del self._cancelled[query_id]
                 flag.set()
         return flag
 

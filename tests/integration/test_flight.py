@@ -137,6 +137,7 @@ def test_archives_live_views_and_catalogue_match_duckdb(mosquitto, tmp_path):
     ("INSERT INTO telemetry SELECT * FROM telemetry", "DML is not allowed (queries are read-only)"),
     ("SET datafusion.execution.batch_size = 1", "Statement is not allowed (queries are read-only)"),
     ("SELECT * FROM nope", "unknown table 'nope'"),
+    ("SELECT * FROM live.nope", "unknown table 'live.nope' (tables: streams.telemetry, telemetry)"),
     ("SELEC 1", "Expected: an SQL statement, found: SELEC"),
 ])
 def test_writes_and_bad_sql_are_refused_with_the_reason(flight_archive, sql, reason):

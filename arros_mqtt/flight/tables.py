@@ -26,7 +26,7 @@ from arros_mqtt.query import new_context, register_archives
 
 LIVE, SYSTEM = "live", "system"
 ARCHIVE_SCHEMAS = ("public", *KINDS)
-REFRESH_SECONDS = 10.0
+REFRESH_SECONDS = 60.0  # re-registering reads every file's footer: not per query, not too often
 
 
 class LiveTables(Protocol):

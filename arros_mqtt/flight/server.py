@@ -29,6 +29,7 @@ from arros_mqtt.flight.commands import UnknownCommand, pack, unpack
 from arros_mqtt.flight.sql_info import sql_info_table
 from arros_mqtt.flight.statements import Statements, read_handle, ticket_handle
 from arros_mqtt.flight.tables import Archives, LiveTables, catalogue
+from arros_mqtt.flight.type_info import type_info_table
 from arros_mqtt.query import message, plain_schema, plan_read_only
 from arros_mqtt.vendor import FlightSql_pb2 as sql
 
@@ -217,6 +218,8 @@ class _FlightSql(flight.FlightServerBase):
             return sql_info_table(list(command.info))
         if isinstance(command, sql.CommandGetTableTypes):
             return metadata.table_types()
+        if isinstance(command, sql.CommandGetXdbcTypeInfo):
+            return type_info_table(command.data_type if command.HasField("data_type") else None)
         ctx = catalogue(self.archives, self.sources.live).ctx
         if isinstance(command, sql.CommandGetCatalogs):
             return metadata.catalogs(ctx)
@@ -288,6 +291,7 @@ _METADATA_SCHEMAS: dict[type, pa.Schema] = {
     sql.CommandGetDbSchemas: metadata.DB_SCHEMAS_SCHEMA,
     sql.CommandGetTables: metadata.TABLES_SCHEMA,
     sql.CommandGetTableTypes: metadata.TABLE_TYPES_SCHEMA,
+    sql.CommandGetXdbcTypeInfo: type_info_table(None).schema,
 }
 
 

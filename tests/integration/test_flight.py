@@ -334,3 +334,28 @@ def test_malformed_requests_get_errors_and_the_server_goes_on(flight_archive):
         writer.close()
     client.close()
     assert fetch(flight_archive.port, "SELECT count(*) AS n FROM telemetry").column("n").to_pylist() == [ARCHIVE_ROWS]
+
+
+def test_type_info_and_sql_info_for_jdbc_clients(flight_archive):
+    """What JDBC's DatabaseMetaData asks: getTypeInfo (GetXdbcTypeInfo) and the server's properties."""
+    import pyarrow.flight as flight
+
+    from arros_mqtt.flight.commands import pack
+    from arros_mqtt.vendor import FlightSql_pb2 as sql
+
+    client = flight.FlightClient(f"grpc://127.0.0.1:{flight_archive.port}")
+
+    def rows(command) -> pa.Table:
+        info = client.get_flight_info(flight.FlightDescriptor.for_command(pack(command)))
+        table = client.do_get(info.endpoints[0].ticket).read_all()
+        assert table.schema.equals(info.schema)
+        return table
+
+    types = rows(sql.CommandGetXdbcTypeInfo())
+    assert {"BIGINT", "DOUBLE", "VARCHAR", "TIMESTAMP"} <= set(types.column("type_name").to_pylist())
+    assert types.column("data_type").to_pylist() == sorted(types.column("data_type").to_pylist())
+    varchar = rows(sql.CommandGetXdbcTypeInfo(data_type=sql.XdbcDataType.Value("XDBC_VARCHAR")))
+    assert varchar.column("type_name").to_pylist() == ["VARCHAR"]
+    read_only = sql.SqlInfo.Value("FLIGHT_SQL_SERVER_READ_ONLY")
+    assert rows(sql.CommandGetSqlInfo(info=[read_only])).to_pylist() == [{"info_name": read_only, "value": True}]
+    client.close()

@@ -153,7 +153,7 @@ class _FlightSql(flight.FlightServerBase):
             return plain_schema(frame.schema()), pack(sql.TicketStatementQuery(statement_handle=handle))
         schema = _METADATA_SCHEMAS.get(type(command))
         if schema is None:
-            raise flight.FlightServerError(f"unsupported Flight SQL command {type(command).__name__}")
+            raise pa.ArrowNotImplementedError(f"unsupported Flight SQL command {type(command).__name__}")
         if isinstance(command, sql.CommandGetTables) and command.include_schema:
             schema = metadata.TABLES_WITH_SCHEMA
         return schema, pack(command)
@@ -227,7 +227,7 @@ class _FlightSql(flight.FlightServerBase):
             return metadata.db_schemas(ctx, command)
         if isinstance(command, sql.CommandGetTables):
             return metadata.tables(ctx, command)
-        raise flight.FlightServerError(f"unsupported Flight SQL command {type(command).__name__}")
+        raise pa.ArrowNotImplementedError(f"unsupported Flight SQL command {type(command).__name__}")
 
     # --- DoPut: updates and parameters are refused (read-only, no parameter binding)
 

@@ -4,6 +4,7 @@ flags that cancel a streaming query. All bounded; everything is thread-safe (gRP
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from typing import Any
@@ -11,7 +12,10 @@ from typing import Any
 import orjson
 
 MAX_PREPARED = 10_000  # past this the oldest prepared statements are forgotten (clients re-prepare)
-MAX_PLANNED = 1_000  # planned queries whose DoGet has not come; the oldest are re-planned from the ticket
+# Planned queries whose DoGet has not come yet. A plan holds its live snapshots, so few and briefly: past
+# these the oldest are dropped, and their DoGet plans again from the SQL in the ticket.
+MAX_PLANNED = 100
+PLANNED_SECONDS = 30.0
 
 
 def ticket_handle(sql: str) -> tuple[str, bytes]:
@@ -33,7 +37,7 @@ class Statements:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._prepared: OrderedDict[bytes, str] = OrderedDict()
-        self._planned: OrderedDict[str, Any] = OrderedDict()
+        self._planned: OrderedDict[str, tuple[float, Any]] = OrderedDict()
         self._running: dict[str, threading.Event] = {}
         self._cancelled: OrderedDict[str, None] = OrderedDict()  # cancelled before their DoGet came
 
@@ -57,14 +61,16 @@ class Statements:
             self._prepared.pop(handle, None)
 
     def keep_planned(self, query_id: str, frame: Any) -> None:
+        now = time.monotonic()
         with self._lock:
-            self._planned[query_id] = frame
-            while len(self._planned) > MAX_PLANNED:
+            self._planned[query_id] = (now, frame)
+            while len(self._planned) > MAX_PLANNED or next(iter(self._planned.values()))[0] < now - PLANNED_SECONDS:
                 self._planned.popitem(last=False)
 
     def take_planned(self, query_id: str) -> Any | None:
         with self._lock:
-            return self._planned.pop(query_id, None)
+            kept = self._planned.pop(query_id, None)
+        return kept[1] if kept is not None else None
 
     def start(self, query_id: str) -> threading.Event:
         """The flag that cancels this query's stream (set by `cancel` or `cancel_all`)."""

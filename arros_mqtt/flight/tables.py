@@ -26,6 +26,7 @@ from arros_mqtt.query import new_context, register_archives
 
 LIVE, SYSTEM = "live", "system"
 ARCHIVE_SCHEMAS = ("public", *KINDS)
+BATCH_ROWS = 65_536  # per streamed batch: a 10M-row scan through ADBC took 0.61 s instead of 0.79 s at 8,192
 REFRESH_SECONDS = 60.0  # re-registering reads every file's footer: not per query, not too often
 
 
@@ -80,7 +81,7 @@ class Archives:
 
 def catalogue(archives: Archives, live: LiveTables | None, sql: str | None = None) -> Catalogue:
     """A fresh context over the archives and the live views; with `sql`, only the live tables it names."""
-    ctx = new_context()
+    ctx = new_context(BATCH_ROWS)
     schemas, names = archives.current()
     for name, schema in schemas.items():
         ctx.catalog().register_schema(name, schema)

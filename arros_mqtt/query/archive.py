@@ -18,12 +18,12 @@ from arros_mqtt.core.errors import UserError
 from arros_mqtt.egress.archive_layout import KINDS, PARTITION_COLUMNS, archive_folders, has_files
 
 
-def new_context() -> SessionContext:
+def new_context(batch_rows: int | None = None) -> SessionContext:
     """A context with the information schema (the catalogue of Flight SQL clients) and Parquet strings
-    read as plain strings, the type every client and writer takes."""
+    read as plain strings, the type every client and writer takes; `batch_rows`: DataFusion's batch size."""
     config = (SessionConfig().with_information_schema(True)
               .set("datafusion.execution.parquet.schema_force_view_types", "false"))
-    return SessionContext(config)
+    return SessionContext(config.with_batch_size(batch_rows) if batch_rows else config)
 
 
 def archive_context(root: Path) -> tuple[SessionContext, list[str]]:

@@ -28,6 +28,7 @@ from datafusion import SessionContext
 from arros_mqtt.config import StreamConfig, SubscriptionConfig, TableConfig
 from arros_mqtt.core.errors import SqlError
 from arros_mqtt.engine.compiler import compile_subscription
+from arros_mqtt.engine.fault_isolation import final_isolating, partial_isolating, select_isolating
 from arros_mqtt.engine.lookup import LookupTable
 from arros_mqtt.engine.micro_batch import MicroBatch
 from arros_mqtt.engine.readonly_sql import RUNNING, WINDOWED, analyze
@@ -212,38 +213,56 @@ class Engine:
         return self._close_windows(stream)
 
     def _run(self, subscription: Subscription, current: MicroBatch, readers: StreamReaders) -> list[Result]:
+        """The subscription over one batch; rows (or groups) a run-time error is isolated to come back as
+        dead-letter results (`Result.error`), the others go on (fault_isolation.py)."""
         kind, stats = subscription.plan.shape.kind, subscription.stats
         if kind == WINDOWED:
             return self._window(subscription, current, readers)
-        table = subscription.operator.process(current.batch)
         if kind == RUNNING:
+            table, failed = self._running(subscription, current.batch)
             stats.state_rows = subscription.operator.rows
             stats.state_bytes = subscription.operator.bytes
+        else:
+            table, failed = select_isolating(subscription, current.batch)
+        if table is None or not table.num_rows:
+            return failed
         stats.rows_out += table.num_rows
-        return [Result(subscription, table)] if table.num_rows else []
+        return [*failed, Result(subscription, table)]
+
+    @staticmethod
+    def _running(subscription: Subscription, rows: pa.Table) -> tuple[pa.Table | None, list[Result]]:
+        """The batch folded in (without the rows its partial fails on); results of the groups it touched."""
+        operator = subscription.operator
+        partial, failed = partial_isolating(subscription, rows)
+        if partial is None:
+            return None, failed
+        operator.add_partial(partial)
+        table, poisoned = final_isolating(subscription, operator.kernel.touched(operator.table, partial))
+        return table, failed + poisoned
 
     def _window(self, subscription: Subscription, current: MicroBatch, readers: StreamReaders) -> list[Result]:
-        """Late rows out, on-time rows into the state."""
+        """Late rows out, on-time rows into the state (without those its partial fails on)."""
         window, stats = subscription.operator, subscription.stats
         rows, late = current.split(window)
         results = self._late(subscription, late)
         if rows.num_rows:
+            partial = None
             if readers.shares_partial(subscription):
-                self._ingest_shared(subscription, rows, current)
+                try:
+                    partial = current.shared_partial(subscription.plan, rows, self._session)
+                except Exception:
+                    partial, failed = partial_isolating(subscription, rows)
+                    results += failed
             else:
-                window.ingest(rows)
+                partial, failed = partial_isolating(subscription, rows)
+                results += failed
+            if partial is not None:
+                window.add_partial(partial)
             stream = subscription.plan.shape.stream
             self._next_close[stream] = min(self._next_close.get(stream, -math.inf), window.earliest_window_end())
         stats.state_rows = window.rows
         stats.state_bytes = window.bytes
         return results
-
-    def _ingest_shared(self, subscription: Subscription, rows: pa.Table, current: MicroBatch) -> None:
-        """Fold on-time rows into the state by its slice of the partial query it shares with others (run
-        once per batch, the first time it is needed), not by its own kernel's partial."""
-        part = current.shared_partial(subscription.plan, rows, self._session)
-        if part is not None:
-            subscription.operator.add_partial(part)
 
     @staticmethod
     def _late(subscription: Subscription, late: pa.Table) -> list[Result]:

@@ -22,6 +22,7 @@ class SubscriptionStats:
     late_rows: int = 0  # rows behind the watermark for a window already emitted (or without event time)
     errors: int = 0
     last_error: str | None = None
+    rows_failed: int = 0  # input rows (or aggregate groups) a run-time error was isolated to: dead-lettered
     state_rows: int = 0  # rows held in the aggregate state (partials or, for raw aggregates, input rows)
     state_bytes: int = 0
     messages_out: int = 0  # MQTT messages published (rows, or arrays with batch = true)
@@ -82,3 +83,5 @@ class Result:
     subscription: Subscription
     table: pa.Table
     late: bool = False  # True: stream rows that arrived behind the watermark, for the `late_output` topic
+    error: str | None = None  # set: rows the subscription failed on (stream rows, or the keys of aggregate
+    # groups whose result could not be computed), for the dead-letter topic, never the output

@@ -19,7 +19,7 @@ import pyarrow as pa
 from arros_mqtt.config import Config, StreamConfig
 from arros_mqtt.decode import build_decoder
 from arros_mqtt.decode.stream_decoder import BadMessage
-from arros_mqtt.egress.deadletter import deadletter_payload, deadletter_topic
+from arros_mqtt.egress.deadletter import deadletter_payload, deadletter_rows, deadletter_topic
 from arros_mqtt.egress.encode import encode_results
 from arros_mqtt.engine import WINDOWED, Engine, Result
 from arros_mqtt.ingress.batcher import RawBatch
@@ -142,6 +142,10 @@ class Pipeline:
     def emit(self, results: list[Result]) -> None:
         """Hand results to the sinks (through the gates)."""
         for result in results:
+            if result.error is not None:
+                self.deadletter_rows(result.subscription.shape.stream, result.table, result.error,
+                                     result.subscription.name)
+                continue
             if not all(admit(result) for admit in self._result_gates):
                 continue
             for sink in self._late_sinks if result.late else self._result_sinks:
@@ -175,3 +179,12 @@ class Pipeline:
         for message in bad:
             self.publish(topic, deadletter_payload(message, stream), 0, False)
         log.debug("%d dead letters on %s, first: %s", len(bad), stream, bad[0].error)
+
+    def deadletter_rows(self, stream: str, rows: pa.Table, error: str, subscription: str | None = None) -> None:
+        """Decoded rows that could not go on: a subscription's run-time error (counted in its `rows_failed`),
+        an event time out of bounds (counted in the stream's `deadletters`)."""
+        if subscription is None:
+            self.stats[stream].deadletters += rows.num_rows
+        self.publish(deadletter_topic(self.config.control.prefix, stream),
+                     deadletter_rows(rows, stream, subscription, error), 0, False)
+        log.debug("%d rows of %s dead-lettered (%s): %s", rows.num_rows, stream, subscription, error)

@@ -148,6 +148,8 @@ class StreamConfig:
     event_time: str | None = None
     watermark: float = 0.0
     idle_timeout: float = 30.0  # seconds without rows before the watermark follows the wall clock; 0 = never
+    max_future: float = 60.0  # event time at most this far (s) ahead of arrival, else dead-lettered; 0 = no bound
+    max_past: float = 0.0  # event time at most this far (s) behind arrival, else dead-lettered; 0 = no bound
     qos: int = 1
     archive: bool = False
     host_id: str | None = None  # sparkplug: the host application id (STATE topic)
@@ -582,7 +584,7 @@ def _schema(sec: _Section) -> pa.Schema | None:
 
 def _stream(sec: _Section, name: str) -> StreamConfig:
     sec.only("topic", "format", "schema", "event_time", "watermark", "idle_timeout", "qos", "archive", "host_id",
-             "header", "reorder_timeout", "measurement", "precision")
+             "header", "reorder_timeout", "measurement", "precision", "max_future", "max_past")
     topic = sec.topic("topic") if "topic" in sec.data else None
     fmt = sec.choice("format", FORMATS_IN, "json", FORMATS_IMPLEMENTED_IN)
     _check_format_options(sec, fmt)
@@ -603,6 +605,8 @@ def _stream(sec: _Section, name: str) -> StreamConfig:
         event_time=sec.string("event_time"),
         watermark=sec.duration("watermark", 0.0),
         idle_timeout=sec.duration("idle_timeout", 30.0),
+        max_future=sec.duration("max_future", 60.0),
+        max_past=sec.duration("max_past", 0.0),
         qos=sec.qos(),
         archive=sec.boolean("archive", False),
         host_id=sec.string("host_id"),

@@ -28,6 +28,7 @@ from datafusion import SessionContext
 from arros_mqtt.config import StreamConfig, SubscriptionConfig, TableConfig
 from arros_mqtt.core.errors import SqlError
 from arros_mqtt.engine.compiler import compile_subscription
+from arros_mqtt.engine.event_bounds import Rejected, admit, max_event_bound
 from arros_mqtt.engine.fault_isolation import final_isolating, partial_isolating, select_isolating
 from arros_mqtt.engine.lookup import LookupTable
 from arros_mqtt.engine.micro_batch import MicroBatch
@@ -59,7 +60,8 @@ class Engine:
         self._next_close: dict[str, float] = {}  # per stream: no window of its subscriptions ends before this
         self._session = SqlSession()
         self._empty: dict[str, pa.Table] = {}  # per stream: what its table holds between micro-batches
-        self.watermarks = {name: Watermark(round(s.watermark * 1000), s.idle_timeout) for name, s in streams.items()}
+        self.watermarks = {name: Watermark(round(s.watermark * 1000), s.idle_timeout, round(s.max_future * 1000))
+                           for name, s in streams.items()}
         for name, stream in self.streams.items():
             self._empty_stream(name, stream)
         self.lookups = {name: LookupTable.open(table) for name, table in self.tables.items()}
@@ -170,8 +172,14 @@ class Engine:
                 "physical_plan": df.execution_plan().display_indent(),
                 **subscription.plan.steps()}
 
+    def admit(self, stream: str, batch: pa.Table) -> tuple[pa.Table, list[Rejected]]:
+        """The rows of a batch within the stream's event-time bounds, and those outside with the reason
+        (event_bounds.py): callers dead-letter them and `process` only the rest."""
+        return admit(self.streams[stream], batch)
+
     def process(self, stream: str, batch: pa.Table) -> list[Result]:
-        """Run every subscription of `stream` over one micro-batch; a failing one never stops the others."""
+        """Run every subscription of `stream` over one micro-batch (`admit`ted); a failing one never stops
+        the others."""
         readers = self._readers_of(stream)
         if not readers.running or batch.num_rows == 0:
             return []
@@ -192,7 +200,8 @@ class Engine:
                 results += self._run(subscription, current, readers)
             except Exception as exc:  # a runtime SQL error (cast, overflow) in one batch
                 self._failed(subscription, exc)
-        watermark.observe(self._max_event_ms(stream, batch), _arrival(batch))
+        arrival = _arrival(batch)
+        watermark.observe(self._max_event_ms(stream, batch, arrival), arrival)
         results += self._close_windows(stream)
         self._session.bind(stream, self._empty[stream])  # release the batch, if a DataFusion step read it
         return results
@@ -291,9 +300,13 @@ class Engine:
         self._readers.clear()
         self._next_close.clear()
 
-    def _max_event_ms(self, stream: str, batch: pa.Table) -> int | None:
-        column = self.streams[stream].event_time or "_received_at"
-        return pc.max(event_ms(batch.column(column))).as_py()
+    def _max_event_ms(self, stream: str, batch: pa.Table, arrival: float) -> int | None:
+        """The batch's largest event time, never past the stream's `max_future` bound (even for rows that
+        were not `admit`ted: one row must not poison the watermark)."""
+        config = self.streams[stream]
+        largest = pc.max(event_ms(batch.column(config.event_time or "_received_at"))).as_py()
+        bound = max_event_bound(config, round(arrival * 1000))
+        return largest if largest is None or bound is None else min(largest, bound)
 
     def _reload_lookups(self) -> None:
         for name, lookup in self.lookups.items():

@@ -106,8 +106,14 @@ class Pipeline:
             observe(stream, messages, seconds)
 
     def process_table(self, stream: str, table: pa.Table) -> None:
-        """Rows already decoded (with the stream's full schema): sinks, then the engine."""
+        """Rows already decoded (with the stream's full schema): those out of the stream's event-time bounds
+        to the dead-letter topic, the others to the sinks, then the engine."""
         self.stats[stream].rows += table.num_rows
+        if table.num_rows == 0:
+            return
+        table, rejected = self.engine.admit(stream, table)
+        for rows, reason in rejected:
+            self.deadletter_rows(stream, rows, reason)
         if table.num_rows == 0:
             return
         for row_sink in self._row_sinks:

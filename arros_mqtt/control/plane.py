@@ -43,6 +43,7 @@ from arros_mqtt.control.protocol import (
     ControlError,
     Envelope,
     Request,
+    check_outputs,
     decode_payload,
     envelope,
     error_reply,
@@ -330,15 +331,18 @@ class ControlPlane:
     def _definition(self, request: Request) -> SubscriptionConfig:
         assert request.name is not None
         try:
-            return parse_subscription(request.definition, request.name, "request")
+            config = parse_subscription(request.definition, request.name, "request")
         except ConfigError as exc:
             raise ControlError("invalid_request", f"{exc.key}: {exc.message}") from None
+        check_outputs(config, self.prefix)
+        return config
 
     def _build(self, config: SubscriptionConfig) -> Subscription:
         try:
             return self.engine.build(config)
         except SqlError as exc:
             code = exc.code if exc.code in ("invalid_sql", "forbidden", "unknown_stream") else "invalid_sql"
+            code = "forbidden" if exc.code == "output_loop" else code
             raise ControlError(code, str(exc)) from None
 
     def _store(self, entry: StoredSubscription) -> None:

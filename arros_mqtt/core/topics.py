@@ -111,3 +111,44 @@ class OutputTemplate:
             column = pc.replace_substring_regex(column, r"[/+#]", "_")
             pieces.append(pc.fill_null(column, NULL_LEVEL))
         return pc.binary_join_element_wise(*pieces, "").to_pylist()
+
+
+def reserved_output(template: OutputTemplate, prefix: str) -> str | None:
+    """Why results may not go to `template`, or None: topics under the control prefix (control requests,
+    replies, dead letters, catalogue, health) and `$` topics are Arros's and the broker's own. The first
+    level must be literal text, so no column value can put a result there."""
+    first = template.text.split("/", 1)[0]
+    if "{" in first:
+        return (f"the first level of {template.text!r} is filled from a column: a value could put results "
+                f"under {prefix}/ or a $ topic; start it with literal text")
+    if first.startswith("$"):
+        return f"{template.text!r} is a $ topic (the broker's own, e.g. $SYS)"
+    if template.text == prefix or template.text.startswith(prefix.rstrip("/") + "/"):
+        return (f"{template.text!r} is under the control prefix {prefix!r} (control requests, replies, dead "
+                "letters, catalogue and health)")
+    return None
+
+
+def may_match(template: OutputTemplate, topic_filter: str) -> bool:
+    """Whether some topic `template` renders can match `topic_filter` (an MQTT filter with + and #): a
+    column level may hold any value without '/' (or "null")."""
+    levels = template.text.split("/")
+    filters = topic_filter.split("/")
+    for i, wanted in enumerate(filters):
+        if wanted == "#":
+            return True
+        if i >= len(levels):
+            return False
+        if wanted != "+" and not _level_regex(levels[i]).fullmatch(wanted):
+            return False
+    return len(levels) == len(filters)
+
+
+def _level_regex(level: str) -> re.Pattern[str]:
+    """A template level as a regex over one topic level: its literal text, any text for each {column}."""
+    pieces, pos = [], 0
+    for match in _PLACEHOLDER.finditer(level):
+        pieces += [re.escape(level[pos : match.start()]), "[^/]*"]
+        pos = match.end()
+    pieces.append(re.escape(level[pos:]))
+    return re.compile("".join(pieces))

@@ -32,6 +32,7 @@ from arros_mqtt.engine.event_bounds import Rejected, admit, max_event_bound
 from arros_mqtt.engine.fault_isolation import final_isolating, partial_isolating, select_isolating
 from arros_mqtt.engine.lookup import LookupTable
 from arros_mqtt.engine.micro_batch import MicroBatch
+from arros_mqtt.engine.output_loops import output_loop
 from arros_mqtt.engine.readonly_sql import RUNNING, WINDOWED, analyze
 from arros_mqtt.engine.sql_session import SqlSession
 from arros_mqtt.engine.sql_text import tokenize
@@ -83,6 +84,13 @@ class Engine:
             raise SqlError(f"stream {waiting[0]!r} has no schema yet: it is inferred from the stream's first "
                            "micro-batch; create the subscription once data has arrived", code="schema_pending")
         plan = compile_subscription(config, self._session, self.streams, self.tables, self.kernel)
+        loop = output_loop(config, plan.shape.stream, self.streams,
+                           ((s.config, s.shape.stream) for s in self.subscriptions.values()))
+        if loop is not None:
+            if config.name not in self.subscriptions:  # else the running one holds the tables compiling registered
+                for table in plan.tables:
+                    self._session.drop(table)
+            raise SqlError(loop, code="output_loop")
         return Subscription.start(config, plan)
 
     def install(self, subscription: Subscription, replace: bool = False) -> Subscription:

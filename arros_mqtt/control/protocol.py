@@ -36,6 +36,7 @@ OP_KEYS: dict[str, tuple[str, ...]] = {
     "list": (),
     "describe": ("name",),
     "explain": ("name", "sql"),
+    "reset_schema": ("name",),  # the name of a stream whose schema was inferred
 }
 OPS = tuple(OP_KEYS)
 CODES = ("invalid_request", "invalid_sql", "unknown_stream", "exists", "not_found", "forbidden", "limit_exceeded",

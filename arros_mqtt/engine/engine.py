@@ -57,6 +57,8 @@ class Engine:
         self.paused: dict[str, str] = {}  # name -> reason; paused subscriptions skip micro-batches
         self.pending: dict[str, SubscriptionConfig] = {}  # waiting for a stream's inferred schema
         self.rejected: dict[str, str] = {}  # pending ones whose SQL failed once the schema was known
+        self._rejected_configs: dict[str, SubscriptionConfig] = {}  # tried again when the schema changes
+        self._paused_while_replanned: dict[str, str] = {}  # paused ones waiting for a stream's new schema
         self._readers: dict[str, StreamReaders] = {}  # per stream; rebuilt after any change (`_changed`)
         self._next_close: dict[str, float] = {}  # per stream: no window of its subscriptions ends before this
         self._session = SqlSession()
@@ -130,9 +132,14 @@ class Engine:
         return [shape.stream] if shape.stream in unknown.values() else []
 
     def set_stream_schema(self, name: str, stream: StreamConfig) -> dict[str, SqlError]:
-        """A schema-less stream's inferred schema: plan what waited for it; the SQL errors, by subscription."""
+        """A schema-less stream's inferred schema: plan what waited for it; the SQL errors, by subscription.
+
+        Inferred again (its first messages disagreed) or reset: the subscriptions that read it are planned
+        afresh on the new schema, their state (of the old columns) dropped, and those rejected before
+        get another try."""
         self.streams[name] = replace(stream, name=name)
         self._empty_stream(name, stream)
+        self._replan(name)
         failures: dict[str, SqlError] = {}
         for sub_name, config in list(self.pending.items()):
             if self.awaited_streams(config.sql):
@@ -143,7 +150,33 @@ class Engine:
             except SqlError as exc:
                 failures[sub_name] = exc
                 self.rejected[sub_name] = str(exc)
+                self._rejected_configs[sub_name] = config
+                continue
+            if sub_name in self._paused_while_replanned:
+                self.paused[sub_name] = self._paused_while_replanned.pop(sub_name)
         return failures
+
+    def forget_stream_schema(self, name: str, stream: StreamConfig) -> None:
+        """A schema-less stream's inferred schema is reset (`stream` as declared, without one): its
+        subscriptions wait in `pending` until the next micro-batch infers it again."""
+        self.streams[name] = replace(stream, name=name)
+        self._empty_stream(name, stream)
+        self._replan(name)
+
+    def _replan(self, stream: str) -> None:
+        """The subscriptions reading `stream` out (their state released) and back into `pending`, with
+        those rejected before (they may plan on its new schema)."""
+        for sub_name in list(self.rejected):
+            config = self._rejected_configs.pop(sub_name, None)
+            del self.rejected[sub_name]
+            if config is not None:
+                self.pending[sub_name] = config
+        for sub_name, subscription in list(self.subscriptions.items()):
+            if subscription.shape.stream == stream:
+                if sub_name in self.paused:
+                    self._paused_while_replanned[sub_name] = self.paused[sub_name]
+                self.remove(sub_name)
+                self.pending[sub_name] = subscription.config
 
     def remove(self, name: str) -> Subscription:
         """Stop running `name` and release its state; KeyError if there is none."""

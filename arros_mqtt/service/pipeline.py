@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from arros_mqtt.config import Config, StreamConfig
-from arros_mqtt.decode import build_decoder
+from arros_mqtt.decode import InferringStreamDecoder, build_decoder
 from arros_mqtt.decode.stream_decoder import BadMessage
 from arros_mqtt.egress.deadletter import deadletter_payload, deadletter_rows, deadletter_topic
 from arros_mqtt.egress.encode import encode_results
@@ -137,9 +137,21 @@ class Pipeline:
     def _schema_inferred(self, stream: StreamConfig) -> None:
         """A schema-less stream has its schema: plan the subscriptions that waited; report their SQL errors."""
         columns = ", ".join(f"{f.name} {f.type}" for f in stream.schema)
-        log.info("stream %s: schema inferred from its first micro-batch: %s", stream.name, columns)
+        log.info("stream %s: schema inferred: %s", stream.name, columns)
         for name, error in self.engine.set_stream_schema(stream.name, stream).items():
             log.error("subscription %s cannot run on the inferred schema of %s: %s", name, stream.name, error)
+
+    def reset_schema(self, stream: str) -> bool:
+        """Forget a schema-less stream's inferred schema: the next micro-batch infers it again and its
+        subscriptions wait for that. False when the stream has no inferred schema to forget."""
+        decoder = self.decoders.get(stream)
+        if not isinstance(decoder, InferringStreamDecoder):
+            return False
+        decoder.reset()
+        self.engine.forget_stream_schema(stream, self.config.streams[stream])
+        self.stats[stream].extra_fields = {}
+        log.warning("stream %s: inferred schema reset; the next micro-batch infers it again", stream)
+        return True
 
     def add_late_sink(self, sink: ResultSink) -> None:
         """Receives late stream rows (`Result.late`), which have the stream's columns, not the query's."""

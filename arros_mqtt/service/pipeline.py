@@ -211,6 +211,11 @@ class Pipeline:
         an event time out of bounds (counted in the stream's `deadletters`)."""
         if subscription is None:
             self.stats[stream].deadletters += rows.num_rows
-        self.publish(deadletter_topic(self.config.control.prefix, stream),
-                     deadletter_rows(rows, stream, subscription, error), 0, False)
+        letter = deadletter_rows(rows, stream, subscription, error)
+        self.publish(deadletter_topic(self.config.control.prefix, stream), letter, 0, False)
+        if self._deadletter_sinks:
+            topic = rows.column("_topic")[0].as_py() if "_topic" in rows.column_names and rows.num_rows else ""
+            bad = [BadMessage(topic or "", letter, int(time.time() * 1000), error)]
+            for sink in self._deadletter_sinks:
+                sink(stream, bad)
         log.debug("%d rows of %s dead-lettered (%s): %s", rows.num_rows, stream, subscription, error)

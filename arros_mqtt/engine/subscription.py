@@ -73,6 +73,19 @@ class Subscription:
         """Its state and counters for a checkpoint; None when it keeps none."""
         return self.operator.snapshot()
 
+    def heaviest_groups(self, count: int = 3) -> list[tuple[dict[str, object], int]]:
+        """The GROUP BY keys (besides the window) holding the most state rows, with their row counts, so a
+        state limit can say which device filled the state. Empty without keys or state."""
+        spec = self.plan.aggregate
+        snapshot = self.operator.snapshot()
+        if spec is None or snapshot is None or not spec.query.key_exprs or not snapshot[0].num_rows:
+            return []
+        keys = [f"__k{i}" for i in range(len(spec.query.key_exprs))]
+        counts = snapshot[0].group_by(keys, use_threads=False).aggregate([([], "count_all")])
+        heaviest = counts.sort_by([("count_all", "descending")]).slice(0, count).to_pylist()
+        names = {f"__k{i}": span.text for i, span in enumerate(spec.query.key_exprs)}
+        return [({names[k]: row[k] for k in keys}, row["count_all"]) for row in heaviest]
+
     def restore(self, table: pa.Table, counters: dict[str, int | None]) -> None:
         """Its state from a checkpoint; ValueError if the table is not a state of this query."""
         self.operator.restore(table, counters)

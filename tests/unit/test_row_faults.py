@@ -118,3 +118,17 @@ def test_the_pipeline_publishes_failing_rows_to_the_dead_letter_topic_with_the_e
     [letter] = [orjson.loads(p) for t, p in sent if t == "arros/deadletter/s"]
     assert letter["subscription"] == "x" and "Divide by zero" in letter["error"] and letter["rows_total"] == 1
     assert letter["rows"][0]["device"] == "b" and letter["rows"][0]["rpm"] == 0
+
+
+def test_isolation_keeps_the_parts_left_small_when_the_budget_runs_out():
+    table = pa.table({"v": pa.array(range(10_000))})
+    bad = set(range(0, 10_000, 1000))
+
+    def step(part: pa.Table) -> int:
+        if bad & set(part.column("v").to_pylist()):
+            raise ValueError("bad")
+        return part.num_rows
+
+    found = isolate(table, step, ValueError("bad"))
+    assert sum(found.results) + found.failed_rows == 10_000
+    assert found.failed_rows < 300 and len(found.failed) == 10  # breadth first: ten small parts, one per bad row

@@ -130,8 +130,9 @@ def reserved_output(template: OutputTemplate, prefix: str) -> str | None:
 
 
 def may_match(template: OutputTemplate, topic_filter: str) -> bool:
-    """Whether some topic `template` renders can match `topic_filter` (an MQTT filter with + and #): a
-    column level may hold any value without '/' (or "null")."""
+    """Whether the topics `template` renders match `topic_filter` (an MQTT filter with + and #) whatever
+    the row's values: a level filled from a column matches `+` and `#`, not a literal level (that would
+    take one particular value: such a data-dependent loop dies out or hits `max_output_rate`)."""
     levels = template.text.split("/")
     filters = topic_filter.split("/")
     for i, wanted in enumerate(filters):
@@ -139,16 +140,6 @@ def may_match(template: OutputTemplate, topic_filter: str) -> bool:
             return True
         if i >= len(levels):
             return False
-        if wanted != "+" and not _level_regex(levels[i]).fullmatch(wanted):
+        if wanted != "+" and levels[i] != wanted:  # a literal filter level: only the same literal level
             return False
     return len(levels) == len(filters)
-
-
-def _level_regex(level: str) -> re.Pattern[str]:
-    """A template level as a regex over one topic level: its literal text, any text for each {column}."""
-    pieces, pos = [], 0
-    for match in _PLACEHOLDER.finditer(level):
-        pieces += [re.escape(level[pos : match.start()]), "[^/]*"]
-        pos = match.end()
-    pieces.append(re.escape(level[pos:]))
-    return re.compile("".join(pieces))

@@ -69,10 +69,11 @@ def test_the_control_topic_refuses_the_same_outputs(topic):
     ("factory/{line}/m1/telemetry", "factory/+/+/telemetry", True),
     ("factory/l1/m1", "factory/+/+/telemetry", False),
     ("factory/l1/m1/telemetry/x", "factory/+/+/telemetry", False),
+    ("factory/out/{machine}", "factory/+/telemetry", False),  # only for a machine named "telemetry"
     ("alerts", "alerts/#", True),
     ("alerts/a/b/c", "alerts/#", True),
-    ("derived/x_{machine}", "derived/x_1", True),
-    ("derived/x_{machine}", "derived/y_1", False),
+    ("derived/x_{machine}", "derived/x_1", False),
+    ("derived/x_{machine}", "derived/+", True),
     ("out/{machine}", "#", True),
 ])
 def test_may_match(template, topic_filter, matches):

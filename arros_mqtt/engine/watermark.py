@@ -11,6 +11,8 @@ older version let run ahead is clamped on restore to `now + max_future`, so it r
 
 from __future__ import annotations
 
+import time
+
 
 class Watermark:
     def __init__(self, delay_ms: int, idle_timeout: float, max_future_ms: int = 0) -> None:
@@ -45,8 +47,9 @@ class Watermark:
         return target if self.value is None or target > self.value else None
 
     def advance_to(self, value: int) -> bool:
-        """Raise the watermark to `value` (a logged idle advance, replayed after a restart)."""
-        return self._raise_to(value)
+        """Raise the watermark to `value` (a logged idle advance, replayed after a restart), never past
+        the wall clock + `max_future`: an advance logged from a poisoned watermark does not poison it again."""
+        return self._raise_to(self._clamped(value, time.time()))
 
     def touch(self, now: float) -> None:
         """Count the stream as active at `now`: while Arros was down or cut off from the broker, rows

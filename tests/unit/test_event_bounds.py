@@ -114,3 +114,12 @@ def test_bounds_are_stream_keys_with_durations():
     assert parse_config({"streams": {"s": {"topic": "t"}}}).streams["s"].max_future == 60.0
     with pytest.raises(ConfigError, match="max_future"):
         parse_config({"streams": {"s": {"topic": "t", "max_future": "soon"}}})
+
+
+def test_a_replayed_idle_advance_from_a_poisoned_watermark_is_clamped_too():
+    import time
+
+    mark = Watermark(0, 30.0, max_future_ms=60_000)
+    before = time.time()
+    assert mark.advance_to(YEAR_2100)
+    assert mark.value <= round(time.time() * 1000) + 60_000 and mark.value >= round(before * 1000) + 60_000

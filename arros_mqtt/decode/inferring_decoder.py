@@ -75,8 +75,9 @@ class InferringStreamDecoder:
 
     def adopt(self, schema: pa.Schema) -> None:
         """Take a schema inferred by an earlier run (from its checkpoint or write-ahead log), so a restart
-        decodes and replays with the same columns; no-op once a schema is known."""
-        if self._decoder is None:
+        decodes and replays with the same columns; no-op when it is the schema in use. A log record of
+        another schema is where that run inferred it again (or was reset): replay follows it."""
+        if self._decoder is None or not schema.equals(self.stream.schema):
             self._use(schema, young=False)
 
     def reset(self) -> None:

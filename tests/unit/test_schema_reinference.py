@@ -95,3 +95,15 @@ def test_reset_schema_forgets_it_and_the_next_batch_infers_it_again():
     assert pipe.engine.streams["s"].schema.field("temp").type == pa.float64()
     assert results(sent) == [61.5]
     assert not pipe.reset_schema("nope")
+
+
+def test_adopting_a_logged_schema_follows_a_reinference_on_replay():
+    pipe, _ = service()
+    decoder = pipe.decoders["s"]
+    old = pa.schema([pa.field("temp", pa.bool_())])
+    new = pa.schema([pa.field("temp", pa.float64())])
+    decoder.adopt(old)
+    decoder.adopt(old)  # the same schema again: nothing replanned
+    assert pipe.engine.streams["s"].schema.equals(old) and "hot" in pipe.engine.rejected
+    decoder.adopt(new)  # a record written after the live run inferred again
+    assert pipe.engine.streams["s"].schema.equals(new) and "hot" in pipe.engine.subscriptions

@@ -118,7 +118,7 @@ class ControlConfig:
     prefix: str = "arros"
     max_subscriptions: int = 100  # config-file and run-time ones together; 0 = no limit
     max_state_bytes: int = 256 * 1024 * 1024  # per subscription (windowed/running state); 0 = no limit
-    max_output_rate: int = 10_000  # result messages per second per subscription; 0 = no limit
+    max_output_rate: int = 100_000  # result messages per second per subscription; 0 = no limit
     status_interval: float = 5.0  # seconds between {prefix}/status/{name} messages
     lagging_after: float = 1.0  # health says "lagging" once input or results have waited this long
 

@@ -115,5 +115,5 @@ def test_a_chain_whose_output_feeds_back_is_refused_and_a_chain_that_ends_is_not
 
 
 def test_max_output_rate_has_a_safe_default():
-    assert parse_config({}).control.max_output_rate == 10_000
+    assert parse_config({}).control.max_output_rate == 100_000
     assert parse_config({"control": {"max_output_rate": 0}}).control.max_output_rate == 0

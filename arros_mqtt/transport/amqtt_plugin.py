@@ -11,6 +11,11 @@ Results are published from the engine thread: `publish` appends to a queue and w
 on the broker's loop, which hands each message to `context.broadcast_message` (and `retain_message`
 for retained results). A task per message, as `asyncio.run_coroutine_threadsafe` would make, costs
 more than the broker's own routing.
+
+`WillAclPlugin` closes a hole of amqtt 0.12: a client's Last Will is broadcast (and retained) at an
+abnormal disconnect without any topic ACL check, so a device could forge an alert or a catalogue entry.
+It drops, at CONNECT, a will whose topic the topic ACL plugins would refuse the client to publish
+(what Mosquitto does with such a will too: the connection stands, the will is never sent).
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from amqtt.broker import BrokerContext
-from amqtt.plugins.base import BasePlugin
+from amqtt.contexts import Action
+from amqtt.plugins.base import BaseAuthPlugin, BasePlugin
 from paho.mqtt.client import topic_matches_sub
 
 from arros_mqtt.transport.stream_router import Sink, StreamRouter
@@ -122,3 +128,30 @@ class ArrosBrokerPlugin(BasePlugin[BrokerContext]):
             with self._lock:
                 self.broadcast += len(chunk)
             await asyncio.sleep(0)
+
+
+class WillAclPlugin(BaseAuthPlugin):
+    """Strips a Last Will the topic ACL refuses; never decides a login itself (`authenticate` says None).
+
+    An auth hook because amqtt awaits it at CONNECT, before the session can ever send its will."""
+
+    @dataclass
+    class Config:
+        """No options: the topic ACL plugins of the same broker decide."""
+
+    async def authenticate(self, *, session: Any) -> bool | None:
+        topic = getattr(session, "will_topic", None)
+        if not getattr(session, "will_flag", False) or not topic:
+            return None
+        broker = getattr(self.context, "_broker_instance", None)  # BrokerContext exposes no plugin manager
+        if broker is None or not broker.plugins_manager.is_topic_filtering_enabled():
+            return None
+        results = await broker.plugins_manager.map_plugin_topic(session=session, topic=topic, action=Action.PUBLISH)
+        if all(results.values()):  # the rule of amqtt's Broker._topic_filtering
+            return None
+        log.warning("embedded broker: client %s (user %s) may not publish to %s: its Last Will is dropped",
+                    session.client_id, session.username, topic)
+        session.will_flag = False
+        session.will_topic = session.will_message = None
+        session.will_retain = False
+        return None

@@ -155,6 +155,11 @@ class WriteAheadLog:
                   "%s skipped, every record after them kept; the damaged bytes are left in place", path.name,
                   start, end, which)
 
+    def first_seq(self) -> int:
+        """The seq of the oldest record the log can still hold (`next_seq` when it has no file)."""
+        segments = self.segments()
+        return _first_seq(segments[0]) if segments else self.next_seq
+
     def segments(self) -> list[Path]:
         return sorted(self.dir.glob("wal-*.log"))
 

@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
+from arros_mqtt.core.errors import ArrosError
 from arros_mqtt.engine import Engine
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class Checkpoint:
     manifest: dict[str, Any] = field(default_factory=dict)
 
 
-class CheckpointDamaged(Exception):
+class CheckpointDamaged(ArrosError):
     """A checkpoint's manifest or a state file cannot be read: a restart falls back (module docstring)."""
 
 

@@ -13,7 +13,8 @@ Per micro-batch: topics are split (cached per topic), payloads parsed in one pro
   message; if it is still open then, or data arrives for a node or device without a birth, the host
   publishes NCMD `Node Control/Rebirth` = true: at most once per `reorder_timeout` per node, and at most
   `REBIRTHS_PER_SECOND` (burst `REBIRTH_BURST`) over all nodes, so a flood of messages from never-born
-  nodes cannot turn into a flood of commands; a request held back is made at that node's next message.
+  nodes cannot turn into a flood of commands. Requests held back wait in a queue, oldest first (a node
+  asked before goes to its back), and go out as the rate allows.
 
 The host state is bounded: it counts its bytes (`state_bytes`, an estimate per node and per metric) and,
 past `max_state_bytes`, forgets the least recently heard nodes, never-born ones first (a forgotten node
@@ -72,7 +73,7 @@ class SparkplugStats:
     unknown_aliases: int = 0  # metrics whose alias no birth defined (rows with metric = null)
     stale_deaths: int = 0  # NDEATHs whose bdSeq does not match the current NBIRTH (ignored)
     refused_births: int = 0  # births giving one alias to two metrics (dead letters)
-    rebirths_held_back: int = 0  # requests over REBIRTHS_PER_SECOND (made at the node's next message)
+    rebirths_waiting: int = 0  # requests queued behind REBIRTHS_PER_SECOND (sent oldest first)
     nodes: int = 0  # edge nodes the host keeps state for
     state_bytes: int = 0  # their estimated size
     evicted_nodes: int = 0  # forgotten past max_state_bytes
@@ -159,6 +160,7 @@ class SparkplugDecoder:
         self.stats = SparkplugStats()
         self._publish = publish
         self._nodes: dict[tuple[str, str], _Node] = {}  # least recently heard first
+        self._wanted: dict[tuple[str, str], tuple[_Node, str]] = {}  # nodes to ask (oldest first): state, why
         self._tokens = float(REBIRTH_BURST)
         self._tokens_at = float("-inf")
         self._topics: dict[str, _Topic | DecodeError | None] = {}
@@ -228,6 +230,7 @@ class SparkplugDecoder:
                 node.missing.clear()
                 node.gap_deadline = None
                 self._request_rebirth(key, node, now, "sequence gap not filled within the reorder timeout")
+        self._send_rebirths(now)
 
     # -- host state ---------------------------------------------------------------------------------
 
@@ -340,6 +343,7 @@ class SparkplugDecoder:
                 if self.stats.state_bytes <= self.max_state_bytes * 0.9:  # some room, so not every batch evicts
                     break
                 self.stats.state_bytes -= self._nodes.pop(key).state_bytes
+                self._wanted.pop(key, None)
                 evicted += 1
         self.stats.evicted_nodes += evicted
         self.stats.nodes = len(self._nodes)
@@ -348,19 +352,28 @@ class SparkplugDecoder:
                     self.stream.name, self.max_state_bytes, evicted)
 
     def _request_rebirth(self, key: tuple[str, str], node: _Node, now: float, reason: str) -> None:
-        if now - node.rebirth_requested_at < self.reorder_timeout:
+        """Queue a rebirth request (at most one per node per reorder timeout); `_send_rebirths` sends them."""
+        if now - node.rebirth_requested_at < self.reorder_timeout or key in self._wanted:
             return
-        self._tokens = min(float(REBIRTH_BURST), self._tokens + (now - self._tokens_at) * REBIRTHS_PER_SECOND)
+        self._wanted[key] = (node, reason)
+
+    def _send_rebirths(self, now: float) -> None:
+        """Send queued requests, oldest first, as the overall token bucket allows: a node asked goes to the
+        back of the queue when it is due again, so a flood of nodes that never answer cannot starve others."""
+        self._tokens = min(float(REBIRTH_BURST), self._tokens + max(0.0, now - self._tokens_at) * REBIRTHS_PER_SECOND)
         self._tokens_at = now
-        if self._tokens < 1:
-            self.stats.rebirths_held_back += 1
-            return
-        self._tokens -= 1
-        node.rebirth_requested_at = now
-        self.stats.rebirth_requests += 1
-        group, edge_node = key
-        log.info("asking edge node %s/%s for a rebirth: %s", group, edge_node, reason)
-        self._publish(f"{NAMESPACE}/{group}/NCMD/{edge_node}", rebirth_request(int(now * 1000)), 0, False)
+        while self._wanted and self._tokens >= 1:
+            key, (node, reason) = next(iter(self._wanted.items()))
+            del self._wanted[key]
+            if self._nodes.get(key) is not node:
+                continue  # reborn (an NBIRTH made a new state) or forgotten meanwhile
+            self._tokens -= 1
+            node.rebirth_requested_at = now
+            self.stats.rebirth_requests += 1
+            group, edge_node = key
+            log.info("asking edge node %s/%s for a rebirth: %s", group, edge_node, reason)
+            self._publish(f"{NAMESPACE}/{group}/NCMD/{edge_node}", rebirth_request(int(now * 1000)), 0, False)
+        self.stats.rebirths_waiting = len(self._wanted)
 
     # -- rows ------------------------------------------------------------------------------------
 

@@ -121,6 +121,7 @@ class ControlConfig:
     max_state_bytes: int = 256 * 1024 * 1024  # per subscription (windowed/running state); 0 = no limit
     max_output_rate: int = 0  # result messages per second per subscription; 0 = no limit
     status_interval: float = 5.0  # seconds between {prefix}/status/{name} messages
+    lagging_after: float = 1.0  # health says "lagging" once input or results have waited this long
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,18 @@ class DurabilityConfig:
 @dataclass(frozen=True)
 class MetricsConfig:
     listen: str | None = None  # "127.0.0.1:9108" serves Prometheus metrics at /metrics
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    """What the live views (Flight SQL `live.*`, the web console) keep in memory: recent rows per stream,
+    latest results per subscription, recent dead letters."""
+
+    enabled: bool = True
+    max_rows: int = 100_000  # per stream: the most recent rows ...
+    max_bytes: int = 64 * 1024 * 1024  # ... and at most this many bytes of them
+    result_rows: int = 10_000  # per subscription: its latest results (rows, or one row per group key)
+    dead_letters: int = 1_000  # the most recent dead letters of all streams
 
 
 @dataclass(frozen=True)
@@ -221,6 +234,7 @@ class Config:
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    live: LiveConfig = field(default_factory=LiveConfig)
     durability: DurabilityConfig = field(default_factory=DurabilityConfig)
     streams: dict[str, StreamConfig] = field(default_factory=dict)
     tables: dict[str, TableConfig] = field(default_factory=dict)
@@ -263,7 +277,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
     root = _Section(data, source, "")
     root.only(
         "broker", "embedded", "engine", "archive", "control", "streams", "tables", "subscriptions",
-        "connectors", "metrics", "durability",
+        "connectors", "metrics", "durability", "live",
     )
     _check_name_rule(root)
     streams = {name: _stream(sec, name) for name, sec in root.section("streams").sections()}
@@ -275,6 +289,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         archive=_archive(root.section("archive")),
         control=_control(root.section("control")),
         metrics=_metrics(root.section("metrics")),
+        live=_live(root.section("live")),
         durability=_durability(root.section("durability")),
         streams=streams,
         tables={name: _table(sec, name) for name, sec in root.section("tables").sections()},
@@ -499,7 +514,7 @@ def _archive(sec: _Section) -> ArchiveConfig:
 
 
 def _control(sec: _Section) -> ControlConfig:
-    sec.only("prefix", "max_subscriptions", "max_state_bytes", "max_output_rate", "status_interval")
+    sec.only("prefix", "max_subscriptions", "max_state_bytes", "max_output_rate", "status_interval", "lagging_after")
     prefix = sec.string("prefix", "arros")
     if not prefix or any(c in prefix for c in "+#") or prefix.startswith("/") or prefix.endswith("/"):
         raise sec.error("prefix", f"invalid topic prefix {prefix!r}")
@@ -513,6 +528,7 @@ def _control(sec: _Section) -> ControlConfig:
         max_state_bytes=sec.size("max_state_bytes", defaults.max_state_bytes),
         max_output_rate=sec.integer("max_output_rate", defaults.max_output_rate),
         status_interval=status_interval,
+        lagging_after=sec.duration("lagging_after", defaults.lagging_after),
     )
 
 
@@ -549,6 +565,18 @@ def _metrics(sec: _Section) -> MetricsConfig:
         except ValueError as exc:
             raise sec.error("listen", str(exc)) from None
     return MetricsConfig(listen=listen)
+
+
+def _live(sec: _Section) -> LiveConfig:
+    sec.only("enabled", "max_rows", "max_bytes", "result_rows", "dead_letters")
+    defaults = LiveConfig()
+    return LiveConfig(
+        enabled=sec.boolean("enabled", defaults.enabled),
+        max_rows=sec.integer("max_rows", defaults.max_rows, minimum=0),
+        max_bytes=sec.size("max_bytes", defaults.max_bytes),
+        result_rows=sec.integer("result_rows", defaults.result_rows, minimum=0),
+        dead_letters=sec.integer("dead_letters", defaults.dead_letters, minimum=0),
+    )
 
 
 def parse_listen(text: str) -> tuple[str, int]:

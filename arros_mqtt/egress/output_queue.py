@@ -28,6 +28,7 @@ import logging
 import shutil
 import struct
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 SPILL_FILE_BYTES = 16 * 1024 * 1024
 QOS2_GROUP = 100  # QoS 2 messages journaled per fsync when a PUBCOMP frees a slot in flight
 MESSAGE_OVERHEAD = 64  # bytes counted per message besides topic and payload
+MARK_SECONDS = 0.01  # the queue notes when its messages were put at this resolution (for `lag_seconds`)
+MAX_MARKS = 1000  # notes kept before the ones of messages already handed over are dropped
 _RECORD = struct.Struct("<QBBHI")  # seq, qos, retain, topic length, payload length
 Message = tuple[int, str, bytes, int, bool]  # (seq, topic, payload, qos, retain)
 
@@ -137,6 +140,9 @@ class OutputQueue:
         self._inflight: dict[int, int] = {}  # paho mid -> seq of QoS 1 messages awaiting PUBACK
         self._sent_order: deque[tuple[int, int]] = deque()  # (seq, mid) in the order handed to paho
         self._lock = threading.RLock()
+        self._marks: deque[tuple[int, float]] = deque()  # (index of a queued message, monotonic time it was put)
+        self._enqueued = 0  # messages put into memory or spill ...
+        self._taken = 0  # ... and taken from there for the client: the oldest waiting one has this index
         self._idle = threading.Condition(self._lock)
         self.put_count = 0
         self.sent = 0  # handed to the client
@@ -172,6 +178,20 @@ class OutputQueue:
         """True while memory and spill are both at their limits: the engine should wait."""
         limit = self.spill_bytes if self.spill is not None else 0
         return self.queued_bytes >= self.memory_bytes + limit
+
+    def lag_seconds(self, now: float | None = None) -> float:
+        """How long the oldest result still waiting for the client has waited (0 when none waits), to
+        within MARK_SECONDS: what health reports as the results' lag."""
+        with self._lock:
+            if self._enqueued == self._taken:
+                return 0.0
+            self._drop_marks()
+            return max(0.0, (now if now is not None else time.monotonic()) - self._marks[0][1])
+
+    def _drop_marks(self) -> None:
+        marks = self._marks
+        while len(marks) > 1 and marks[1][0] <= self._taken:
+            marks.popleft()
 
     def confirmed(self, position: int) -> int:
         """The seq through which every output is confirmed, `position` being the last seq processed."""
@@ -233,6 +253,12 @@ class OutputQueue:
         message = (seq, topic, payload, qos, retain)
         with self._lock:
             self.put_count += 1
+            now = time.monotonic()
+            if not self._marks or now - self._marks[-1][1] >= MARK_SECONDS:
+                self._marks.append((self._enqueued, now))
+                if len(self._marks) > MAX_MARKS:
+                    self._drop_marks()
+            self._enqueued += 1
             spilling = self.spill is not None and (self.spill.messages or self._memory_size >= self.memory_bytes)
             if spilling:
                 self.spill.push(message)
@@ -281,6 +307,7 @@ class OutputQueue:
                     break  # not connected after all: keep it for the next pump
                 self._memory.popleft()
                 self._memory_size -= _size((seq, topic, payload, qos, retain))
+                self._taken += 1
                 self.sent += 1
                 if qos:
                     self._inflight[info.mid] = seq
@@ -321,6 +348,7 @@ class OutputQueue:
             self.client.publish_with(entry.mid, entry.topic, entry.payload, 2, entry.retain)
             message = self._memory.popleft()
             self._memory_size -= _size(message)
+            self._taken += 1
             self.sent += 1
             self._inflight[entry.mid] = entry.seq
             self._sent_order.append((entry.seq, entry.mid))

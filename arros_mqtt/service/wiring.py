@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from arros_mqtt.config import BrokerConfig, Config
 from arros_mqtt.control.plane import ControlHost, ControlPlane
@@ -17,11 +17,14 @@ from arros_mqtt.egress.archive import Archive
 from arros_mqtt.engine import Engine
 from arros_mqtt.ingress.acks import AckLedger
 from arros_mqtt.ingress.batcher import MicroBatcher
+from arros_mqtt.live import LiveSources, LiveViews
 from arros_mqtt.ops.health import HealthSources
-from arros_mqtt.ops.metrics import MetricsServer, MetricsSources
 from arros_mqtt.service.pipeline import Pipeline
 from arros_mqtt.service.round_driver import RoundDriver
 from arros_mqtt.transport.interface import Transport
+
+if TYPE_CHECKING:
+    from arros_mqtt.ops.metrics import MetricsServer
 
 
 class Parts(Protocol):
@@ -75,13 +78,16 @@ def control_plane(service: Parts) -> ControlPlane | None:
 def health_sources(service: Parts) -> HealthSources:
     return HealthSources(buffer=service.batcher, log=service.journal, ledger=service.ledger,
                          archive_failed_seq=service.archive.failed_seq,
-                         receiving=getattr(service.transport, "receiving", None))
+                         receiving=getattr(service.transport, "receiving", None),
+                         lagging_after=service.config.control.lagging_after)
 
 
 def metrics_server(service: Parts) -> MetricsServer | None:
     listen = service.config.metrics.listen
     if listen is None:
         return None
+    from arros_mqtt.ops.metrics import MetricsServer, MetricsSources  # prometheus_client only when served
+
     control = service.control
     return MetricsServer(MetricsSources(
         listen=listen, source=service.config.source, streams=lambda: service.pipeline.stats,
@@ -89,6 +95,22 @@ def metrics_server(service: Parts) -> MetricsServer | None:
         control_requests=(lambda: control.requests) if control is not None else None,
         add_batch_observer=service.pipeline.add_batch_observer,
     ))
+
+
+def live_views(service: Parts) -> LiveViews | None:
+    """Recent rows, latest results and dead letters in memory for Flight SQL and the web console; fed by
+    the pipeline's sinks on the engine thread."""
+    if not service.config.live.enabled:
+        return None
+    engine, pipeline = service.engine, service.pipeline
+    views = LiveViews(service.config.live, LiveSources(
+        streams=lambda: dict(engine.streams), stream_stats=lambda: dict(pipeline.stats),
+        subscriptions=lambda: dict(engine.subscriptions), paused=lambda: dict(engine.paused),
+    ))
+    pipeline.add_row_sink(views.add_stream_rows)
+    pipeline.add_result_sink(views.add_result)
+    pipeline.add_deadletter_sink(views.add_dead_letters)
+    return views
 
 
 def _connectors(service: Parts) -> dict[str, Any]:

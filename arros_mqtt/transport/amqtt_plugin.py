@@ -133,22 +133,31 @@ class ArrosBrokerPlugin(BasePlugin[BrokerContext]):
 class WillAclPlugin(BaseAuthPlugin):
     """Strips a Last Will the topic ACL refuses; never decides a login itself (`authenticate` says None).
 
-    An auth hook because amqtt awaits it at CONNECT, before the session can ever send its will."""
+    An auth hook because amqtt awaits it at CONNECT, before the session can ever send its will. It asks the
+    broker's topic plugins through its plugin manager, handed over by `attach` before the broker starts
+    (a plugin's context has no public way to it)."""
 
     @dataclass
     class Config:
         """No options: the topic ACL plugins of the same broker decide."""
 
+    def __init__(self, context: Any) -> None:
+        super().__init__(context)
+        self._plugins: Any = None  # amqtt's PluginManager
+
+    def attach(self, plugins_manager: Any) -> None:
+        self._plugins = plugins_manager
+
     async def authenticate(self, *, session: Any) -> bool | None:
-        topic = getattr(session, "will_topic", None)
-        if not getattr(session, "will_flag", False) or not topic:
+        topic = session.will_topic
+        if not session.will_flag or not topic:
             return None
-        broker = getattr(self.context, "_broker_instance", None)  # BrokerContext exposes no plugin manager
-        if broker is None or not broker.plugins_manager.is_topic_filtering_enabled():
-            return None
-        results = await broker.plugins_manager.map_plugin_topic(session=session, topic=topic, action=Action.PUBLISH)
-        if all(results.values()):  # the rule of amqtt's Broker._topic_filtering
-            return None
+        if self._plugins is not None:
+            if not self._plugins.is_topic_filtering_enabled():
+                return None
+            results = await self._plugins.map_plugin_topic(session=session, topic=topic, action=Action.PUBLISH)
+            if all(results.values()):  # amqtt's own rule for a PUBLISH
+                return None
         log.warning("embedded broker: client %s (user %s) may not publish to %s: its Last Will is dropped",
                     session.client_id, session.username, topic)
         session.will_flag = False

@@ -245,6 +245,8 @@ class EmbeddedTransport:
         self._broker = ArrosBroker(self.amqtt_config, loop=self._loop)
         self.plugin = next(p for p in self._broker.plugins_manager.plugins if isinstance(p, ArrosBrokerPlugin))
         self.plugin.attach(self._router, self._deliver, self._loop)
+        for will_acl in (p for p in self._broker.plugins_manager.plugins if isinstance(p, WillAclPlugin)):
+            will_acl.attach(self._broker.plugins_manager)
         await self._broker.start()
         if self._presence is not None:
             self.plugin.publish(self._presence.topic, self._presence.online, self._presence.qos, retain=True)

@@ -40,6 +40,14 @@ log = logging.getLogger(__name__)
 DRAIN_CHUNK = 500  # messages handed to the broker before the drain task lets other tasks run
 
 
+@dataclass(frozen=True)
+class _Will:
+    """A will as `on_broker_message_broadcast` reads a message."""
+
+    topic: str
+    data: bytes
+
+
 class ArrosBrokerPlugin(BasePlugin[BrokerContext]):
     """Installed by `EmbeddedTransport`; inert (passes nothing on) until `attach` is called."""
 
@@ -94,6 +102,11 @@ class ArrosBrokerPlugin(BasePlugin[BrokerContext]):
             self.errors += 1
             log.exception("embedded broker: message from %s on %s not handed to the engine", client_id,
                           getattr(message, "topic", "?"))
+
+    async def receive_will(self, client_id: str, topic: str, payload: bytes) -> None:
+        """A Last Will the broker sends (amqtt_internals.ArrosBroker): to the engine like any PUBLISH, so a
+        Sparkplug edge node's NDEATH (its will) is seen in embedded mode too."""
+        await self.on_broker_message_broadcast(client_id=client_id, message=_Will(topic, payload))
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
         """Thread-safe: queue a message for the broker's loop; never waits for the loop."""

@@ -189,3 +189,35 @@ def test_alias_scopes_refused_births_and_bounded_rebirths_through_mosquitto(mosq
     assert [(r["metric"], r["value_double"]) for r in got] == [("speed", 7.5)]
     assert len(letters) == 1 and "alias 5 is given to both 'a' and 'b'" in letters[0]["error"]
     assert REBIRTH_BURST <= sent <= REBIRTH_BURST + 10 * REBIRTHS_PER_SECOND, sent
+
+
+def test_an_edge_node_lost_without_disconnect_is_dead_through_its_will(broker, tmp_path):
+    """The NDEATH an edge node registers as its will, sent by the broker when the connection is lost: null
+    rows for its metrics on Mosquitto and on the embedded broker (amqtt fires no plugin event for a will;
+    Arros's broker class hands it to the engine)."""
+    from tests.support import HOST, new_client
+
+    group, host = unique("g"), unique("host")
+    text = config(group, host).replace(SQL, "SELECT device_id, message_type, metric, is_null FROM plc")
+    birth = pb.Payload(timestamp=1_764_000_000_000, seq=0)
+    birth.metrics.add(name="bdSeq", datatype=4, long_value=3)
+    birth.metrics.add(name="temp", alias=1, datatype=10, double_value=20.0)
+    death = pb.Payload(timestamp=1_764_000_000_000)
+    death.metrics.add(name="bdSeq", datatype=4, long_value=3)
+    with broker.service(text, tmp_path):
+        out = broker.collector([f"{group}/out/#"])
+        node = new_client(broker.port, protocol=broker.protocol)
+        node.will_set(f"spBv1.0/{group}/NDEATH/n1", death.SerializeToString(), qos=1)
+        node.connect(HOST, broker.port)
+        info = node.publish(f"spBv1.0/{group}/NBIRTH/n1", birth.SerializeToString(), qos=1)
+        for _ in range(200):
+            if info.is_published():
+                break
+            node.loop(0.05)
+        assert info.is_published()
+        out.wait_for(2)  # the birth is through before the connection goes
+        node.socket().close()  # no DISCONNECT: the broker sends the will
+        got = [orjson.loads(p) for _, p in out.wait_for(4)]
+        out.close()
+    assert sorted((r["message_type"], r["metric"], r["is_null"]) for r in got) == [
+        ("NBIRTH", "bdSeq", False), ("NBIRTH", "temp", False), ("NDEATH", "bdSeq", True), ("NDEATH", "temp", True)]

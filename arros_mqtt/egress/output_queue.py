@@ -2,11 +2,13 @@
 
 The engine thread `put`s each outgoing message, tagged with the log position (seq) that produced it.
 `pump` hands messages to the MQTT client while it is connected and fewer than `max_inflight` QoS 1
-messages await their PUBACK; it runs after every `put`, on every PUBACK and on every (re)connect, so a
-broker outage just lets the queue grow: past `memory_bytes` new messages go to files under
-`spill_dir`, which are read back in order once the broker is back; past `spill_bytes` the queue is
-`full` and the engine waits (backpressure on ingestion). Spill files are not synced: after a crash the
-write-ahead log, not the spill, is what brings unconfirmed results back.
+messages await their PUBACK (and fewer than `max_inflight` QoS 0 ones wait in paho's queue for the
+socket: without that bound a QoS 0 flood went straight into paho's memory); it runs after every `put`,
+on every PUBACK and on every (re)connect, so a broker outage just lets the queue grow: past
+`memory_bytes` new messages go to files under `spill_dir`, which are read back in order once the
+broker is back; past `spill_bytes` the queue is `full` and the engine waits (backpressure on
+ingestion). Spill files are not synced: after a crash the write-ahead log, not the spill, is what
+brings unconfirmed results back.
 
 `confirmed(position)` is the log position up to which every output was acknowledged by the broker
 (QoS 1 PUBACK, QoS 2 PUBCOMP) or written to its socket (QoS 0): outputs of records at or before it are
@@ -143,6 +145,7 @@ class OutputQueue:
         self._marks: deque[tuple[int, float]] = deque()  # (index of a queued message, monotonic time it was put)
         self._enqueued = 0  # messages put into memory or spill ...
         self._taken = 0  # ... and taken from there for the client: the oldest waiting one has this index
+        self._unwritten = 0  # QoS 0 messages handed to paho, not yet written to its socket
         self._idle = threading.Condition(self._lock)
         self.put_count = 0
         self.sent = 0  # handed to the client
@@ -298,6 +301,8 @@ class OutputQueue:
                 if not self._memory or len(self._inflight) >= self.max_inflight:
                     break
                 seq, topic, payload, qos, retain = self._memory[0]
+                if qos == 0 and self._unwritten >= self.max_inflight:
+                    break  # `acked` pumps again once paho has written half of them
                 if qos == 2 and self.journal is not None:
                     if not self._publish_journaled(qos2_group):
                         break
@@ -314,6 +319,7 @@ class OutputQueue:
                     self._sent_order.append((seq, info.mid))
                 else:
                     self.acknowledged += 1
+                    self._unwritten += 1
             if not self._memory and not self._inflight and not (self.spill and self.spill.messages):
                 self._idle.notify_all()
 
@@ -359,7 +365,25 @@ class OutputQueue:
         counted in `pump`)."""
         if self.journal is not None:
             self.journal.complete(mid)
+        with self._lock:
+            written = mid not in self._inflight  # a QoS 0 message paho wrote to its socket
+            if written:
+                self._unwritten = max(0, self._unwritten - 1)
+                resume = self._unwritten == self.max_inflight // 2 and self._waiting()
+        if written:
+            if resume:
+                self.pump()
+            return
         self.acked_many([mid])
+
+    def connected(self) -> None:
+        """The client (re)connected: paho dropped the QoS 0 packets it had not written; send what waits."""
+        with self._lock:
+            self._unwritten = 0
+        self.pump()
+
+    def _waiting(self) -> bool:
+        return bool(self._memory) or bool(self.spill is not None and self.spill.messages)
 
     def acked_many(self, mids: list[int]) -> None:
         """QoS 1 PUBACKs taken in bulk (network thread): one refill of the window for all of them."""

@@ -130,7 +130,7 @@ def test_big_batches_of_arrays_decode_as_their_payloads_do_one_by_one(fmt):
     payloads[9] = ENCODERS[fmt]([dict(r, ts=f"2024-05-01T10:00:{i:02d}Z") for i, r in enumerate(sent[900:960])])
     topics = [f"f/l{i}/m/tel" for i in range(len(payloads))]
     table, bad = decoder(fmt).decode(topics, payloads, list(range(len(payloads))))
-    assert [(b.topic, b.error) for b in bad][0] == ("f/l3/m/tel", "payload holds no rows")
+    assert (bad[0].topic, bad[0].error) == ("f/l3/m/tel", "payload holds no rows")
     assert [b.topic for b in bad] == ["f/l3/m/tel", "f/l7/m/tel"]
     one_by_one = decoder(fmt)
     expected = [one_by_one.decode([t], [p], [i])[0] for i, (t, p) in enumerate(zip(topics, payloads, strict=True))]

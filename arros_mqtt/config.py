@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import ipaddress
 import os
 import re
 import socket
@@ -22,7 +23,8 @@ import pyarrow as pa
 from arros_mqtt.core.arrow_types import parse_arrow_type
 from arros_mqtt.core.durations import parse_duration
 from arros_mqtt.core.errors import ConfigError
-from arros_mqtt.core.topics import OutputTemplate, TopicPattern
+from arros_mqtt.core.names import NAME_RULE, valid_name
+from arros_mqtt.core.topics import OutputTemplate, TopicPattern, reserved_output
 
 # The fixed columns of a `format = "sparkplug"` stream: one row per metric. Topic captures, `_topic` and
 # `_received_at` follow them, as in any stream (docs/payloads.md).
@@ -124,7 +126,7 @@ class ControlConfig:
     prefix: str = "arros"
     max_subscriptions: int = 100  # config-file and run-time ones together; 0 = no limit
     max_state_bytes: int = 256 * 1024 * 1024  # per subscription (windowed/running state); 0 = no limit
-    max_output_rate: int = 0  # result messages per second per subscription; 0 = no limit
+    max_output_rate: int = 100_000  # result messages per second per subscription; 0 = no limit
     status_interval: float = 5.0  # seconds between {prefix}/status/{name} messages
     lagging_after: float = 1.0  # health says "lagging" once input or results have waited this long
 
@@ -159,6 +161,19 @@ class LiveConfig:
 
 
 @dataclass(frozen=True)
+class FlightConfig:
+    """`[flight]`: the Arrow Flight SQL endpoint of `arros run` (docs/flight.md)."""
+
+    enabled: bool = True
+    listen: str = "127.0.0.1:31337"
+    listen_set: bool = False  # written in the config: failing to bind it stops the start (the default only warns)
+    username: str | None = None  # with password: basic auth, exchanged for a bearer token
+    password: str | None = None
+    tls_cert: str | None = None  # PEM files; both or neither
+    tls_key: str | None = None
+
+
+@dataclass(frozen=True)
 class StreamConfig:
     name: str
     topic: TopicPattern | None
@@ -167,6 +182,8 @@ class StreamConfig:
     event_time: str | None = None
     watermark: float = 0.0
     idle_timeout: float = 30.0  # seconds without rows before the watermark follows the wall clock; 0 = never
+    max_future: float = 60.0  # event time at most this far (s) ahead of arrival, else dead-lettered; 0 = no bound
+    max_past: float = 0.0  # event time at most this far (s) behind arrival, else dead-lettered; 0 = no bound
     qos: int = 1
     archive: bool = False
     host_id: str | None = None  # sparkplug: the host application id (STATE topic)
@@ -293,6 +310,7 @@ class Config:
     control: ControlConfig = field(default_factory=ControlConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
+    flight: FlightConfig = field(default_factory=FlightConfig)
     durability: DurabilityConfig = field(default_factory=DurabilityConfig)
     streams: dict[str, StreamConfig] = field(default_factory=dict)
     tables: dict[str, TableConfig] = field(default_factory=dict)
@@ -336,8 +354,9 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
     root = _Section(data, source, "")
     root.only(
         "broker", "embedded", "engine", "archive", "control", "streams", "tables", "subscriptions",
-        "connectors", "metrics", "durability", "live", "uplinks",
+        "connectors", "metrics", "durability", "live", "flight", "uplinks",
     )
+    _check_name_rule(root)
     streams = {name: _stream(sec, name) for name, sec in root.section("streams").sections()}
     config = Config(
         source=source,
@@ -348,6 +367,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         control=_control(root.section("control")),
         metrics=_metrics(root.section("metrics")),
         live=_live(root.section("live")),
+        flight=_flight(root.section("flight")),
         durability=_durability(root.section("durability")),
         streams=streams,
         tables={name: _table(sec, name) for name, sec in root.section("tables").sections()},
@@ -357,6 +377,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
     config = replace(config, uplinks={name: _uplink(sec, name, config.engine.state_dir)
                                       for name, sec in root.section("uplinks").sections()})
     _check_names(config)
+    _check_outputs(config)
     if config.broker is not None and "client_id" not in data.get("broker", {}):
         config = replace(config, broker=replace(config.broker, client_id=default_client_id(config.engine.state_dir)))
     return config
@@ -658,6 +679,35 @@ def _live(sec: _Section) -> LiveConfig:
     )
 
 
+def _flight(sec: _Section) -> FlightConfig:
+    sec.only("enabled", "listen", "username", "password", "tls_cert", "tls_key")
+    defaults = FlightConfig()
+    listen = sec.string("listen", defaults.listen)
+    try:
+        host, _port = parse_listen(listen)
+    except ValueError as exc:
+        raise sec.error("listen", str(exc)) from None
+    values = {key: sec.string(key) for key in ("username", "password", "tls_cert", "tls_key")}
+    for first, second in (("username", "password"), ("tls_cert", "tls_key")):
+        if (values[first] is None) != (values[second] is None):
+            missing = second if values[second] is None else first
+            raise sec.error(missing, f"is required with {second if missing == first else first}")
+    enabled = sec.boolean("enabled", defaults.enabled)
+    if enabled and values["password"] is None and not _is_loopback(host):
+        raise sec.error("listen", f"{listen} is reachable beyond this machine: set username and password "
+                        "(and tls_cert/tls_key), or listen on 127.0.0.1")
+    return FlightConfig(enabled=enabled, listen=listen, listen_set="listen" in sec.data, **values)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
 def parse_listen(text: str) -> tuple[str, int]:
     """`"host:port"` -> (host, port); ValueError naming what is wrong."""
     host, sep, port = text.rpartition(":")
@@ -691,7 +741,7 @@ def _schema(sec: _Section) -> pa.Schema | None:
 
 def _stream(sec: _Section, name: str) -> StreamConfig:
     sec.only("topic", "format", "schema", "event_time", "watermark", "idle_timeout", "qos", "archive", "host_id",
-             "header", "reorder_timeout", "measurement", "precision")
+             "header", "reorder_timeout", "measurement", "precision", "max_future", "max_past")
     topic = sec.topic("topic") if "topic" in sec.data else None
     fmt = sec.choice("format", FORMATS_IN, "json", FORMATS_IMPLEMENTED_IN)
     _check_format_options(sec, fmt)
@@ -712,6 +762,8 @@ def _stream(sec: _Section, name: str) -> StreamConfig:
         event_time=sec.string("event_time"),
         watermark=sec.duration("watermark", 0.0),
         idle_timeout=sec.duration("idle_timeout", 30.0),
+        max_future=sec.duration("max_future", 60.0),
+        max_past=sec.duration("max_past", 0.0),
         qos=sec.qos(),
         archive=sec.boolean("archive", False),
         host_id=sec.string("host_id"),
@@ -862,14 +914,28 @@ def _subscription(sec: _Section, name: str) -> SubscriptionConfig:
     return subscription
 
 
+def _check_name_rule(root: _Section) -> None:
+    """Names follow the control protocol's rule (core/names.py), checked before anything else of their table."""
+    for kind in ("streams", "tables", "subscriptions", "connectors"):
+        for name in root.section(kind).data:
+            if not valid_name(name):
+                raise root.section(kind).error(name, f"a name must be {NAME_RULE}")
+
+
+def _check_outputs(config: Config) -> None:
+    """No subscription may publish under the control prefix or to a `$` topic (core/topics.py)."""
+    for name, subscription in config.subscriptions.items():
+        for key in ("output", "late_output"):
+            template = getattr(subscription, key)
+            reason = reserved_output(template, config.control.prefix) if template is not None else None
+            if reason is not None:
+                raise ConfigError(config.source, f"subscriptions.{name}.{key}", reason)
+
+
 def _check_names(config: Config) -> None:
     for name in config.tables:
         if name in config.streams:
             raise ConfigError(config.source, f"tables.{name}", "a stream has the same name; names must be unique")
-    for name in list(config.streams) + list(config.tables) + list(config.subscriptions):
-        if not name.replace("_", "a").isalnum() or name[0].isdigit():
-            kind = next(k for k in ("streams", "tables", "subscriptions") if name in getattr(config, k))
-            raise ConfigError(config.source, f"{kind}.{name}", "names must be SQL identifiers (letters, digits, _)")
     host_ids = {s.host_id or "arros" for s in config.streams.values() if s.format == "sparkplug"}
     if len(host_ids) > 1:
         name = next(s.name for s in config.streams.values() if s.format == "sparkplug" and s.host_id)

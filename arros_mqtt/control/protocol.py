@@ -10,19 +10,19 @@ which key and why. Nothing here touches the engine or the network, so every rule
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
 import orjson
 
+from arros_mqtt.config import SubscriptionConfig
 from arros_mqtt.core.errors import UserError
+from arros_mqtt.core.names import NAME_RULE, valid_name
+from arros_mqtt.core.topics import reserved_output
 
 MAX_REQUEST_BYTES = 64 * 1024
-MAX_NAME_CHARS = 64
 MAX_REQUEST_ID_CHARS = 200
-NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEFINITION_KEYS = ("sql", "output", "format", "qos", "retain", "batch", "timestamps", "archive", "late_output")
 COMMON_KEYS = ("op", "request_id", "reply_to")
 OP_KEYS: dict[str, tuple[str, ...]] = {
@@ -34,6 +34,7 @@ OP_KEYS: dict[str, tuple[str, ...]] = {
     "list": (),
     "describe": ("name",),
     "explain": ("name", "sql"),
+    "reset_schema": ("name",),  # the name of a stream whose schema was inferred
 }
 OPS = tuple(OP_KEYS)
 CODES = ("invalid_request", "invalid_sql", "unknown_stream", "exists", "not_found", "forbidden", "limit_exceeded",
@@ -137,6 +138,16 @@ def validate(data: Any) -> Request:
     return Request(op=op, request_id=request_id, reply_to=reply_to, name=name, definition=definition, sql=sql)
 
 
+def check_outputs(config: SubscriptionConfig, prefix: str) -> None:
+    """`forbidden` for an output or late_output under the control prefix or a `$` topic: a subscription
+    must never write requests, replies, dead letters, catalogue or health (the config file's rule too)."""
+    for key in ("output", "late_output"):
+        template = getattr(config, key)
+        reason = reserved_output(template, prefix) if template is not None else None
+        if reason is not None:
+            raise ControlError("forbidden", f"{key}: {reason}")
+
+
 def valid_reply_topic(topic: str) -> bool:
     """A topic one may publish to: non-empty, no wildcards, no NUL, at most 65,535 UTF-8 bytes."""
     return (bool(topic) and not any(c in topic for c in "+#\x00")
@@ -155,9 +166,8 @@ def error_reply(request_id: str | int | None, error: ControlError) -> bytes:
 def _check_name(name: Any) -> None:
     if name is None:
         raise ControlError("invalid_request", "'name' is required")
-    if not isinstance(name, str) or not NAME.match(name) or len(name) > MAX_NAME_CHARS:
-        raise ControlError("invalid_request", f"'name' must be an SQL identifier of at most {MAX_NAME_CHARS} "
-                           f"ASCII letters, digits and _ (not starting with a digit), got {_short(name)}")
+    if not valid_name(name):
+        raise ControlError("invalid_request", f"'name' must be {NAME_RULE}, got {_short(name)}")
 
 
 def _valid_request_id(value: Any) -> bool:

@@ -35,6 +35,7 @@ from arros_mqtt.service.round_driver import RoundDriver
 from arros_mqtt.service.wiring import (
     control_plane,
     default_transport,
+    flight_server,
     health_sources,
     live_views,
     metrics_server,
@@ -102,6 +103,7 @@ class Service:
         self.control = control_plane(self)
         self.uplinks = uplinks(self)  # built before health_sources reads them
         self.metrics = metrics_server(self)
+        self.flight = flight_server(self)  # Arrow Flight SQL: stopped first
 
     def call_on_engine(self, call: Callable[[], Any]) -> Future:
         """Run `call` on the engine thread between micro-batches (the engine and DataFusion are used
@@ -130,6 +132,8 @@ class Service:
         self.journal.recover()
         if self.metrics is not None:
             self.metrics.start()
+        if self.flight is not None:
+            self.flight.start()
         deadline = time.monotonic() + connect_wait
         self._engine_thread.start()
         self.transport.start(self.batcher.add, connect_wait)
@@ -152,6 +156,8 @@ class Service:
         def left() -> float:
             return max(0.1, deadline - time.monotonic())
 
+        if self.flight is not None:
+            self.flight.stop()
         if self.connectors is not None:
             self.connectors.stop(min(left(), 5.0))
         if self.control is not None:

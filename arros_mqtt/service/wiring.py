@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from arros_mqtt.config import BrokerConfig, Config
@@ -24,6 +25,7 @@ from arros_mqtt.service.round_driver import RoundDriver
 from arros_mqtt.transport.interface import Transport
 
 if TYPE_CHECKING:
+    from arros_mqtt.flight import FlightSqlServer
     from arros_mqtt.ops.metrics import MetricsServer
 
 
@@ -40,6 +42,7 @@ class Parts(Protocol):
     journal: RoundDriver
     connectors: Any  # ConnectorSet | None
     control: ControlPlane | None
+    live: LiveViews | None
 
     def call_on_engine(self, call: Callable[[], Any]) -> Future: ...
 
@@ -66,6 +69,7 @@ def control_plane(service: Parts) -> ControlPlane | None:
         add_result_gate=service.pipeline.add_result_gate,
         extra_fields=lambda stream: service.pipeline.stats[stream].extra_fields,
         connectors=lambda: _connectors(service),
+        reset_schema=service.pipeline.reset_schema,
     )
     if service.config.broker is not None:
         return ControlPlane(host, service.config.broker)
@@ -126,6 +130,17 @@ def uplinks(service: Parts) -> list[Any]:
     return [Uplink(uplink, service.config.engine.state_dir, service.config.broker,
                    local_client() if service.config.broker is None else None)
             for uplink in service.config.uplinks.values()]
+
+
+def flight_server(service: Parts) -> FlightSqlServer | None:
+    """Arrow Flight SQL over the archives and the live views (`[flight]`, on by default on loopback)."""
+    config = service.config
+    if not config.flight.enabled:
+        return None
+    from arros_mqtt.flight import FlightSources, FlightSqlServer  # gRPC loads only when it serves
+
+    return FlightSqlServer(FlightSources(config=config.flight, source=config.source,
+                                         archive_dir=Path(config.archive.dir), live=service.live))
 
 
 def _connectors(service: Parts) -> dict[str, Any]:

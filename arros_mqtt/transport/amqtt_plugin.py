@@ -60,7 +60,7 @@ class ArrosBrokerPlugin(BasePlugin[BrokerContext]):
         super().__init__(context)
         self._router: StreamRouter | None = None
         self._deliver: Sink | None = None
-        self._local: dict[str, Callable[[str, bytes], None]] = {}  # topic filter -> in-process receiver
+        self._local: dict[tuple[str, int], Callable[[str, bytes], None]] = {}  # (filter, owner) -> receiver
         self._local_for: dict[str, list[Callable[[str, bytes], None]]] = {}  # topic -> its receivers (a cache)
         self._outbox: deque[tuple[str, bytes, int, bool]] = deque()
         self._lock = threading.Lock()
@@ -78,14 +78,16 @@ class ArrosBrokerPlugin(BasePlugin[BrokerContext]):
         """Stop passing messages to the engine (at shutdown); publishing still works."""
         self._deliver = None
 
-    def subscribe_local(self, topic_filter: str, receive: Callable[[str, bytes], None] | None) -> None:
+    def subscribe_local(self, topic_filter: str, receive: Callable[[str, bytes], None] | None,
+                        owner: int = 0) -> None:
         """An in-process receiver (the control plane, uplinks) for client PUBLISHes and the broker's own
-        (results) matching `topic_filter`; None removes it. Called on the broker's loop: `receive` must be
-        quick (or it holds up the broker)."""
+        (results) matching `topic_filter`; None removes it. `owner` tells apart receivers of one filter (two
+        uplinks of the same topics). Called on the broker's loop: `receive` must be quick (or it holds up
+        the broker)."""
         if receive is None:
-            self._local.pop(topic_filter, None)
+            self._local.pop((topic_filter, owner), None)
         else:
-            self._local[topic_filter] = receive
+            self._local[(topic_filter, owner)] = receive
         self._local_for = {}
 
     async def on_broker_message_broadcast(self, *, client_id: str, message: Any) -> None:
@@ -109,7 +111,7 @@ class ArrosBrokerPlugin(BasePlugin[BrokerContext]):
     def _receivers(self, topic: str) -> list[Callable[[str, bytes], None]]:
         receivers = self._local_for.get(topic)
         if receivers is None:  # matching filters in Python per message cost 8% of the broker's loop
-            receivers = [receive for topic_filter, receive in list(self._local.items())
+            receivers = [receive for (topic_filter, _), receive in list(self._local.items())
                          if topic_matches_sub(topic_filter, topic)]
             if len(self._local_for) >= _MAX_CACHED_TOPICS:
                 self._local_for = {}

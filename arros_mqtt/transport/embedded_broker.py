@@ -123,7 +123,7 @@ class BrokerLocalClient:
         plugin = self._transport.plugin
         assert plugin is not None, "the embedded broker is not running"
         for topic_filter, _ in [(topics, qos)] if isinstance(topics, str) else topics:
-            plugin.subscribe_local(topic_filter, self._receive)
+            plugin.subscribe_local(topic_filter, self._receive, id(self))
             self._filters.add(topic_filter)
         if self.on_subscribe is not None:
             self.on_subscribe(self, None, None, None, None)
@@ -131,7 +131,7 @@ class BrokerLocalClient:
     def unsubscribe(self, topic_filter: str) -> None:
         self._filters.discard(topic_filter)
         if self._transport.plugin is not None:
-            self._transport.plugin.subscribe_local(topic_filter, None)
+            self._transport.plugin.subscribe_local(topic_filter, None, id(self))
 
     def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False, properties: Any = None) -> None:
         self._transport.publish(topic, payload, qos, retain)

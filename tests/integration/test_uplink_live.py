@@ -229,3 +229,26 @@ def test_stop_holds_the_intake_and_loses_nothing(broker: BrokerUnderTest, tmp_pa
 
 def broker_prefix(got: dict[str, list[int]]) -> str:
     return next(iter(got)).split("/")[1]
+
+
+def test_two_uplinks_of_the_same_topics_each_get_every_result(broker: BrokerUnderTest, tmp_path):
+    prefix = unique()
+    cloud = persistent_cloud(tmp_path / "cloud")
+    text = service_config(prefix, cloud, tmp_path / "state") + f"""
+[uplinks.backup]
+url = "{cloud.url}"
+topics = ["{prefix}/derived/#"]
+prefix = "backup"
+"""
+    try:
+        with broker.service(text, tmp_path) as service:
+            assert wait_until(lambda: all(u.connected.is_set() for u in service.uplinks))
+            subscriber = CloudSubscriber(cloud.port, "+/#")
+            time.sleep(0.3)
+            publish_inputs(broker.port, broker.protocol, prefix, 0, 200)
+            got = subscriber.wait_for(400)
+            site = expected(prefix, 200)
+            assert got == {**site, **{topic.replace("site-7/", "backup/"): ns for topic, ns in site.items()}}
+            subscriber.close()
+    finally:
+        cloud.stop()

@@ -101,7 +101,7 @@ class Uplink:
             self.connected.set()
 
         def disconnected(_client: Any, _userdata: Any, _flags: Any, reason_code: Any, _props: Any) -> None:
-            if self.connected.is_set():
+            if self.connected.is_set() and not self._stopping.is_set():
                 log.warning("uplink %s: lost %s (%s); buffering", self.name, broker.url, reason_code)
             self.connected.clear()
 

@@ -139,6 +139,24 @@ class MetricsConfig:
     listen: str | None = None  # "127.0.0.1:9108" serves Prometheus metrics at /metrics
 
 
+WEB_DEFAULT_LISTEN = "127.0.0.1:8080"
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """`[web]`: the web console (docs/web.md). `listen` None means the default address, which, unlike one
+    given, is skipped with a warning when another program holds it; `password` None on a non-loopback
+    address means a token generated and printed at start."""
+
+    enabled: bool = True
+    listen: str | None = None
+    password: str | None = None
+
+    @property
+    def address(self) -> str:
+        return self.listen or WEB_DEFAULT_LISTEN
+
+
 @dataclass(frozen=True)
 class StreamConfig:
     name: str
@@ -220,6 +238,7 @@ class Config:
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     durability: DurabilityConfig = field(default_factory=DurabilityConfig)
     streams: dict[str, StreamConfig] = field(default_factory=dict)
     tables: dict[str, TableConfig] = field(default_factory=dict)
@@ -262,7 +281,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
     root = _Section(data, source, "")
     root.only(
         "broker", "embedded", "engine", "archive", "control", "streams", "tables", "subscriptions",
-        "connectors", "metrics", "durability",
+        "connectors", "metrics", "durability", "web",
     )
     streams = {name: _stream(sec, name) for name, sec in root.section("streams").sections()}
     config = Config(
@@ -273,6 +292,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         archive=_archive(root.section("archive")),
         control=_control(root.section("control")),
         metrics=_metrics(root.section("metrics")),
+        web=_web(root.section("web")),
         durability=_durability(root.section("durability")),
         streams=streams,
         tables={name: _table(sec, name) for name, sec in root.section("tables").sections()},
@@ -547,6 +567,20 @@ def _metrics(sec: _Section) -> MetricsConfig:
         except ValueError as exc:
             raise sec.error("listen", str(exc)) from None
     return MetricsConfig(listen=listen)
+
+
+def _web(sec: _Section) -> WebConfig:
+    sec.only("enabled", "listen", "password")
+    listen = sec.string("listen")
+    if listen is not None:
+        try:
+            parse_listen(listen)
+        except ValueError as exc:
+            raise sec.error("listen", str(exc)) from None
+    password = sec.string("password")
+    if password == "":
+        raise sec.error("password", "must not be empty (leave it out to get a token printed at start)")
+    return WebConfig(enabled=sec.boolean("enabled", True), listen=listen, password=password)
 
 
 def parse_listen(text: str) -> tuple[str, int]:

@@ -32,7 +32,7 @@ from arros_mqtt.ingress.batcher import MicroBatcher
 from arros_mqtt.ops.health import HealthPublisher
 from arros_mqtt.service.pipeline import Pipeline
 from arros_mqtt.service.round_driver import RoundDriver
-from arros_mqtt.service.wiring import control_plane, default_transport, health_sources, metrics_server
+from arros_mqtt.service.wiring import control_plane, default_transport, health_sources, metrics_server, web_console
 from arros_mqtt.transport.interface import Transport
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,7 @@ class Service:
             self.connectors = ConnectorSet(config, self.submit_table, self.transport.publish)
         self.control = control_plane(self)
         self.metrics = metrics_server(self)
+        self.web = web_console(self)
 
     def call_on_engine(self, call: Callable[[], Any]) -> Future:
         """Run `call` on the engine thread between micro-batches (the engine and DataFusion are used
@@ -121,6 +122,8 @@ class Service:
         self.journal.recover()
         if self.metrics is not None:
             self.metrics.start()
+        if self.web is not None and not self.web.start():
+            self.web = None  # the default address is taken: run without the console (a warning said so)
         deadline = time.monotonic() + connect_wait
         self._engine_thread.start()
         self.transport.start(self.batcher.add, connect_wait)
@@ -151,6 +154,8 @@ class Service:
             self._lock.release()
         if self.metrics is not None:
             self.metrics.stop()
+        if self.web is not None:
+            self.web.stop()
         self._log_totals()
 
     def _drain(self, left: Callable[[], float]) -> None:

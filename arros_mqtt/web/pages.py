@@ -177,11 +177,12 @@ def archives_body(data: dict[str, Any]) -> str:
     )
 
 
-def login_body(error: str | None, token_generated: bool) -> str:
+def login_body(error: str | None, token_generated: bool, next_path: str = "/") -> str:
     where = ("the token printed in the service's log at start" if token_generated
              else "the password of the config file's [web] table")
     message = f"<p class=error id=login-error>{escape(error)}</p>" if error else ""
     return (f"{message}<form method=post action=/login class=editor><label>Password or token ({where})"
+            f'<input type=hidden name=next value="{escape(next_path)}">'
             "<input type=password name=password id=password autofocus required></label>"
             "<div class=buttons><button type=submit id=login>Log in</button></div></form>")
 

@@ -194,8 +194,8 @@ class _Handler(BaseHTTPRequestHandler):
             if token is not None:
                 self._login(token, query.get("next", ["/"])[0])
             else:
-                self._page(HTTPStatus.OK, "Log in", pages.login_body(None, self.console.guard.token_generated),
-                           self._session_or_new())
+                body = pages.login_body(None, self.console.guard.token_generated, query.get("next", ["/"])[0])
+                self._page(HTTPStatus.OK, "Log in", body, self._session_or_new())
             return
         session = self._session()
         if not self.console.guard.allowed(session):
@@ -355,9 +355,8 @@ class _Handler(BaseHTTPRequestHandler):
         guard = self.console.guard
         if not guard.check_secret(secret):
             time.sleep(0.5)  # slows down guessing; the token has 144 bits anyway
-            self._page(HTTPStatus.UNAUTHORIZED, "Log in", pages.login_body("wrong password or token",
-                                                                           guard.token_generated),
-                       self._session_or_new())
+            body = pages.login_body("wrong password or token", guard.token_generated, next_path)
+            self._page(HTTPStatus.UNAUTHORIZED, "Log in", body, self._session_or_new())
             return
         self._new_cookie = guard.new_session(logged_in=True)
         self._redirect(next_path if next_path.startswith("/") and not next_path.startswith("//") else "/")

@@ -158,6 +158,18 @@ class WebConfig:
 
 
 @dataclass(frozen=True)
+class LiveConfig:
+    """What the live views (Flight SQL `live.*`, the web console) keep in memory: recent rows per stream,
+    latest results per subscription, recent dead letters."""
+
+    enabled: bool = True
+    max_rows: int = 100_000  # per stream: the most recent rows ...
+    max_bytes: int = 64 * 1024 * 1024  # ... and at most this many bytes of them
+    result_rows: int = 10_000  # per subscription: its latest results (rows, or one row per group key)
+    dead_letters: int = 1_000  # the most recent dead letters of all streams
+
+
+@dataclass(frozen=True)
 class StreamConfig:
     name: str
     topic: TopicPattern | None
@@ -239,6 +251,7 @@ class Config:
     control: ControlConfig = field(default_factory=ControlConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    live: LiveConfig = field(default_factory=LiveConfig)
     durability: DurabilityConfig = field(default_factory=DurabilityConfig)
     streams: dict[str, StreamConfig] = field(default_factory=dict)
     tables: dict[str, TableConfig] = field(default_factory=dict)
@@ -281,7 +294,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
     root = _Section(data, source, "")
     root.only(
         "broker", "embedded", "engine", "archive", "control", "streams", "tables", "subscriptions",
-        "connectors", "metrics", "durability", "web",
+        "connectors", "metrics", "durability", "live", "web",
     )
     streams = {name: _stream(sec, name) for name, sec in root.section("streams").sections()}
     config = Config(
@@ -293,6 +306,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         control=_control(root.section("control")),
         metrics=_metrics(root.section("metrics")),
         web=_web(root.section("web")),
+        live=_live(root.section("live")),
         durability=_durability(root.section("durability")),
         streams=streams,
         tables={name: _table(sec, name) for name, sec in root.section("tables").sections()},
@@ -581,6 +595,18 @@ def _web(sec: _Section) -> WebConfig:
     if password == "":
         raise sec.error("password", "must not be empty (leave it out to get a token printed at start)")
     return WebConfig(enabled=sec.boolean("enabled", True), listen=listen, password=password)
+
+
+def _live(sec: _Section) -> LiveConfig:
+    sec.only("enabled", "max_rows", "max_bytes", "result_rows", "dead_letters")
+    defaults = LiveConfig()
+    return LiveConfig(
+        enabled=sec.boolean("enabled", defaults.enabled),
+        max_rows=sec.integer("max_rows", defaults.max_rows, minimum=0),
+        max_bytes=sec.size("max_bytes", defaults.max_bytes),
+        result_rows=sec.integer("result_rows", defaults.result_rows, minimum=0),
+        dead_letters=sec.integer("dead_letters", defaults.dead_letters, minimum=0),
+    )
 
 
 def parse_listen(text: str) -> tuple[str, int]:

@@ -30,6 +30,7 @@ RowSink = Callable[[str, pa.Table], None]  # (stream, decoded rows with metadata
 BatchObserver = Callable[[str, int, float], None]  # (stream, messages, seconds to decode, query and publish)
 ResultSink = Callable[[Result], None]
 Ticker = Callable[[float], None]  # (wall-clock now)
+DeadLetterSink = Callable[[str, list[BadMessage]], None]  # (stream, payloads that could not be decoded)
 ResultGate = Callable[[Result], bool]  # False: the result is not handed to any sink
 
 
@@ -60,6 +61,7 @@ class Pipeline:
         self._batch_observers: list[BatchObserver] = []
         self._result_gates: list[ResultGate] = []
         self._late_sinks: list[ResultSink] = [self._publish_result]  # late rows (Result.late) go only here
+        self._deadletter_sinks: list[DeadLetterSink] = []
 
     def add_row_sink(self, sink: RowSink) -> None:
         self._row_sinks.append(sink)
@@ -67,6 +69,10 @@ class Pipeline:
     def add_result_sink(self, sink: ResultSink) -> None:
         """Called with each result after it was published (sinks run in the order they were added)."""
         self._result_sinks.append(sink)
+
+    def add_deadletter_sink(self, sink: DeadLetterSink) -> None:
+        """Called with each micro-batch's dead letters after they were published (the live views)."""
+        self._deadletter_sinks.append(sink)
 
     def add_ticker(self, ticker: Ticker) -> None:
         self._tickers.append(ticker)
@@ -174,4 +180,6 @@ class Pipeline:
         topic = deadletter_topic(self.config.control.prefix, stream)
         for message in bad:
             self.publish(topic, deadletter_payload(message, stream), 0, False)
+        for sink in self._deadletter_sinks:
+            sink(stream, bad)
         log.debug("%d dead letters on %s, first: %s", len(bad), stream, bad[0].error)

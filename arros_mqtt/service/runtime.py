@@ -32,7 +32,14 @@ from arros_mqtt.ingress.batcher import MicroBatcher
 from arros_mqtt.ops.health import HealthPublisher
 from arros_mqtt.service.pipeline import Pipeline
 from arros_mqtt.service.round_driver import RoundDriver
-from arros_mqtt.service.wiring import control_plane, default_transport, health_sources, metrics_server, web_console
+from arros_mqtt.service.wiring import (
+    control_plane,
+    default_transport,
+    health_sources,
+    live_views,
+    metrics_server,
+    web_console,
+)
 from arros_mqtt.transport.interface import Transport
 
 log = logging.getLogger(__name__)
@@ -91,6 +98,7 @@ class Service:
             from arros_mqtt.connectors.runner import ConnectorSet
 
             self.connectors = ConnectorSet(config, self.submit_table, self.transport.publish)
+        self.live = live_views(self)  # for Flight SQL and the web console
         self.control = control_plane(self)
         self.metrics = metrics_server(self)
         self.web = web_console(self)

@@ -17,6 +17,7 @@ from arros_mqtt.egress.archive import Archive
 from arros_mqtt.engine import Engine
 from arros_mqtt.ingress.acks import AckLedger
 from arros_mqtt.ingress.batcher import MicroBatcher
+from arros_mqtt.live import LiveSources, LiveViews
 from arros_mqtt.ops.health import HealthSources
 from arros_mqtt.ops.metrics import MetricsServer, MetricsSources
 from arros_mqtt.service.pipeline import Pipeline
@@ -38,6 +39,7 @@ class Parts(Protocol):
     journal: RoundDriver
     connectors: Any  # ConnectorSet | None
     control: ControlPlane | None
+    live: LiveViews | None
 
     def call_on_engine(self, call: Callable[[], Any]) -> Future: ...
 
@@ -100,9 +102,25 @@ def web_console(service: Parts) -> WebConsole | None:
     return WebConsole(WebSources(
         config=service.config, engine=service.engine, streams=lambda: service.pipeline.stats,
         health=health_sources(service), control=control.handle if control is not None else None,
-        live=getattr(service, "live", None), connectors=lambda: _connectors(service),
+        live=service.live, connectors=lambda: _connectors(service),
         broker=service.transport.description,
     ))
+
+
+def live_views(service: Parts) -> LiveViews | None:
+    """Recent rows, latest results and dead letters in memory for Flight SQL and the web console; fed by
+    the pipeline's sinks on the engine thread."""
+    if not service.config.live.enabled:
+        return None
+    engine, pipeline = service.engine, service.pipeline
+    views = LiveViews(service.config.live, LiveSources(
+        streams=lambda: dict(engine.streams), stream_stats=lambda: dict(pipeline.stats),
+        subscriptions=lambda: dict(engine.subscriptions), paused=lambda: dict(engine.paused),
+    ))
+    pipeline.add_row_sink(views.add_stream_rows)
+    pipeline.add_result_sink(views.add_result)
+    pipeline.add_deadletter_sink(views.add_dead_letters)
+    return views
 
 
 def _connectors(service: Parts) -> dict[str, Any]:

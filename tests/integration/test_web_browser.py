@@ -213,7 +213,7 @@ def test_the_archive_page_lists_and_queries(console, browser: WebDriver) -> None
     files = f"{archive}/date=*/hour=*/*.parquet"
     archived = "SELECT sum(v) FROM read_parquet('{}') WHERE tag = 'archived'"
     eventually(lambda: list(archive.glob("date=*/hour=*/*.parquet"))
-               and duckdb.sql(archived.format(files)).fetchone()[0] == 10, "the probe rows in archive files")
+               and duckdb.sql(archived.format(files)).fetchall()[0][0] == 10, "the probe rows in archive files")
     browser.get(url + "/archives")
     assert "streams.probe" in table_text(browser, "archives")
     query = browser.find_element(By.ID, "query-sql")

@@ -15,7 +15,8 @@ from arros_mqtt.ops.health import health
 from arros_mqtt.web.sampler import Sampler
 from arros_mqtt.web.sources import WebSources
 
-MAX_TABLE_ROWS = 50  # rows of a live table sent to the browser (the newest)
+MAX_TABLE_ROWS = 50  # rows of a live table sent to the browser: the newest, newest first
+MAX_STREAM_ROWS = 20
 MAX_CHART_COLUMNS = 8
 
 
@@ -118,7 +119,8 @@ def live_table(sources: WebSources, kind: str, name: str) -> dict[str, Any]:
         table = views.stream(name) if kind == "stream" else views.subscription(name)
     except KeyError:
         return {"columns": [], "rows": [], "note": "nothing yet"}
-    result = table_data(table.slice(max(0, table.num_rows - MAX_TABLE_ROWS)))
+    shown = MAX_STREAM_ROWS if kind == "stream" else MAX_TABLE_ROWS
+    result = table_data(table.slice(max(0, table.num_rows - shown)), newest_first=True)
     result["means"] = numeric_means(table)
     result["version"] = views.version()
     return result
@@ -131,15 +133,16 @@ def dead_letters(sources: WebSources, stream: str) -> dict[str, Any]:
     table = views.system_dead_letters()
     if "stream" in table.column_names:
         table = table.filter(pc.equal(table["stream"], stream))
-    return table_data(table.slice(max(0, table.num_rows - MAX_TABLE_ROWS)))
+    return table_data(table.slice(max(0, table.num_rows - MAX_STREAM_ROWS)), newest_first=True)
 
 
-def table_data(table: pa.Table) -> dict[str, Any]:
-    """Columns and rows (lists) of JSON-ready values: timestamps as RFC 3339, binary as text."""
+def table_data(table: pa.Table, newest_first: bool = False) -> dict[str, Any]:
+    """Columns and rows (lists) of JSON-ready values: timestamps as RFC 3339, binary as text, a window
+    as "start – end"."""
     ready = json_ready(table)
     columns = ready.column_names
     rows = [[_cell(row[c]) for c in columns] for row in ready.to_pylist()]
-    return {"columns": columns, "rows": rows}
+    return {"columns": columns, "rows": rows[::-1] if newest_first else rows}
 
 
 def numeric_means(table: pa.Table) -> dict[str, float]:
@@ -173,6 +176,10 @@ def chart_of(table: pa.Table) -> dict[str, Any]:
 def _cell(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
+    if isinstance(value, dict) and set(value) == {"start", "end"}:  # a window
+        end = str(value["end"])
+        same_day = str(value["start"])[:11] == end[:11]
+        return f"{value['start']} – {end[11:] if same_day else end}"
     if isinstance(value, dict | list):
         return str(value)
     if isinstance(value, float) and value != value:  # NaN has no JSON

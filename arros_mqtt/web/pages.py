@@ -79,11 +79,12 @@ def overview_body(data: dict[str, Any]) -> str:
                  ("messages in", "messages_in", data["messages_in"]),
                  ("results out", "results_out", data["results_out"]),
                  ("dead letters", "deadletters", data["deadletters"]), ("pending", "pending", data["pending"]),
-                 ("outputs queued", "outputs_queued", data["outputs_queued"]), ("event-time lag", "lag", data["lag"]),
+                 ("outputs queued", "outputs_queued", data["outputs_queued"]), ("watermark lag", "lag", data["lag"]),
                  ("CPU", "cpu", data["cpu"]), ("RSS", "rss", data["rss"])])
         + "</section><section class=charts><div><h2>Messages per second</h2>"
         + chart("rates", [("in", "in"), ("out", "results out")])
-        + "</div><div><h2>CPU % and RSS MiB</h2>" + chart("rates", [("cpu", "CPU %"), ("rss", "RSS MiB")])
+        + "</div><div><h2>CPU % (of one core)</h2>" + chart("rates", [("cpu", "CPU %")])
+        + "</div><div><h2>Resident memory (MiB)</h2>" + chart("rates", [("rss", "RSS MiB")])
         + "</div></section><section><h2>Streams</h2>"
         + table("streams", data["streams"], STREAM_COLUMNS, LINKS["streams"])
         + "</section><section><h2>Subscriptions</h2>"
@@ -109,7 +110,7 @@ def stream_body(data: dict[str, Any]) -> str:
         facts([("topic", "topic", data["topic"]), ("format", "format", data["format"]),
                ("schema", "schema_kind", data["schema_kind"]), ("messages", "messages", data["messages"]),
                ("rows", "rows", data["rows"]), ("dead letters", "deadletters", data["deadletters"]),
-               ("event-time lag", "lag", data["lag"])])
+               ("watermark lag", "lag", data["lag"])])
         + "<section class=charts><div><h2>Messages per second</h2>" + chart("rates", [("messages", "messages")])
         + "</div><div><h2>Schema</h2>" + table("schema", data["schema"], ("column", "type")) + "</div></section>"
         + "<section><h2>Latest rows</h2>" + table("latest", data["latest"]) + "</section>"
@@ -167,7 +168,8 @@ def archives_body(data: dict[str, Any]) -> str:
         f"<p class=note>Archive folder: <code>{escape(data['root'])}</code> {escape(data.get('note', ''))}</p>"
         + table("archives", data["archives"], ("table", "kind", "partitions", "files", "bytes", "newest"))
         + "<section><h2>Query</h2><form id=query class=editor>"
-        + "<label>Read-only SQL (as <code>arros query</code>)<textarea name=sql id=query-sql rows=5 "
+        + "<label><span>Read-only SQL over the archives, as <code>arros query</code> runs it</span>"
+        + "<textarea name=sql id=query-sql rows=5 "
         + "spellcheck=false>" + escape(_example_query(data)) + "</textarea></label>"
         + "<div class=buttons><button type=submit id=run-query>Run</button></div></form>"
         + "<div id=query-error class=error hidden></div><p id=query-summary class=note></p>"

@@ -75,7 +75,9 @@
     if (entry) entry.plot.destroy();
     const opts = {
       width: Math.max(280, el.clientWidth || 480), height: 200, scales: { x: { time: timeAxis } },
-      series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: COLORS[i % COLORS.length], width: 1.5 }))],
+      series: [{}, ...series.map((s, i) => ({
+        label: s.label, stroke: COLORS[i % COLORS.length], width: 1.5, points: { show: false }, spanGaps: true,
+      }))],
       axes: [{}, {}], legend: { live: false },
     };
     charts.set(el, { plot: new uPlot(opts, aligned, el), keys });

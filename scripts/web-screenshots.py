@@ -64,6 +64,9 @@ def main() -> int:
             if name != "subscription":
                 driver.get(url + path)
                 time.sleep(3)  # a few live updates
+            if name == "editor":  # an explain of the SQL in the box, shown under it
+                driver.find_element(By.ID, "op-explain").click()
+                time.sleep(2)
             if name == "archives":
                 driver.find_element(By.ID, "query-sql").clear()
                 driver.find_element(By.ID, "query-sql").send_keys(

@@ -140,6 +140,35 @@
 
   function show(el, message) { el.hidden = !message; el.textContent = message || ""; }
 
+  // An explain reply: its facts as a list, its plans (multi-line text) as preformatted blocks.
+  function explained(reply) {
+    const box = document.createElement("div");
+    const facts = document.createElement("dl");
+    facts.className = "facts";
+    const plans = [];
+    for (const [key, value] of Object.entries(reply)) {
+      if (value === null || key === "sql") continue;
+      if (typeof value === "string" && (value.includes("\n") || key.endsWith("plan"))) { plans.push([key, value]); continue; }
+      const item = document.createElement("div");
+      const dt = document.createElement("dt");
+      const dd = document.createElement("dd");
+      dt.textContent = key.replaceAll("_", " ");
+      if (key === "columns") dd.textContent = value.map((c) => `${c.name} ${c.type}`).join(", ");
+      else dd.textContent = typeof value === "object" ? JSON.stringify(value) : text(value);
+      item.append(dt, dd);
+      facts.append(item);
+    }
+    box.append(facts);
+    for (const [key, value] of plans) {
+      const title = document.createElement("h3");
+      title.textContent = key.replaceAll("_", " ");
+      const pre = document.createElement("pre");
+      pre.textContent = value;
+      box.append(title, pre);
+    }
+    return box;
+  }
+
   function editor() {
     const form = document.getElementById("editor");
     if (!form) return;
@@ -166,9 +195,7 @@
       result.replaceChildren();
       const r = reply.result || {};
       if (op === "explain") {
-        const pre = document.createElement("pre");
-        pre.textContent = JSON.stringify(r, null, 2);
-        result.append(pre);
+        result.append(explained(r));
       } else if (op === "drop") {
         result.textContent = `dropped ${r.name}`;
       } else {

@@ -28,7 +28,8 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from arros_mqtt.config import parse_config
 from arros_mqtt.service.runtime import Service
 from arros_mqtt.sim.simulator import SimOptions, simulate
-from tests.support import HOST, free_port, publish_all, unique, wait_subscribed
+from tests.integration.test_web_console import two_free_ports
+from tests.support import HOST, publish_all, unique, wait_subscribed
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -64,10 +65,10 @@ def console_service(tmp: Path, web: str = "") -> tuple[Service, int, str]:
     """The demo's streams and subscriptions plus `probe`, the embedded broker and the console on free ports."""
     prefix = unique("web")
     demo = files("arros_mqtt.sim").joinpath("demo.toml").read_text()
-    web_port = free_port()
+    web_port, mqtt_port = two_free_ports()
     text = demo + PROBE.format(prefix=prefix) + f'[web]\nlisten = "{HOST}:{web_port}"\n{web}'
     config = parse_config(tomllib.loads(text), "test")
-    config = replace(config, embedded=replace(config.embedded, listen=f"{HOST}:{free_port()}"),
+    config = replace(config, embedded=replace(config.embedded, listen=f"{HOST}:{mqtt_port}"),
                      engine=replace(config.engine, state_dir=str(tmp / unique("state-"))),
                      archive=replace(config.archive, dir=str(tmp / unique("archive-"))))
     service = Service(config)
@@ -92,6 +93,11 @@ def eventually(check: Callable[[], object], what: str, timeout: float = WAIT) ->
             return last
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+def click(driver: WebDriver, by: str, value: str) -> None:
+    """Click, again if the page redrew the element between finding and clicking it."""
+    eventually(lambda: driver.find_element(by, value).click() or True, f"a click on {value}")
 
 
 def table_text(driver: WebDriver, key: str) -> str:
@@ -150,7 +156,7 @@ def test_the_overview_shows_the_demos_streams_and_subscriptions_live(console, br
 def test_a_subscriptions_link_opens_its_page_where_a_new_result_appears(console, browser: WebDriver) -> None:
     service, url, prefix = console
     browser.get(url + "/")
-    browser.find_element(By.LINK_TEXT, "probe_rows").click()
+    click(browser, By.LINK_TEXT, "probe_rows")
     eventually(lambda: browser.current_url.endswith("/subscriptions/probe_rows"), "the subscription's page")
     assert "FROM probe" in browser.find_element(By.CSS_SELECTOR, "pre.sql").text
     eventually(lambda: int(browser.find_element(By.TAG_NAME, "body").get_attribute("data-updates") or 0) >= 1,

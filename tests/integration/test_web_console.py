@@ -36,10 +36,18 @@ output = "{prefix}/out/{{tag}}"
 """
 
 
-def start_service(tmp_path: Path, web: str) -> tuple[Service, int, str]:
+def two_free_ports() -> tuple[int, int]:
+    """Two different free ports (`free_port()` twice may return the same one: it is closed in between)."""
+    with socket.socket() as one, socket.socket() as two:
+        one.bind((HOST, 0))
+        two.bind((HOST, 0))
+        return one.getsockname()[1], two.getsockname()[1]
+
+
+def start_service(tmp_path: Path, web: str, port: int | None = None) -> tuple[Service, int, str]:
     prefix = unique("web")
     config = parse_config(tomllib.loads(CONFIG.format(prefix=prefix) + web), "test")
-    port = free_port()
+    port = port or free_port()
     config = replace(config, embedded=replace(config.embedded, listen=f"{HOST}:{port}"),
                      engine=replace(config.engine, state_dir=str(tmp_path / "state")),
                      archive=replace(config.archive, dir=str(tmp_path / "archive")))
@@ -71,8 +79,8 @@ def open_session(port: int, cookie: str | None = None) -> tuple[str, str]:
 
 @pytest.fixture()
 def open_console(tmp_path: Path):
-    web_port = free_port()
-    service, port, prefix = start_service(tmp_path, f'[web]\nlisten = "{HOST}:{web_port}"\n')
+    web_port, mqtt_port = two_free_ports()
+    service, port, prefix = start_service(tmp_path, f'[web]\nlisten = "{HOST}:{web_port}"\n', mqtt_port)
     yield service, web_port, port, prefix
     service.stop()
 
@@ -149,9 +157,9 @@ def test_archive_query_matches_duckdb(open_console, tmp_path: Path) -> None:
 
 
 def test_a_password_is_required_when_configured(tmp_path: Path) -> None:
-    web_port = free_port()
+    web_port, mqtt_port = two_free_ports()
     service, _port, _prefix = start_service(
-        tmp_path, f'[web]\nlisten = "{HOST}:{web_port}"\npassword = "s3cret-pass"\n')
+        tmp_path, f'[web]\nlisten = "{HOST}:{web_port}"\npassword = "s3cret-pass"\n', mqtt_port)
     try:
         status, headers, _ = request(web_port, "GET", "/subscriptions")
         assert status == 303 and headers["location"].startswith("/login")
@@ -173,9 +181,9 @@ def test_a_password_is_required_when_configured(tmp_path: Path) -> None:
 
 
 def test_beyond_loopback_a_token_is_generated(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    web_port = free_port()
+    web_port, mqtt_port = two_free_ports()
     caplog.set_level("INFO")
-    service, _port, _prefix = start_service(tmp_path, f'[web]\nlisten = "0.0.0.0:{web_port}"\n')
+    service, _port, _prefix = start_service(tmp_path, f'[web]\nlisten = "0.0.0.0:{web_port}"\n', mqtt_port)
     try:
         token = service.web.guard.secret
         assert any(token in record.getMessage() for record in caplog.records)

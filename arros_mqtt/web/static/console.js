@@ -39,25 +39,36 @@
     for (const attr of el.attributes) {
       if (attr.name.startsWith("data-link-")) links[attr.name.slice(10)] = attr.value;
     }
-    const head = document.createElement("thead");
-    const tr = head.insertRow();
-    names.forEach((n) => { const th = document.createElement("th"); th.textContent = n; tr.appendChild(th); });
-    const body = document.createElement("tbody");
-    rows.forEach((row) => {
-      const r = body.insertRow();
-      row.forEach((v, i) => {
-        const td = r.insertCell();
-        if (links[names[i]] && v != null) {
-          const a = document.createElement("a");
-          a.href = links[names[i]] + encodeURIComponent(v);
-          a.textContent = text(v);
-          td.appendChild(a);
-        } else td.textContent = text(v);
+    const key = JSON.stringify(names);
+    if (el.dataset.shape === key && el.tBodies[0] && el.tBodies[0].rows.length === rows.length) {
+      // same columns and row count: change only the cells whose text changed, so links stay clickable
+      rows.forEach((row, r) => row.forEach((v, i) => {
+        const td = el.tBodies[0].rows[r].cells[i];
+        if (td && td.textContent !== text(v)) fillCell(td, names[i], v, links);
+      }));
+    } else {
+      const head = document.createElement("thead");
+      const tr = head.insertRow();
+      names.forEach((n) => { const th = document.createElement("th"); th.textContent = n; tr.appendChild(th); });
+      const body = document.createElement("tbody");
+      rows.forEach((row) => {
+        const r = body.insertRow();
+        row.forEach((v, i) => fillCell(r.insertCell(), names[i], v, links));
       });
-    });
-    el.replaceChildren(head, body);
+      el.replaceChildren(head, body);
+      el.dataset.shape = key;
+    }
     const note = document.querySelector(`[data-note="${el.dataset.table}"]`);
     if (note && !Array.isArray(value)) note.textContent = value.note || "";
+  }
+
+  function fillCell(td, name, v, links) {
+    if (links[name] && v != null) {
+      const a = document.createElement("a");
+      a.href = links[name] + encodeURIComponent(v);
+      a.textContent = text(v);
+      td.replaceChildren(a);
+    } else td.textContent = text(v);
   }
 
   function seriesSpec(el) {

@@ -189,6 +189,21 @@ def test_the_editor_creates_a_subscription_whose_results_show(console, browser: 
     assert row.split()[-1] == "42"
 
 
+def test_a_streams_page_shows_its_latest_rows_and_dead_letters(console, browser: WebDriver) -> None:
+    service, url, prefix = console
+    browser.get(url + "/")
+    click(browser, By.LINK_TEXT, "probe")
+    eventually(lambda: browser.current_url.endswith("/streams/probe"), "the stream's page")
+    assert "tag" in table_text(browser, "schema") and "int64" in table_text(browser, "schema")
+    tag, garbage = unique("row"), unique("not-json-")
+    publish_all(mqtt_port(service), [(f"{prefix}/probe", orjson.dumps({"tag": tag, "v": 1})),
+                                     (f"{prefix}/probe", garbage.encode())], protocol=mqtt.MQTTv311, sync=True)
+    eventually(lambda: tag in table_text(browser, "latest"), "the new row among the latest rows")
+    dead = eventually(lambda: next((line for line in table_text(browser, "dead").splitlines() if garbage in line),
+                                   None), "the dead letter with its payload")
+    assert f"probe {prefix}/probe invalid JSON" in dead  # stream, topic, the decode error, then the payload
+
+
 def test_bad_sql_is_shown_inline(console, browser: WebDriver) -> None:
     _service, url, prefix = console
     browser.get(url + "/editor")

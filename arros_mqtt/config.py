@@ -120,6 +120,7 @@ class ControlConfig:
     max_state_bytes: int = 256 * 1024 * 1024  # per subscription (windowed/running state); 0 = no limit
     max_output_rate: int = 0  # result messages per second per subscription; 0 = no limit
     status_interval: float = 5.0  # seconds between {prefix}/status/{name} messages
+    lagging_after: float = 1.0  # health says "lagging" once input or results have waited this long
 
 
 @dataclass(frozen=True)
@@ -531,7 +532,7 @@ def _archive(sec: _Section) -> ArchiveConfig:
 
 
 def _control(sec: _Section) -> ControlConfig:
-    sec.only("prefix", "max_subscriptions", "max_state_bytes", "max_output_rate", "status_interval")
+    sec.only("prefix", "max_subscriptions", "max_state_bytes", "max_output_rate", "status_interval", "lagging_after")
     prefix = sec.string("prefix", "arros")
     if not prefix or any(c in prefix for c in "+#") or prefix.startswith("/") or prefix.endswith("/"):
         raise sec.error("prefix", f"invalid topic prefix {prefix!r}")
@@ -545,6 +546,7 @@ def _control(sec: _Section) -> ControlConfig:
         max_state_bytes=sec.size("max_state_bytes", defaults.max_state_bytes),
         max_output_rate=sec.integer("max_output_rate", defaults.max_output_rate),
         status_interval=status_interval,
+        lagging_after=sec.duration("lagging_after", defaults.lagging_after),
     )
 
 

@@ -94,4 +94,4 @@ class MqttSink:
 
     def _connected(self, _client, _session_present: bool) -> None:
         self.connected.set()
-        self.outputs.pump()
+        self.outputs.connected()

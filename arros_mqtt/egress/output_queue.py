@@ -2,11 +2,13 @@
 
 The engine thread `put`s each outgoing message, tagged with the log position (seq) that produced it.
 `pump` hands messages to the MQTT client while it is connected and fewer than `max_inflight` QoS 1
-messages await their PUBACK; it runs after every `put`, on every PUBACK and on every (re)connect, so a
-broker outage just lets the queue grow: past `memory_bytes` new messages go to files under
-`spill_dir`, which are read back in order once the broker is back; past `spill_bytes` the queue is
-`full` and the engine waits (backpressure on ingestion). Spill files are not synced: after a crash the
-write-ahead log, not the spill, is what brings unconfirmed results back.
+messages await their PUBACK (and fewer than `max_inflight` QoS 0 ones wait in paho's queue for the
+socket: without that bound a QoS 0 flood went straight into paho's memory); it runs after every `put`,
+on every PUBACK and on every (re)connect, so a broker outage just lets the queue grow: past
+`memory_bytes` new messages go to files under `spill_dir`, which are read back in order once the
+broker is back; past `spill_bytes` the queue is `full` and the engine waits (backpressure on
+ingestion). Spill files are not synced: after a crash the write-ahead log, not the spill, is what
+brings unconfirmed results back.
 
 `confirmed(position)` is the log position up to which every output was acknowledged by the broker
 (QoS 1 PUBACK, QoS 2 PUBCOMP) or written to its socket (QoS 0): outputs of records at or before it are
@@ -28,6 +30,7 @@ import logging
 import shutil
 import struct
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -41,6 +44,8 @@ log = logging.getLogger(__name__)
 SPILL_FILE_BYTES = 16 * 1024 * 1024
 QOS2_GROUP = 100  # QoS 2 messages journaled per fsync when a PUBCOMP frees a slot in flight
 MESSAGE_OVERHEAD = 64  # bytes counted per message besides topic and payload
+MARK_SECONDS = 0.01  # the queue notes when its messages were put at this resolution (for `lag_seconds`)
+MAX_MARKS = 1000  # notes kept before the ones of messages already handed over are dropped
 _RECORD = struct.Struct("<QBBHI")  # seq, qos, retain, topic length, payload length
 Message = tuple[int, str, bytes, int, bool]  # (seq, topic, payload, qos, retain)
 
@@ -137,6 +142,10 @@ class OutputQueue:
         self._inflight: dict[int, int] = {}  # paho mid -> seq of QoS 1 messages awaiting PUBACK
         self._sent_order: deque[tuple[int, int]] = deque()  # (seq, mid) in the order handed to paho
         self._lock = threading.RLock()
+        self._marks: deque[tuple[int, float]] = deque()  # (index of a queued message, monotonic time it was put)
+        self._enqueued = 0  # messages put into memory or spill ...
+        self._taken = 0  # ... and taken from there for the client: the oldest waiting one has this index
+        self._unwritten = 0  # QoS 0 messages handed to paho, not yet written to its socket
         self._idle = threading.Condition(self._lock)
         self.put_count = 0
         self.sent = 0  # handed to the client
@@ -172,6 +181,20 @@ class OutputQueue:
         """True while memory and spill are both at their limits: the engine should wait."""
         limit = self.spill_bytes if self.spill is not None else 0
         return self.queued_bytes >= self.memory_bytes + limit
+
+    def lag_seconds(self, now: float | None = None) -> float:
+        """How long the oldest result still waiting for the client has waited (0 when none waits), to
+        within MARK_SECONDS: what health reports as the results' lag."""
+        with self._lock:
+            if self._enqueued == self._taken:
+                return 0.0
+            self._drop_marks()
+            return max(0.0, (now if now is not None else time.monotonic()) - self._marks[0][1])
+
+    def _drop_marks(self) -> None:
+        marks = self._marks
+        while len(marks) > 1 and marks[1][0] <= self._taken:
+            marks.popleft()
 
     def confirmed(self, position: int) -> int:
         """The seq through which every output is confirmed, `position` being the last seq processed."""
@@ -233,6 +256,12 @@ class OutputQueue:
         message = (seq, topic, payload, qos, retain)
         with self._lock:
             self.put_count += 1
+            now = time.monotonic()
+            if not self._marks or now - self._marks[-1][1] >= MARK_SECONDS:
+                self._marks.append((self._enqueued, now))
+                if len(self._marks) > MAX_MARKS:
+                    self._drop_marks()
+            self._enqueued += 1
             spilling = self.spill is not None and (self.spill.messages or self._memory_size >= self.memory_bytes)
             if spilling:
                 self.spill.push(message)
@@ -272,6 +301,8 @@ class OutputQueue:
                 if not self._memory or len(self._inflight) >= self.max_inflight:
                     break
                 seq, topic, payload, qos, retain = self._memory[0]
+                if qos == 0 and self._unwritten >= self.max_inflight:
+                    break  # `acked` pumps again once paho has written half of them
                 if qos == 2 and self.journal is not None:
                     if not self._publish_journaled(qos2_group):
                         break
@@ -281,12 +312,14 @@ class OutputQueue:
                     break  # not connected after all: keep it for the next pump
                 self._memory.popleft()
                 self._memory_size -= _size((seq, topic, payload, qos, retain))
+                self._taken += 1
                 self.sent += 1
                 if qos:
                     self._inflight[info.mid] = seq
                     self._sent_order.append((seq, info.mid))
                 else:
                     self.acknowledged += 1
+                    self._unwritten += 1
             if not self._memory and not self._inflight and not (self.spill and self.spill.messages):
                 self._idle.notify_all()
 
@@ -321,6 +354,7 @@ class OutputQueue:
             self.client.publish_with(entry.mid, entry.topic, entry.payload, 2, entry.retain)
             message = self._memory.popleft()
             self._memory_size -= _size(message)
+            self._taken += 1
             self.sent += 1
             self._inflight[entry.mid] = entry.seq
             self._sent_order.append((entry.seq, entry.mid))
@@ -331,7 +365,25 @@ class OutputQueue:
         counted in `pump`)."""
         if self.journal is not None:
             self.journal.complete(mid)
+        with self._lock:
+            written = mid not in self._inflight  # a QoS 0 message paho wrote to its socket
+            if written:
+                self._unwritten = max(0, self._unwritten - 1)
+                resume = self._unwritten == self.max_inflight // 2 and self._waiting()
+        if written:
+            if resume:
+                self.pump()
+            return
         self.acked_many([mid])
+
+    def connected(self) -> None:
+        """The client (re)connected: paho dropped the QoS 0 packets it had not written; send what waits."""
+        with self._lock:
+            self._unwritten = 0
+        self.pump()
+
+    def _waiting(self) -> bool:
+        return bool(self._memory) or bool(self.spill is not None and self.spill.messages)
 
     def acked_many(self, mids: list[int]) -> None:
         """QoS 1 PUBACKs taken in bulk (network thread): one refill of the window for all of them."""

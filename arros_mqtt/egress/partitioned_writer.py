@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from arros_mqtt.egress.archive_layout import FILE_SUFFIX, partition_path, temp_name
 from arros_mqtt.egress.partition_time import split_by_hour
@@ -50,6 +49,8 @@ class _OpenFile:
         self.path = directory / f"part-{stamp}-{uuid.uuid4().hex[:12]}.parquet"
         self.temp = directory / temp_name(self.path.name)
         self.schema = schema
+        import pyarrow.parquet as pq  # here: a config that archives nothing never loads Parquet (idle RSS)
+
         self.writer = pq.ParquetWriter(self.temp, schema, compression=compression)
         self.rows = 0
         self.opened = self.last_write = time.monotonic()
@@ -222,6 +223,8 @@ class PartitionedWriter:
 
 def _file_coverage(partition: Path) -> list[tuple[Position, Position]]:
     """The log rows each closed file of one hour partition holds (files without the keys hold none)."""
+    import pyarrow.parquet as pq
+
     found = []
     for path in partition.glob(f"*{FILE_SUFFIX}"):
         try:

@@ -14,8 +14,6 @@ import os
 from dataclasses import dataclass
 
 import pyarrow as pa
-import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
 
 from arros_mqtt.config import TableConfig
 from arros_mqtt.core.errors import ConfigError
@@ -25,6 +23,9 @@ log = logging.getLogger(__name__)
 
 def load_table(table: TableConfig) -> pa.Table:
     """A lookup table file as Arrow; ConfigError naming the table when it cannot be read."""
+    import pyarrow.csv as pa_csv  # here, not at the top: a config without tables never loads the readers (RSS)
+    import pyarrow.parquet as pq
+
     try:
         if table.path.endswith(".parquet"):
             return pq.read_table(table.path)

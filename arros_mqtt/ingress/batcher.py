@@ -126,6 +126,12 @@ class MicroBatcher:
         """The buffer is at a bound: producers wait (backpressure)."""
         return self._full()
 
+    def oldest_seconds(self) -> float:
+        """How long the oldest buffered message has waited for the engine (0 when none waits)."""
+        with self._cond:
+            opened = min(self._opened.values(), default=None)
+        return 0.0 if opened is None else max(0.0, time.monotonic() - opened)
+
     def pending_streams(self) -> list[str]:
         """Streams with messages waiting: not idle, however old their last processed row is."""
         with self._cond:

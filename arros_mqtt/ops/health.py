@@ -3,18 +3,20 @@ retained JSON message on `{prefix}/health` (every `[control] status_interval`) a
 
 `backpressure` is true while ingestion is slowed down on purpose: the micro-batch buffer is full (the
 MQTT client stops reading, unacknowledged messages stay at the broker), the log cannot be written, or
-results wait for the broker beyond the output queue's limits.
+results wait for the broker beyond the output queue's limits. `lag` says how far behind Arros is: how
+long the oldest message waiting for the engine, and the oldest result waiting for the broker, have
+waited; past `[control] lagging_after` the status is `lagging`, and the message goes out at once rather
+than at the next interval, so an overload is visible while it lasts.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 
 class BufferView(Protocol):
@@ -25,6 +27,8 @@ class BufferView(Protocol):
     pending: int
     max_pending: int
     blocked_seconds: float
+
+    def oldest_seconds(self) -> float: ...
 
 
 class LedgerView(Protocol):
@@ -53,6 +57,7 @@ class HealthSources:
     ledger: LedgerView | None
     archive_failed_seq: Callable[[], int | None]
     receiving: Callable[[], bool] | None  # None: the transport cannot tell (then it counts as connected)
+    lagging_after: float = 1.0  # seconds of lag past which the status is "lagging"
 
 
 def health(sources: HealthSources) -> dict[str, Any]:
@@ -73,12 +78,18 @@ def health(sources: HealthSources) -> dict[str, Any]:
         degraded.append(f"QoS 2 results wait: the output journal cannot be written: {outputs.journal_error}")
     if sources.receiving is not None and not sources.receiving():
         degraded.append("not connected to the broker")
+    lag = lag_of(sources)
+    lagging = lag["seconds"] >= sources.lagging_after
+    if lagging:
+        degraded.insert(0, f"lagging: {lag['seconds']:.1f}s behind (input {lag['input_seconds']:.1f}s, "
+                           f"results {lag['results_seconds']:.1f}s)")
     wal, checkpoints = journal.wal, journal.checkpoints
     latest = checkpoints.latest if checkpoints is not None else None
     return {
-        "status": "backpressure" if reasons else "degraded" if degraded else "ok",
+        "status": "backpressure" if reasons else "lagging" if lagging else "degraded" if degraded else "ok",
         "backpressure": bool(reasons),
         "reasons": reasons + degraded,
+        "lag": lag,
         "ingest": {"pending_messages": batcher.pending, "buffer_limit": batcher.max_pending,
                    "blocked_seconds": round(batcher.blocked_seconds, 3),
                    "unacknowledged": ledger.unacknowledged if ledger is not None else None,
@@ -92,8 +103,18 @@ def health(sources: HealthSources) -> dict[str, Any]:
     }
 
 
+def lag_of(sources: HealthSources) -> dict[str, float]:
+    """Seconds the oldest input waiting for the engine and the oldest result waiting for the broker waited."""
+    outputs = sources.log.outputs
+    input_seconds = sources.buffer.oldest_seconds()
+    results_seconds = outputs.lag_seconds() if outputs is not None else 0.0
+    return {"seconds": round(max(input_seconds, results_seconds), 3), "input_seconds": round(input_seconds, 3),
+            "results_seconds": round(results_seconds, 3)}
+
+
 class HealthPublisher:
-    """A pipeline ticker: publishes `health` retained on `{prefix}/health` every `interval` seconds."""
+    """A pipeline ticker: publishes `health` retained on `{prefix}/health` every `interval` seconds, and
+    at once when the status changes (ok -> lagging -> ok), checked every tick."""
 
     def __init__(self, sources: HealthSources, publish: Callable[[str, bytes, int, bool], None], prefix: str,
                  interval: float) -> None:
@@ -102,42 +123,11 @@ class HealthPublisher:
         self.topic = f"{prefix}/health"
         self.interval = interval
         self._next = 0.0
+        self._status: str | None = None
 
     def tick(self, now: float) -> None:
-        if now >= self._next:
+        state = health(self.sources)
+        if now >= self._next or state["status"] != self._status:
             self._next = now + self.interval
-            self.publish(self.topic, orjson.dumps(health(self.sources)), 0, True)
-
-
-def durability_metrics(sources: HealthSources) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
-    """Prometheus families read at scrape time (nothing is counted on the hot path)."""
-    state = health(sources)
-    ingest = state["ingest"]
-    yield GaugeMetricFamily("arros_backpressure", "1 while ingestion is slowed down on purpose (see /health)",
-                            value=int(state["backpressure"]))
-    yield CounterMetricFamily("arros_ingest_blocked_seconds", "Time the MQTT client waited for room in the "
-                              "micro-batch buffer", value=ingest["blocked_seconds"])
-    yield GaugeMetricFamily("arros_ingest_pending_messages", "Messages received, not yet in a micro-batch",
-                            value=ingest["pending_messages"])
-    yield GaugeMetricFamily("arros_ingest_unacknowledged", "QoS 1 messages received whose PUBACK waits for the log",
-                            value=ingest["unacknowledged"] or 0)
-    yield CounterMetricFamily("arros_ingest_duplicates_dropped", "Redelivered copies of messages already logged",
-                              value=ingest["duplicates_dropped"])
-    journal = sources.log
-    if state["wal"] is not None:
-        yield GaugeMetricFamily("arros_wal_bytes", "Size of the write-ahead log", value=state["wal"]["bytes"])
-        yield GaugeMetricFamily("arros_wal_last_record", "Seq of the last record appended",
-                                value=state["wal"]["last_record"])
-        yield CounterMetricFamily("arros_durability_errors", "Log, checkpoint and archive write failures",
-                                  value=journal.errors)
-    if state["checkpoint"] is not None:
-        yield GaugeMetricFamily("arros_checkpoint_age_seconds", "Age of the checkpoint a restart would use",
-                                value=state["checkpoint"]["age_seconds"])
-    if state["outputs"] is not None:
-        outputs = state["outputs"]
-        yield GaugeMetricFamily("arros_output_queued", "Result messages waiting for the broker",
-                                value=outputs["queued"])
-        yield GaugeMetricFamily("arros_output_queued_bytes", "Bytes of result messages waiting for the broker",
-                                value=outputs["queued_bytes"])
-        yield GaugeMetricFamily("arros_output_spilled_bytes", "Of which spilled to disk",
-                                value=outputs["spilled_bytes"])
+            self._status = state["status"]
+            self.publish(self.topic, orjson.dumps(state), 0, True)

@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector
 from arros_mqtt.config import parse_listen
 from arros_mqtt.core.errors import ConfigError
 from arros_mqtt.engine import Engine
-from arros_mqtt.ops.health import HealthSources, durability_metrics
+from arros_mqtt.ops.health import HealthSources, health
 
 BATCH_SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -120,3 +120,41 @@ class ServiceCollector(Collector):
             for (op, outcome), count in list(self.sources.control_requests().items()):
                 family.add_metric([op, outcome], count)
             yield family
+
+
+def durability_metrics(sources: HealthSources) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    """Prometheus families read at scrape time (nothing is counted on the hot path)."""
+    state = health(sources)
+    ingest = state["ingest"]
+    yield GaugeMetricFamily("arros_backpressure", "1 while ingestion is slowed down on purpose (see /health)",
+                            value=int(state["backpressure"]))
+    yield CounterMetricFamily("arros_ingest_blocked_seconds", "Time the MQTT client waited for room in the "
+                              "micro-batch buffer", value=ingest["blocked_seconds"])
+    yield GaugeMetricFamily("arros_lag_seconds", "How long the oldest input waiting for the engine, or the oldest "
+                            "result waiting for the broker, has waited", value=state["lag"]["seconds"])
+    yield GaugeMetricFamily("arros_lagging", "1 while the lag is past [control] lagging_after",
+                            value=int(state["status"] == "lagging"))
+    yield GaugeMetricFamily("arros_ingest_pending_messages", "Messages received, not yet in a micro-batch",
+                            value=ingest["pending_messages"])
+    yield GaugeMetricFamily("arros_ingest_unacknowledged", "QoS 1 messages received whose PUBACK waits for the log",
+                            value=ingest["unacknowledged"] or 0)
+    yield CounterMetricFamily("arros_ingest_duplicates_dropped", "Redelivered copies of messages already logged",
+                              value=ingest["duplicates_dropped"])
+    journal = sources.log
+    if state["wal"] is not None:
+        yield GaugeMetricFamily("arros_wal_bytes", "Size of the write-ahead log", value=state["wal"]["bytes"])
+        yield GaugeMetricFamily("arros_wal_last_record", "Seq of the last record appended",
+                                value=state["wal"]["last_record"])
+        yield CounterMetricFamily("arros_durability_errors", "Log, checkpoint and archive write failures",
+                                  value=journal.errors)
+    if state["checkpoint"] is not None:
+        yield GaugeMetricFamily("arros_checkpoint_age_seconds", "Age of the checkpoint a restart would use",
+                                value=state["checkpoint"]["age_seconds"])
+    if state["outputs"] is not None:
+        outputs = state["outputs"]
+        yield GaugeMetricFamily("arros_output_queued", "Result messages waiting for the broker",
+                                value=outputs["queued"])
+        yield GaugeMetricFamily("arros_output_queued_bytes", "Bytes of result messages waiting for the broker",
+                                value=outputs["queued_bytes"])
+        yield GaugeMetricFamily("arros_output_spilled_bytes", "Of which spilled to disk",
+                                value=outputs["spilled_bytes"])

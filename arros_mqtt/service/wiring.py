@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from arros_mqtt.config import BrokerConfig, Config
 from arros_mqtt.control.plane import ControlHost, ControlPlane
@@ -19,11 +19,13 @@ from arros_mqtt.ingress.acks import AckLedger
 from arros_mqtt.ingress.batcher import MicroBatcher
 from arros_mqtt.live import LiveSources, LiveViews
 from arros_mqtt.ops.health import HealthSources
-from arros_mqtt.ops.metrics import MetricsServer, MetricsSources
 from arros_mqtt.service.pipeline import Pipeline
 from arros_mqtt.service.round_driver import RoundDriver
 from arros_mqtt.transport.interface import Transport
 from arros_mqtt.web import WebConsole, WebSources
+
+if TYPE_CHECKING:
+    from arros_mqtt.ops.metrics import MetricsServer
 
 
 class Parts(Protocol):
@@ -78,13 +80,16 @@ def control_plane(service: Parts) -> ControlPlane | None:
 def health_sources(service: Parts) -> HealthSources:
     return HealthSources(buffer=service.batcher, log=service.journal, ledger=service.ledger,
                          archive_failed_seq=service.archive.failed_seq,
-                         receiving=getattr(service.transport, "receiving", None))
+                         receiving=getattr(service.transport, "receiving", None),
+                         lagging_after=service.config.control.lagging_after)
 
 
 def metrics_server(service: Parts) -> MetricsServer | None:
     listen = service.config.metrics.listen
     if listen is None:
         return None
+    from arros_mqtt.ops.metrics import MetricsServer, MetricsSources  # prometheus_client only when served
+
     control = service.control
     return MetricsServer(MetricsSources(
         listen=listen, source=service.config.source, streams=lambda: service.pipeline.stats,

@@ -51,3 +51,31 @@ def test_a_batched_round_is_handed_over_at_its_end_in_order(mosquitto):
         sink.stop()
         out.close()
     assert sorted(orjson.loads(p)["i"] for _, p in got) == list(range(500))
+
+
+def test_a_qos0_flood_waits_in_the_bounded_queue_not_in_paho(mosquitto, tmp_path):
+    """QoS 0 results count against the output queue's bounds too: paho's own queue holds at most
+    `max_inflight` of them (it had no bound: a flood grew its memory without limit), and all arrive."""
+    import subprocess
+    import time
+
+    from arros_mqtt.transport.paho_internals import WriteHooks
+    from tests.support import HOST
+
+    prefix, count = unique(), 60_000
+    receiver = subprocess.Popen(["mosquitto_sub", "-h", HOST, "-p", str(mosquitto.port), "-t", f"{prefix}/#",
+                                 "-C", str(count), "-W", "60"], stdout=subprocess.PIPE)
+    sink = MqttSink(BrokerConfig(url=mosquitto.url, client_id=unique("arros-")), memory_bytes=1_000_000,
+                    spill_bytes=100_000_000, spill_dir=tmp_path / "outbox")
+    sink.start(wait=10)
+    time.sleep(0.5)  # mosquitto_sub subscribed
+    queue = sink.outputs
+    with queue.batched():  # an engine round's results: handed to the client together at its end
+        for _ in range(count):
+            sink.publish(f"{prefix}/r", b"x" * 100, qos=0)
+    most = len(WriteHooks.out_queue.fget(sink.client))  # right after the hand-over
+    assert sink.flush(60)
+    out, _ = receiver.communicate(timeout=60)
+    sink.stop()
+    assert out.count(b"\n") == count
+    assert most <= queue.max_inflight + 1

@@ -117,3 +117,22 @@ def test_empty_batch_has_schema():
     table, bad = decoder("json").decode([], [], [])
     assert table.num_rows == 0 and not bad and table.schema == STREAM.full_schema()
     assert isinstance(table, pa.Table)
+
+
+@pytest.mark.parametrize("fmt", ["json", "msgpack"])
+def test_big_batches_of_arrays_decode_as_their_payloads_do_one_by_one(fmt):
+    """Past the small-batch path (JSON: one list<struct> column, flattened): the same rows, per payload, as
+    `read_one`; an empty array or a bad one dead-letters itself alone."""
+    sent = rows(3000)
+    payloads = [ENCODERS[fmt](sent[i:i + 100]) for i in range(0, 3000, 100)]
+    payloads[3] = ENCODERS[fmt]([])
+    payloads[7] = ENCODERS[fmt]([{"rpm": 1}, 5])  # not all objects
+    payloads[9] = ENCODERS[fmt]([dict(r, ts=f"2024-05-01T10:00:{i:02d}Z") for i, r in enumerate(sent[900:960])])
+    topics = [f"f/l{i}/m/tel" for i in range(len(payloads))]
+    table, bad = decoder(fmt).decode(topics, payloads, list(range(len(payloads))))
+    assert (bad[0].topic, bad[0].error) == ("f/l3/m/tel", "payload holds no rows")
+    assert [b.topic for b in bad] == ["f/l3/m/tel", "f/l7/m/tel"]
+    one_by_one = decoder(fmt)
+    expected = [one_by_one.decode([t], [p], [i])[0] for i, (t, p) in enumerate(zip(topics, payloads, strict=True))]
+    assert table.to_pylist() == pa.concat_tables(expected).to_pylist()
+    assert table.num_rows == 3000 - 100 - 100 - 100 + 60

@@ -16,18 +16,22 @@ CONNECTOR_COLUMNS = ("name", "kind", "connected", "reads", "errors", "connection
 LINKS = {"streams": {"name": "/streams/"}, "subscriptions": {"name": "/subscriptions/"}}
 
 
-def layout(title: str, body: str, csrf: str, events: str | None = None, current: str = "") -> str:
+def layout(title: str, body: str, csrf: str, events: str | None = None, current: str = "",
+           logout: bool = False) -> str:
     nav = "".join(f'<a href="{href}"{" class=current" if href == current else ""}>{label}</a>'
                   for href, label in NAV)
     events_attr = f' data-events="{escape(events)}"' if events else ""
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
-        '<meta name=viewport content="width=device-width, initial-scale=1">'
+        '<meta name=viewport content="width=device-width, initial-scale=1"><link rel=icon href="data:,">'
         f'<meta name=csrf content="{escape(csrf)}"><title>{escape(title)} · Arros</title>'
         '<link rel=stylesheet href="/static/uPlot.min.css"><link rel=stylesheet href="/static/console.css">'
         '<script src="/static/uPlot.iife.min.js" defer></script><script src="/static/console.js" defer></script>'
         f'</head><body><header><a class=brand href="/">Arros</a><nav>{nav}</nav>'
-        '<span id=live class=live title="live updates">●</span></header>'
+        '<span id=live class=live title="live updates">●</span>'
+        + (f'<form method=post action=/logout class=logout><input type=hidden name=csrf value="{escape(csrf)}">'
+           "<button type=submit id=logout>Log out</button></form>" if logout else "")
+        + "</header>"
         f"<main{events_attr}><h1>{escape(title)}</h1>{body}</main></body></html>"
     )
 

@@ -42,7 +42,8 @@ STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; char
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
                                "frame-ancestors 'none'; form-action 'self'",
-    "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
+    # same-origin, not no-referrer: under no-referrer a form POST (the logout button) sends `Origin: null`
+    "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin",
 }
 
 
@@ -224,7 +225,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.console.guard.allowed(session):
             self._json(HTTPStatus.UNAUTHORIZED, {"error": "log in first"})
             return
-        if not self._same_origin() or not self.console.guard.csrf_ok(session, self.headers.get(CSRF_HEADER)):
+        if not self._same_origin() or not self.console.guard.csrf_ok(session, self._csrf_token()):
             self._json(HTTPStatus.FORBIDDEN, {"error": f"refused: missing or wrong {CSRF_HEADER} (CSRF protection)"})
             return
         if path == "/api/control":
@@ -376,6 +377,13 @@ class _Handler(BaseHTTPRequestHandler):
             session = self._new_cookie = self.console.guard.new_session(logged_in=False)
         return session
 
+    def _csrf_token(self) -> str | None:
+        """From the header (the pages' script), else from a plain form's `csrf` field (the logout button)."""
+        token = self.headers.get(CSRF_HEADER)
+        if token is None and self.headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
+            token = parse_qs(self._body().decode("utf-8", "replace")).get("csrf", [None])[0]
+        return token
+
     def _same_origin(self) -> bool:
         origin = self.headers.get("Origin")
         return origin is None or urlsplit(origin).netloc == self.headers.get("Host")
@@ -386,7 +394,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _page(self, status: HTTPStatus, title: str, body: str, session: Session, events: str | None = None,
               current: str = "") -> None:
-        html = pages.layout(title, body, session.csrf, events, current)
+        logout = self.console.guard.login_required and session.logged_in
+        html = pages.layout(title, body, session.csrf, events, current, logout)
         self._send(status, "text/html; charset=utf-8", html.encode())
 
     def _static(self, name: str) -> None:

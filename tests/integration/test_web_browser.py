@@ -265,5 +265,9 @@ def test_the_login_is_required_when_a_password_is_configured(browser: WebDriver,
         browser.find_element(By.ID, "login").click()
         eventually(lambda: browser.current_url.endswith("/subscriptions"), "the page asked for")
         assert "probe_rows" in table_text(browser, "subscriptions")
+        browser.find_element(By.ID, "logout").click()
+        eventually(lambda: "/login" in browser.current_url, "the login page after logging out")
+        browser.get(url + "/subscriptions")
+        assert "/login" in browser.current_url
     finally:
         service.stop()

@@ -37,7 +37,7 @@ EVENT_INTERVAL = 1.0  # seconds between two looks at what a page shows
 KEEPALIVE_SECONDS = 15.0
 SNAPSHOT_TTL = 0.5  # pages open in several tabs share one snapshot per half second
 MAX_BODY_BYTES = 256 * 1024
-STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
+STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8", ".LICENSE": "text/plain",
                 ".txt": "text/plain; charset=utf-8", "": "text/plain; charset=utf-8"}
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "

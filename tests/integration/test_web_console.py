@@ -19,7 +19,7 @@ import pytest
 
 from arros_mqtt.config import WEB_DEFAULT_LISTEN, parse_config, parse_listen
 from arros_mqtt.service.runtime import Service
-from tests.support import HOST, free_port, publish_all, unique, wait_subscribed
+from tests.support import HOST, free_port, publish_all, start_arros, stop_process, unique, wait_for_log, wait_subscribed
 
 CONFIG = """
 [engine]
@@ -225,3 +225,19 @@ def test_the_default_address_taken_means_no_console_not_no_service(tmp_path: Pat
             service.stop()
     finally:
         holder.close()
+
+
+def test_arros_run_serves_the_console_and_logs_its_url(tmp_path: Path) -> None:
+    web_port, mqtt_port = two_free_ports()
+    config = tmp_path / "arros.toml"
+    text = CONFIG.format(prefix=unique("web")).replace("[engine]", f'[engine]\nstate_dir = "{tmp_path}/state"')
+    text = text.replace("[archive]", f'[archive]\ndir = "{tmp_path}/archive"')
+    config.write_text(text + f'[embedded]\nlisten = "{HOST}:{mqtt_port}"\n[web]\nlisten = "{HOST}:{web_port}"\n')
+    log = tmp_path / "arros.log"
+    process = start_arros("run", "-c", str(config), log=log)
+    try:
+        wait_for_log(log, f"web console on http://{HOST}:{web_port}/", process=process)
+        status, _, body = request(web_port, "GET", "/subscriptions/probe_rows")
+        assert status == 200 and b"SELECT tag, v FROM probe" in body
+    finally:
+        assert stop_process(process) == 0

@@ -22,7 +22,7 @@ import pyarrow as pa
 from arros_mqtt.core.arrow_types import parse_arrow_type
 from arros_mqtt.core.durations import parse_duration
 from arros_mqtt.core.errors import ConfigError
-from arros_mqtt.core.topics import OutputTemplate, TopicPattern
+from arros_mqtt.core.topics import OutputTemplate, TopicPattern, reserved_output
 
 # The fixed columns of a `format = "sparkplug"` stream: one row per metric. Topic captures, `_topic` and
 # `_received_at` follow them, as in any stream (docs/payloads.md).
@@ -118,7 +118,7 @@ class ControlConfig:
     prefix: str = "arros"
     max_subscriptions: int = 100  # config-file and run-time ones together; 0 = no limit
     max_state_bytes: int = 256 * 1024 * 1024  # per subscription (windowed/running state); 0 = no limit
-    max_output_rate: int = 0  # result messages per second per subscription; 0 = no limit
+    max_output_rate: int = 100_000  # result messages per second per subscription; 0 = no limit
     status_interval: float = 5.0  # seconds between {prefix}/status/{name} messages
     lagging_after: float = 1.0  # health says "lagging" once input or results have waited this long
 
@@ -179,6 +179,8 @@ class StreamConfig:
     event_time: str | None = None
     watermark: float = 0.0
     idle_timeout: float = 30.0  # seconds without rows before the watermark follows the wall clock; 0 = never
+    max_future: float = 60.0  # event time at most this far (s) ahead of arrival, else dead-lettered; 0 = no bound
+    max_past: float = 0.0  # event time at most this far (s) behind arrival, else dead-lettered; 0 = no bound
     qos: int = 1
     archive: bool = False
     host_id: str | None = None  # sparkplug: the host application id (STATE topic)
@@ -315,6 +317,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         connectors={name: _connector(sec, name, streams) for name, sec in root.section("connectors").sections()},
     )
     _check_names(config)
+    _check_outputs(config)
     if config.broker is not None and "client_id" not in data.get("broker", {}):
         config = replace(config, broker=replace(config.broker, client_id=default_client_id(config.engine.state_dir)))
     return config
@@ -644,7 +647,7 @@ def _schema(sec: _Section) -> pa.Schema | None:
 
 def _stream(sec: _Section, name: str) -> StreamConfig:
     sec.only("topic", "format", "schema", "event_time", "watermark", "idle_timeout", "qos", "archive", "host_id",
-             "header", "reorder_timeout", "measurement", "precision")
+             "header", "reorder_timeout", "measurement", "precision", "max_future", "max_past")
     topic = sec.topic("topic") if "topic" in sec.data else None
     fmt = sec.choice("format", FORMATS_IN, "json", FORMATS_IMPLEMENTED_IN)
     _check_format_options(sec, fmt)
@@ -665,6 +668,8 @@ def _stream(sec: _Section, name: str) -> StreamConfig:
         event_time=sec.string("event_time"),
         watermark=sec.duration("watermark", 0.0),
         idle_timeout=sec.duration("idle_timeout", 30.0),
+        max_future=sec.duration("max_future", 60.0),
+        max_past=sec.duration("max_past", 0.0),
         qos=sec.qos(),
         archive=sec.boolean("archive", False),
         host_id=sec.string("host_id"),
@@ -813,6 +818,16 @@ def _subscription(sec: _Section, name: str) -> SubscriptionConfig:
         if "timestamps" in sec.data:
             raise sec.error("timestamps", 'does not apply to format = "arrow" (Arrow keeps timestamps typed)')
     return subscription
+
+
+def _check_outputs(config: Config) -> None:
+    """No subscription may publish under the control prefix or to a `$` topic (core/topics.py)."""
+    for name, subscription in config.subscriptions.items():
+        for key in ("output", "late_output"):
+            template = getattr(subscription, key)
+            reason = reserved_output(template, config.control.prefix) if template is not None else None
+            if reason is not None:
+                raise ConfigError(config.source, f"subscriptions.{name}.{key}", reason)
 
 
 def _check_names(config: Config) -> None:

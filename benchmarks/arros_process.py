@@ -48,7 +48,7 @@ def service_config(broker_port: int, metrics_port: int, state_dir: Path, subscri
                    "clean_start": True, "protocol": protocol},
         "engine": {"state_dir": str(state_dir), **(engine or {})},
         "metrics": {"listen": f"127.0.0.1:{metrics_port}"},
-        "control": {"max_subscriptions": 0, **(control or {})},
+        "control": {"max_subscriptions": 0, **(control or {})},  # 10,000 subscriptions need the limit off
         "durability": durability or {},
         "streams.telemetry": {"topic": workload.TOPIC_PATTERN, "format": fmt, **qos_setting, "event_time": "ts",
                               "watermark": "0s", "idle_timeout": "1s", "schema": schema or workload.SCHEMA},

@@ -85,6 +85,7 @@ def status_of(subscription: Subscription, paused_reason: str | None) -> dict[str
         "late_rows": stats.late_rows,
         "errors": stats.errors,
         "last_error": stats.last_error,
+        "rows_failed": stats.rows_failed,
         "state_rows": stats.state_rows,
         "state_bytes": stats.state_bytes,
         "last_emit": _rfc3339(stats.last_emit),

@@ -3,8 +3,9 @@
 Creating beyond `max_subscriptions` is refused (`limit_exceeded`). At run time a subscription that
 would publish more than `max_output_rate` messages within one second (the result that would go past
 it is not published), or holds more than `max_state_bytes` of state, is paused with the reason in
-its status: the rest of the service keeps running. All
-methods run on the engine thread.
+its status: the rest of the service keeps running. The state limit is per subscription, so one device
+(many keys, or many raw rows) can pause an aggregate for every device: the reason names the groups
+holding the most state rows, for the operator to act on. All methods run on the engine thread.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class Limits:
             size = subscription.stats.state_bytes
             if size > limit and subscription.name not in paused:
                 self._pause(subscription.name, f"state limit: {size} bytes of state exceed [control] "
-                            f"max_state_bytes = {limit}")
+                            f"max_state_bytes = {limit}{_heaviest(subscription)}")
 
     def forget(self, name: str) -> None:
         """A resumed, replaced or dropped subscription starts a fresh rate window."""
@@ -76,6 +77,20 @@ class _Window:
             return False
         self.messages += messages
         return True
+
+
+def _heaviest(subscription: Subscription) -> str:
+    """Which groups hold the most state (one device can fill it for everyone): `; most state rows: ...`."""
+    try:
+        groups = subscription.heaviest_groups()
+    except Exception:  # the reason is still given without it
+        return ""
+    if not groups:
+        return ""
+    total = max(subscription.stats.state_rows, 1)
+    shown = ", ".join(f"{' '.join(f'{k}={v!r}' for k, v in key.items())} ({rows} rows, {rows * 100 // total}%)"
+                      for key, rows in groups)
+    return f"; most state rows: {shown}"
 
 
 def _messages(result: Result) -> int:

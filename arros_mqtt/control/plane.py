@@ -43,6 +43,7 @@ from arros_mqtt.control.protocol import (
     ControlError,
     Envelope,
     Request,
+    check_outputs,
     decode_payload,
     envelope,
     error_reply,
@@ -69,7 +70,8 @@ class ControlHost:
     `call_on_engine` runs a call on the engine thread between micro-batches; `add_result_gate` lets the
     plane hold back results of paused or over-limit subscriptions; `extra_fields(stream)` are the
     rows per field an inferred schema lacks; `connectors()` the running connectors by name (each with
-    `kind` and `stats`).
+    `kind` and `stats`); `reset_schema(stream)` forgets a stream's inferred schema (False: it has none
+    to forget).
     """
 
     config: Config
@@ -78,6 +80,7 @@ class ControlHost:
     add_result_gate: Callable[[Callable[[Result], bool]], None]
     extra_fields: Callable[[str], dict[str, int]]
     connectors: Callable[[], dict[str, Any]]
+    reset_schema: Callable[[str], bool] = lambda _stream: False
 
 
 class ControlPlane:
@@ -110,6 +113,7 @@ class ControlPlane:
         self._ops: dict[str, Callable[[Request], Any]] = {
             "create": self._create, "replace": self._replace, "drop": self._drop, "pause": self._pause,
             "resume": self._resume, "list": self._list, "describe": self._describe, "explain": self._explain,
+            "reset_schema": self._reset_schema,
         }
         host.add_result_gate(self._admit)
         self._restore()
@@ -300,6 +304,19 @@ class ControlPlane:
         self.limits.forget(subscription.name)
         return self._status(subscription)
 
+    def _reset_schema(self, request: Request) -> dict[str, Any]:
+        """Forget a stream's inferred schema (a hostile first message fixed it): the next micro-batch
+        infers it again and the stream's subscriptions are planned afresh (their state starts empty)."""
+        stream = request.name or ""
+        if stream not in self.host.config.streams:
+            raise ControlError("not_found", f"no stream named {stream!r}")
+        if not self.host.config.streams[stream].infers_schema or not self.host.reset_schema(stream):
+            raise ControlError("invalid_request", f"stream {stream!r} declares its schema in the config file; "
+                               "only an inferred schema can be reset")
+        waiting = sorted(name for name, config in self.engine.pending.items() if stream in
+                         self.engine.awaited_streams(config.sql))
+        return {"stream": stream, "reset": True, "waiting": waiting}
+
     def _list(self, _request: Request) -> dict[str, Any]:
         rows = []
         for name in sorted(self.engine.subscriptions):
@@ -354,15 +371,18 @@ class ControlPlane:
     def _definition(self, request: Request) -> SubscriptionConfig:
         assert request.name is not None
         try:
-            return parse_subscription(request.definition, request.name, "request")
+            config = parse_subscription(request.definition, request.name, "request")
         except ConfigError as exc:
             raise ControlError("invalid_request", f"{exc.key}: {exc.message}") from None
+        check_outputs(config, self.prefix)
+        return config
 
     def _build(self, config: SubscriptionConfig) -> Subscription:
         try:
             return self.engine.build(config)
         except SqlError as exc:
             code = exc.code if exc.code in ("invalid_sql", "forbidden", "unknown_stream") else "invalid_sql"
+            code = "forbidden" if exc.code == "output_loop" else code
             raise ControlError(code, str(exc)) from None
 
     def _store(self, entry: StoredSubscription) -> None:

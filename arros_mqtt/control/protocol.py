@@ -17,7 +17,9 @@ from typing import Any
 import msgpack
 import orjson
 
+from arros_mqtt.config import SubscriptionConfig
 from arros_mqtt.core.errors import UserError
+from arros_mqtt.core.topics import reserved_output
 
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_NAME_CHARS = 64
@@ -34,6 +36,7 @@ OP_KEYS: dict[str, tuple[str, ...]] = {
     "list": (),
     "describe": ("name",),
     "explain": ("name", "sql"),
+    "reset_schema": ("name",),  # the name of a stream whose schema was inferred
 }
 OPS = tuple(OP_KEYS)
 CODES = ("invalid_request", "invalid_sql", "unknown_stream", "exists", "not_found", "forbidden", "limit_exceeded",
@@ -135,6 +138,16 @@ def validate(data: Any) -> Request:
         if isinstance(value, str) and "\x00" in value:
             raise ControlError("invalid_request", f"'{key}' contains a NUL character")
     return Request(op=op, request_id=request_id, reply_to=reply_to, name=name, definition=definition, sql=sql)
+
+
+def check_outputs(config: SubscriptionConfig, prefix: str) -> None:
+    """`forbidden` for an output or late_output under the control prefix or a `$` topic: a subscription
+    must never write requests, replies, dead letters, catalogue or health (the config file's rule too)."""
+    for key in ("output", "late_output"):
+        template = getattr(config, key)
+        reason = reserved_output(template, prefix) if template is not None else None
+        if reason is not None:
+            raise ControlError("forbidden", f"{key}: {reason}")
 
 
 def valid_reply_topic(topic: str) -> bool:

@@ -111,3 +111,35 @@ class OutputTemplate:
             column = pc.replace_substring_regex(column, r"[/+#]", "_")
             pieces.append(pc.fill_null(column, NULL_LEVEL))
         return pc.binary_join_element_wise(*pieces, "").to_pylist()
+
+
+def reserved_output(template: OutputTemplate, prefix: str) -> str | None:
+    """Why results may not go to `template`, or None: topics under the control prefix (control requests,
+    replies, dead letters, catalogue, health) and `$` topics are Arros's and the broker's own. The first
+    level must be literal text, so no column value can put a result there."""
+    first = template.text.split("/", 1)[0]
+    if "{" in first:
+        return (f"the first level of {template.text!r} is filled from a column: a value could put results "
+                f"under {prefix}/ or a $ topic; start it with literal text")
+    if first.startswith("$"):
+        return f"{template.text!r} is a $ topic (the broker's own, e.g. $SYS)"
+    if template.text == prefix or template.text.startswith(prefix.rstrip("/") + "/"):
+        return (f"{template.text!r} is under the control prefix {prefix!r} (control requests, replies, dead "
+                "letters, catalogue and health)")
+    return None
+
+
+def may_match(template: OutputTemplate, topic_filter: str) -> bool:
+    """Whether the topics `template` renders match `topic_filter` (an MQTT filter with + and #) whatever
+    the row's values: a level filled from a column matches `+` and `#`, not a literal level (that would
+    take one particular value: such a data-dependent loop dies out or hits `max_output_rate`)."""
+    levels = template.text.split("/")
+    filters = topic_filter.split("/")
+    for i, wanted in enumerate(filters):
+        if wanted == "#":
+            return True
+        if i >= len(levels):
+            return False
+        if wanted != "+" and levels[i] != wanted:  # a literal filter level: only the same literal level
+            return False
+    return len(levels) == len(filters)

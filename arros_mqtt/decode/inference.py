@@ -1,8 +1,8 @@
 """The rules that turn a first micro-batch into a stream's schema (streams declared without `schema`).
 
-The schema is inferred once, from the first micro-batch that has a readable payload, and is then fixed:
-later payloads are cast to it like to a declared one. So the rules lean towards types that later values
-still fit:
+The schema is inferred from the first micro-batch that has a readable payload, and is then fixed (unless
+its first messages disagree with it: inferring_decoder.py re-infers): later payloads are cast to it like to
+a declared one. So the rules lean towards types that later values still fit:
 
 - numbers in json, msgpack and csv become `float64`: a gateway that writes `20.0` as `20` (JavaScript
   does) must not lock a column to `int64` and dead-letter the next `20.5`. Influx line protocol and
@@ -10,6 +10,8 @@ still fit:
 - strings that are all RFC 3339 timestamps with a zone (`2024-05-01T10:00:00Z`) and timestamps of any
   unit become `timestamp[us, tz=UTC]`; other strings stay strings;
 - a field that is null in the whole first batch becomes `string`;
+- a field whose values are of different kinds takes the kind most of them have (one odd value does not
+  decide);
 - objects become structs and arrays lists, by the same rules inside;
 - a field named like a column Arros adds (`_topic`, `_received_at`, a topic capture) or with an empty
   name is left out of the schema, like any later field the schema lacks: counted, not decoded.
@@ -89,12 +91,25 @@ def looks_like_timestamps(strings: pa.Array) -> bool:
 def _infer_values(values: list) -> pa.DataType:
     try:
         array = pa.array(values)
-    except (pa.ArrowException, ValueError, TypeError, OverflowError):  # mixed kinds: the first value decides
-        first = next(v for v in values if v is not None)
+    except (pa.ArrowException, ValueError, TypeError, OverflowError):  # mixed kinds: the most common decides
         try:
-            array = pa.array([first])
+            array = pa.array(_most_common_kind(values))
         except (pa.ArrowException, ValueError, TypeError, OverflowError):
             return pa.string()
     if pa.types.is_string(array.type) and looks_like_timestamps(array):
         return INFERRED_TIMESTAMP
     return widened(array.type)
+
+
+def _most_common_kind(values: list) -> list:
+    """The values of the kind most of them have (numbers count as one kind; a tie: the first seen), so
+    one hostile value among many does not decide a column's type."""
+    def kind(value: object) -> str:
+        return "number" if isinstance(value, int | float) and not isinstance(value, bool) else type(value).__name__
+
+    present = [v for v in values if v is not None]
+    counts: dict[str, int] = {}
+    for value in present:
+        counts[kind(value)] = counts.get(kind(value), 0) + 1
+    best = max(counts, key=counts.__getitem__)  # dicts keep first-seen order: ties go to the first
+    return [v for v in present if kind(v) == best]

@@ -1,4 +1,5 @@
-"""Dead letters: a payload that could not be decoded, published where an operator can see it.
+"""Dead letters: a payload that could not be decoded (or decoded rows that could not go on), published where
+an operator can see it.
 
 `{prefix}/deadletter/{stream}` carries `{"topic", "error", "payload_b64", "received_at"}` (docs/payloads.md,
 "dead letters"): the original bytes survive, base64-encoded, with the reason.
@@ -10,6 +11,7 @@ import base64
 import datetime as dt
 
 import orjson
+import pyarrow as pa
 
 from arros_mqtt.decode.stream_decoder import BadMessage
 
@@ -27,3 +29,15 @@ def deadletter_payload(bad: BadMessage, stream: str) -> bytes:
         "payload_b64": base64.b64encode(bad.payload).decode(),
         "received_at": received.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
     })
+
+
+MAX_ROWS_PER_LETTER = 1000  # rows listed in one dead letter; `rows_total` counts them all
+
+
+def deadletter_rows(rows: pa.Table, stream: str, subscription: str | None, error: str) -> bytes:
+    """Decoded rows that could not go on (a subscription's run-time error, an event time out of bounds):
+    `{"stream", "subscription", "error", "rows_total", "rows": [...]}`, metadata columns included."""
+    listed = rows.slice(0, MAX_ROWS_PER_LETTER).to_pylist()
+    return orjson.dumps({"stream": stream, "subscription": subscription, "error": error,
+                         "rows_total": rows.num_rows, "rows": listed},
+                        default=str, option=orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS)

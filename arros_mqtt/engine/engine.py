@@ -28,8 +28,11 @@ from datafusion import SessionContext
 from arros_mqtt.config import StreamConfig, SubscriptionConfig, TableConfig
 from arros_mqtt.core.errors import SqlError
 from arros_mqtt.engine.compiler import compile_subscription
+from arros_mqtt.engine.event_bounds import Rejected, admit, max_event_bound
+from arros_mqtt.engine.fault_isolation import final_isolating, partial_isolating, select_isolating
 from arros_mqtt.engine.lookup import LookupTable
 from arros_mqtt.engine.micro_batch import MicroBatch
+from arros_mqtt.engine.output_loops import output_loop
 from arros_mqtt.engine.readonly_sql import RUNNING, WINDOWED, analyze
 from arros_mqtt.engine.sql_session import SqlSession
 from arros_mqtt.engine.sql_text import tokenize
@@ -54,11 +57,14 @@ class Engine:
         self.paused: dict[str, str] = {}  # name -> reason; paused subscriptions skip micro-batches
         self.pending: dict[str, SubscriptionConfig] = {}  # waiting for a stream's inferred schema
         self.rejected: dict[str, str] = {}  # pending ones whose SQL failed once the schema was known
+        self._rejected_configs: dict[str, SubscriptionConfig] = {}  # tried again when the schema changes
+        self._paused_while_replanned: dict[str, str] = {}  # paused ones waiting for a stream's new schema
         self._readers: dict[str, StreamReaders] = {}  # per stream; rebuilt after any change (`_changed`)
         self._next_close: dict[str, float] = {}  # per stream: no window of its subscriptions ends before this
         self._session = SqlSession()
         self._empty: dict[str, pa.Table] = {}  # per stream: what its table holds between micro-batches
-        self.watermarks = {name: Watermark(round(s.watermark * 1000), s.idle_timeout) for name, s in streams.items()}
+        self.watermarks = {name: Watermark(round(s.watermark * 1000), s.idle_timeout, round(s.max_future * 1000))
+                           for name, s in streams.items()}
         for name, stream in self.streams.items():
             self._empty_stream(name, stream)
         self.lookups = {name: LookupTable.open(table) for name, table in self.tables.items()}
@@ -80,6 +86,13 @@ class Engine:
             raise SqlError(f"stream {waiting[0]!r} has no schema yet: it is inferred from the stream's first "
                            "micro-batch; create the subscription once data has arrived", code="schema_pending")
         plan = compile_subscription(config, self._session, self.streams, self.tables, self.kernel)
+        loop = output_loop(config, plan.shape.stream, self.streams,
+                           ((s.config, s.shape.stream) for s in self.subscriptions.values()))
+        if loop is not None:
+            if config.name not in self.subscriptions:  # else the running one holds the tables compiling registered
+                for table in plan.tables:
+                    self._session.drop(table)
+            raise SqlError(loop, code="output_loop")
         return Subscription.start(config, plan)
 
     def install(self, subscription: Subscription, replace: bool = False) -> Subscription:
@@ -119,9 +132,14 @@ class Engine:
         return [shape.stream] if shape.stream in unknown.values() else []
 
     def set_stream_schema(self, name: str, stream: StreamConfig) -> dict[str, SqlError]:
-        """A schema-less stream's inferred schema: plan what waited for it; the SQL errors, by subscription."""
+        """A schema-less stream's inferred schema: plan what waited for it; the SQL errors, by subscription.
+
+        Inferred again (its first messages disagreed) or reset: the subscriptions that read it are planned
+        afresh on the new schema, their state (of the old columns) dropped, and those rejected before
+        get another try."""
         self.streams[name] = replace(stream, name=name)
         self._empty_stream(name, stream)
+        self._replan(name)
         failures: dict[str, SqlError] = {}
         for sub_name, config in list(self.pending.items()):
             if self.awaited_streams(config.sql):
@@ -132,7 +150,33 @@ class Engine:
             except SqlError as exc:
                 failures[sub_name] = exc
                 self.rejected[sub_name] = str(exc)
+                self._rejected_configs[sub_name] = config
+                continue
+            if sub_name in self._paused_while_replanned:
+                self.paused[sub_name] = self._paused_while_replanned.pop(sub_name)
         return failures
+
+    def forget_stream_schema(self, name: str, stream: StreamConfig) -> None:
+        """A schema-less stream's inferred schema is reset (`stream` as declared, without one): its
+        subscriptions wait in `pending` until the next micro-batch infers it again."""
+        self.streams[name] = replace(stream, name=name)
+        self._empty_stream(name, stream)
+        self._replan(name)
+
+    def _replan(self, stream: str) -> None:
+        """The subscriptions reading `stream` out (their state released) and back into `pending`, with
+        those rejected before (they may plan on its new schema)."""
+        for sub_name in list(self.rejected):
+            config = self._rejected_configs.pop(sub_name, None)
+            del self.rejected[sub_name]
+            if config is not None:
+                self.pending[sub_name] = config
+        for sub_name, subscription in list(self.subscriptions.items()):
+            if subscription.shape.stream == stream:
+                if sub_name in self.paused:
+                    self._paused_while_replanned[sub_name] = self.paused[sub_name]
+                self.remove(sub_name)
+                self.pending[sub_name] = subscription.config
 
     def remove(self, name: str) -> Subscription:
         """Stop running `name` and release its state; KeyError if there is none."""
@@ -169,8 +213,14 @@ class Engine:
                 "physical_plan": df.execution_plan().display_indent(),
                 **subscription.plan.steps()}
 
+    def admit(self, stream: str, batch: pa.Table) -> tuple[pa.Table, list[Rejected]]:
+        """The rows of a batch within the stream's event-time bounds, and those outside with the reason
+        (event_bounds.py): callers dead-letter them and `process` only the rest."""
+        return admit(self.streams[stream], batch)
+
     def process(self, stream: str, batch: pa.Table) -> list[Result]:
-        """Run every subscription of `stream` over one micro-batch; a failing one never stops the others."""
+        """Run every subscription of `stream` over one micro-batch (`admit`ted); a failing one never stops
+        the others."""
         readers = self._readers_of(stream)
         if not readers.running or batch.num_rows == 0:
             return []
@@ -191,7 +241,8 @@ class Engine:
                 results += self._run(subscription, current, readers)
             except Exception as exc:  # a runtime SQL error (cast, overflow) in one batch
                 self._failed(subscription, exc)
-        watermark.observe(self._max_event_ms(stream, batch), _arrival(batch))
+        arrival = _arrival(batch)
+        watermark.observe(self._max_event_ms(stream, batch, arrival), arrival)
         results += self._close_windows(stream)
         self._session.bind(stream, self._empty[stream])  # release the batch, if a DataFusion step read it
         return results
@@ -212,38 +263,56 @@ class Engine:
         return self._close_windows(stream)
 
     def _run(self, subscription: Subscription, current: MicroBatch, readers: StreamReaders) -> list[Result]:
+        """The subscription over one batch; rows (or groups) a run-time error is isolated to come back as
+        dead-letter results (`Result.error`), the others go on (fault_isolation.py)."""
         kind, stats = subscription.plan.shape.kind, subscription.stats
         if kind == WINDOWED:
             return self._window(subscription, current, readers)
-        table = subscription.operator.process(current.batch)
         if kind == RUNNING:
+            table, failed = self._running(subscription, current.batch)
             stats.state_rows = subscription.operator.rows
             stats.state_bytes = subscription.operator.bytes
+        else:
+            table, failed = select_isolating(subscription, current.batch)
+        if table is None or not table.num_rows:
+            return failed
         stats.rows_out += table.num_rows
-        return [Result(subscription, table)] if table.num_rows else []
+        return [*failed, Result(subscription, table)]
+
+    @staticmethod
+    def _running(subscription: Subscription, rows: pa.Table) -> tuple[pa.Table | None, list[Result]]:
+        """The batch folded in (without the rows its partial fails on); results of the groups it touched."""
+        operator = subscription.operator
+        partial, failed = partial_isolating(subscription, rows)
+        if partial is None:
+            return None, failed
+        operator.add_partial(partial)
+        table, poisoned = final_isolating(subscription, operator.kernel.touched(operator.table, partial))
+        return table, failed + poisoned
 
     def _window(self, subscription: Subscription, current: MicroBatch, readers: StreamReaders) -> list[Result]:
-        """Late rows out, on-time rows into the state."""
+        """Late rows out, on-time rows into the state (without those its partial fails on)."""
         window, stats = subscription.operator, subscription.stats
         rows, late = current.split(window)
         results = self._late(subscription, late)
         if rows.num_rows:
+            partial = None
             if readers.shares_partial(subscription):
-                self._ingest_shared(subscription, rows, current)
+                try:
+                    partial = current.shared_partial(subscription.plan, rows, self._session)
+                except Exception:
+                    partial, failed = partial_isolating(subscription, rows)
+                    results += failed
             else:
-                window.ingest(rows)
+                partial, failed = partial_isolating(subscription, rows)
+                results += failed
+            if partial is not None:
+                window.add_partial(partial)
             stream = subscription.plan.shape.stream
             self._next_close[stream] = min(self._next_close.get(stream, -math.inf), window.earliest_window_end())
         stats.state_rows = window.rows
         stats.state_bytes = window.bytes
         return results
-
-    def _ingest_shared(self, subscription: Subscription, rows: pa.Table, current: MicroBatch) -> None:
-        """Fold on-time rows into the state by its slice of the partial query it shares with others (run
-        once per batch, the first time it is needed), not by its own kernel's partial."""
-        part = current.shared_partial(subscription.plan, rows, self._session)
-        if part is not None:
-            subscription.operator.add_partial(part)
 
     @staticmethod
     def _late(subscription: Subscription, late: pa.Table) -> list[Result]:
@@ -272,9 +341,13 @@ class Engine:
         self._readers.clear()
         self._next_close.clear()
 
-    def _max_event_ms(self, stream: str, batch: pa.Table) -> int | None:
-        column = self.streams[stream].event_time or "_received_at"
-        return pc.max(event_ms(batch.column(column))).as_py()
+    def _max_event_ms(self, stream: str, batch: pa.Table, arrival: float) -> int | None:
+        """The batch's largest event time, never past the stream's `max_future` bound (even for rows that
+        were not `admit`ted: one row must not poison the watermark)."""
+        config = self.streams[stream]
+        largest = pc.max(event_ms(batch.column(config.event_time or "_received_at"))).as_py()
+        bound = max_event_bound(config, round(arrival * 1000))
+        return largest if largest is None or bound is None else min(largest, bound)
 
     def _reload_lookups(self) -> None:
         for name, lookup in self.lookups.items():

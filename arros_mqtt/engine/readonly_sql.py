@@ -64,7 +64,11 @@ def analyze(ctx: SessionContext, sql: str, streams: set[str], tables: set[str]) 
         raise SqlError(f"a subscription must be a SELECT query, not {top.upper()}", code="forbidden")
     found = facts_of(read_plan(df.logical_plan()), streams, WINDOW_FUNCTIONS)
     # subqueries in expressions appear as joins only in the optimized plan
-    found.merge(facts_of(read_plan(df.optimized_logical_plan()), streams, WINDOW_FUNCTIONS))
+    try:
+        optimized = df.optimized_logical_plan()
+    except Exception as exc:  # a type error only the optimizer finds (bool > int): the SQL's, not ours
+        raise SqlError(_clean(str(exc)), code=_code_for(str(exc))) from None
+    found.merge(facts_of(read_plan(optimized), streams, WINDOW_FUNCTIONS))
     read_streams = sorted(found.streams)
     if not read_streams:
         known = ", ".join(sorted(streams)) or "(none declared)"

@@ -22,6 +22,7 @@ class SubscriptionStats:
     late_rows: int = 0  # rows behind the watermark for a window already emitted (or without event time)
     errors: int = 0
     last_error: str | None = None
+    rows_failed: int = 0  # input rows (or aggregate groups) a run-time error was isolated to: dead-lettered
     state_rows: int = 0  # rows held in the aggregate state (partials or, for raw aggregates, input rows)
     state_bytes: int = 0
     messages_out: int = 0  # MQTT messages published (rows, or arrays with batch = true)
@@ -72,6 +73,19 @@ class Subscription:
         """Its state and counters for a checkpoint; None when it keeps none."""
         return self.operator.snapshot()
 
+    def heaviest_groups(self, count: int = 3) -> list[tuple[dict[str, object], int]]:
+        """The GROUP BY keys (besides the window) holding the most state rows, with their row counts, so a
+        state limit can say which device filled the state. Empty without keys or state."""
+        spec = self.plan.aggregate
+        snapshot = self.operator.snapshot()
+        if spec is None or snapshot is None or not spec.query.key_exprs or not snapshot[0].num_rows:
+            return []
+        keys = [f"__k{i}" for i in range(len(spec.query.key_exprs))]
+        counts = snapshot[0].group_by(keys, use_threads=False).aggregate([([], "count_all")])
+        heaviest = counts.sort_by([("count_all", "descending")]).slice(0, count).to_pylist()
+        names = {f"__k{i}": span.text for i, span in enumerate(spec.query.key_exprs)}
+        return [({names[k]: row[k] for k in keys}, row["count_all"]) for row in heaviest]
+
     def restore(self, table: pa.Table, counters: dict[str, int | None]) -> None:
         """Its state from a checkpoint; ValueError if the table is not a state of this query."""
         self.operator.restore(table, counters)
@@ -82,3 +96,5 @@ class Result:
     subscription: Subscription
     table: pa.Table
     late: bool = False  # True: stream rows that arrived behind the watermark, for the `late_output` topic
+    error: str | None = None  # set: rows the subscription failed on (stream rows, or the keys of aggregate
+    # groups whose result could not be computed), for the dead-letter topic, never the output

@@ -4,15 +4,21 @@ watermark = max event time seen - the stream's `watermark` delay (bounded out-of
 never moves back. A stream that receives nothing for `idle_timeout` (processing time) would hold
 its windows open forever, so while it is idle its watermark advances with the wall clock: after
 `idle` seconds without rows it is `max event time - delay + idle`.
+
+Rows beyond the stream's `max_future` never reach it (event_bounds.py); a checkpointed watermark an
+older version let run ahead is clamped on restore to `now + max_future`, so it recovers by itself.
 """
 
 from __future__ import annotations
 
+import time
+
 
 class Watermark:
-    def __init__(self, delay_ms: int, idle_timeout: float) -> None:
+    def __init__(self, delay_ms: int, idle_timeout: float, max_future_ms: int = 0) -> None:
         self.delay_ms = delay_ms
         self.idle_timeout = idle_timeout
+        self.max_future_ms = max_future_ms  # 0: no bound
         self.value: int | None = None  # epoch ms; None until the first row
         self.max_event_ms: int | None = None
         self.last_arrival: float | None = None  # processing time (epoch seconds) of the last rows
@@ -41,8 +47,9 @@ class Watermark:
         return target if self.value is None or target > self.value else None
 
     def advance_to(self, value: int) -> bool:
-        """Raise the watermark to `value` (a logged idle advance, replayed after a restart)."""
-        return self._raise_to(value)
+        """Raise the watermark to `value` (a logged idle advance, replayed after a restart), never past
+        the wall clock + `max_future`: an advance logged from a poisoned watermark does not poison it again."""
+        return self._raise_to(self._clamped(value, time.time()))
 
     def touch(self, now: float) -> None:
         """Count the stream as active at `now`: while Arros was down or cut off from the broker, rows
@@ -54,9 +61,15 @@ class Watermark:
         return {"value": self.value, "max_event_ms": self.max_event_ms}
 
     def restore(self, snapshot: dict[str, int | None], now: float) -> None:
-        self.value = snapshot["value"]
-        self.max_event_ms = snapshot["max_event_ms"]
+        """From a checkpoint; values past `now + max_future` (a poisoned watermark) are clamped to it."""
+        self.value = self._clamped(snapshot["value"], now)
+        self.max_event_ms = self._clamped(snapshot["max_event_ms"], now)
         self.last_arrival = now if self.max_event_ms is not None else None
+
+    def _clamped(self, value: int | None, now: float) -> int | None:
+        if value is None or not self.max_future_ms:
+            return value
+        return min(value, round(now * 1000) + self.max_future_ms)
 
     def _raise_to(self, candidate: int) -> bool:
         if self.value is None or candidate > self.value:

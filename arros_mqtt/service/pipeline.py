@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from arros_mqtt.config import Config, StreamConfig
-from arros_mqtt.decode import build_decoder
+from arros_mqtt.decode import InferringStreamDecoder, build_decoder
 from arros_mqtt.decode.stream_decoder import BadMessage
-from arros_mqtt.egress.deadletter import deadletter_payload, deadletter_topic
+from arros_mqtt.egress.deadletter import deadletter_payload, deadletter_rows, deadletter_topic
 from arros_mqtt.egress.encode import encode_results
 from arros_mqtt.engine import WINDOWED, Engine, Result
 from arros_mqtt.ingress.batcher import RawBatch
@@ -112,8 +112,14 @@ class Pipeline:
             observe(stream, messages, seconds)
 
     def process_table(self, stream: str, table: pa.Table) -> None:
-        """Rows already decoded (with the stream's full schema): sinks, then the engine."""
+        """Rows already decoded (with the stream's full schema): those out of the stream's event-time bounds
+        to the dead-letter topic, the others to the sinks, then the engine."""
         self.stats[stream].rows += table.num_rows
+        if table.num_rows == 0:
+            return
+        table, rejected = self.engine.admit(stream, table)
+        for rows, reason in rejected:
+            self.deadletter_rows(stream, rows, reason)
         if table.num_rows == 0:
             return
         for row_sink in self._row_sinks:
@@ -137,9 +143,21 @@ class Pipeline:
     def _schema_inferred(self, stream: StreamConfig) -> None:
         """A schema-less stream has its schema: plan the subscriptions that waited; report their SQL errors."""
         columns = ", ".join(f"{f.name} {f.type}" for f in stream.schema)
-        log.info("stream %s: schema inferred from its first micro-batch: %s", stream.name, columns)
+        log.info("stream %s: schema inferred: %s", stream.name, columns)
         for name, error in self.engine.set_stream_schema(stream.name, stream).items():
             log.error("subscription %s cannot run on the inferred schema of %s: %s", name, stream.name, error)
+
+    def reset_schema(self, stream: str) -> bool:
+        """Forget a schema-less stream's inferred schema: the next micro-batch infers it again and its
+        subscriptions wait for that. False when the stream has no inferred schema to forget."""
+        decoder = self.decoders.get(stream)
+        if not isinstance(decoder, InferringStreamDecoder):
+            return False
+        decoder.reset()
+        self.engine.forget_stream_schema(stream, self.config.streams[stream])
+        self.stats[stream].extra_fields = {}
+        log.warning("stream %s: inferred schema reset; the next micro-batch infers it again", stream)
+        return True
 
     def add_late_sink(self, sink: ResultSink) -> None:
         """Receives late stream rows (`Result.late`), which have the stream's columns, not the query's."""
@@ -148,6 +166,10 @@ class Pipeline:
     def emit(self, results: list[Result]) -> None:
         """Hand results to the sinks (through the gates)."""
         for result in results:
+            if result.error is not None:
+                self.deadletter_rows(result.subscription.shape.stream, result.table, result.error,
+                                     result.subscription.name)
+                continue
             if not all(admit(result) for admit in self._result_gates):
                 continue
             for sink in self._late_sinks if result.late else self._result_sinks:
@@ -183,3 +205,17 @@ class Pipeline:
         for sink in self._deadletter_sinks:
             sink(stream, bad)
         log.debug("%d dead letters on %s, first: %s", len(bad), stream, bad[0].error)
+
+    def deadletter_rows(self, stream: str, rows: pa.Table, error: str, subscription: str | None = None) -> None:
+        """Decoded rows that could not go on: a subscription's run-time error (counted in its `rows_failed`),
+        an event time out of bounds (counted in the stream's `deadletters`)."""
+        if subscription is None:
+            self.stats[stream].deadletters += rows.num_rows
+        letter = deadletter_rows(rows, stream, subscription, error)
+        self.publish(deadletter_topic(self.config.control.prefix, stream), letter, 0, False)
+        if self._deadletter_sinks:
+            topic = rows.column("_topic")[0].as_py() if "_topic" in rows.column_names and rows.num_rows else ""
+            bad = [BadMessage(topic or "", letter, int(time.time() * 1000), error)]
+            for sink in self._deadletter_sinks:
+                sink(stream, bad)
+        log.debug("%d rows of %s dead-lettered (%s): %s", rows.num_rows, stream, subscription, error)

@@ -156,7 +156,9 @@ class RoundDriver:
         self.replayed_records += 1
         if record.kind == ROWS:
             table = record.table
-            if self.config.streams[stream].infers_schema:
+            known = self.engine.streams[stream].schema is not None
+            if self.config.streams[stream].infers_schema and (record.seq > state_seq or not known):
+                # records the checkpoint covers do not change its schema (a re-inference replans, empty)
                 self._adopt(stream, _declared(table.schema, self.config.streams[stream]))
             expected = self.engine.streams[stream].full_schema()
             if not table.schema.equals(expected):

@@ -68,6 +68,7 @@ def control_plane(service: Parts) -> ControlPlane | None:
         add_result_gate=service.pipeline.add_result_gate,
         extra_fields=lambda stream: service.pipeline.stats[stream].extra_fields,
         connectors=lambda: _connectors(service),
+        reset_schema=service.pipeline.reset_schema,
     )
     if service.config.broker is not None:
         return ControlPlane(host, service.config.broker)

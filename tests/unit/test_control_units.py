@@ -118,3 +118,24 @@ def test_control_and_metrics_config():
     assert parse_config({"control": {"max_state_bytes": "1.5GiB"}}).control.max_state_bytes == 1536 * 2**20
     with pytest.raises(ConfigError, match="host:port"):
         parse_config({"metrics": {"listen": "9108"}})
+
+
+def test_a_state_limit_names_the_groups_holding_the_most_state():
+    """The limit is per subscription, so one device can pause an aggregate for everyone: the reason says
+    which one."""
+    import pyarrow as pa
+
+    config = parse_config({"streams": {"t": {"topic": "t/{m}", "schema": {"v": "int64"}}},
+                           "control": {"max_state_bytes": "1KiB"}})
+    engine = Engine(config.streams)
+    sql = "SELECT tumble(_received_at, INTERVAL '1 hour') AS w, m, median(v) AS v FROM t GROUP BY w, m"
+    sub = engine.add(SubscriptionConfig("raw", sql, OutputTemplate.parse("o")))
+    n = 500
+    engine.process("t", pa.table({
+        "v": pa.array(range(n), pa.int64()), "m": pa.array(["noisy"] * (n - 2) + ["a", "b"]),
+        "_topic": pa.array(["t/x"] * n),
+        "_received_at": pa.array([1_764_000_000_000] * n, pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
+    }, schema=config.streams["t"].full_schema()))
+    Limits(config.control, engine.pause).check_state(engine.subscriptions.values(), engine.paused)
+    assert sub.stats.state_bytes > 1024
+    assert "most state rows: m='noisy' (498 rows, 99%)" in engine.paused["raw"]

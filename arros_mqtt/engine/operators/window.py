@@ -63,30 +63,42 @@ class WindowAggregate(AggregateState):
         return batch.filter(pa.array(keep)), batch.filter(pa.array(late))
 
     def close(self, watermark: int | None) -> pa.Table | None:
-        """Result rows of every window whose end the watermark passed since the last close."""
-        closed = self.take_closed(watermark)
-        return None if closed is None else self.kernel.final(closed)
+        """Result rows of every window whose end the watermark passed since the last close. The state
+        changes only once the final succeeded: if it raises, the same windows close on the next try."""
+        closing = self.closing(watermark)
+        if closing is None:
+            return None
+        result = None if closing.rows is None else self.kernel.final(closing.rows)
+        closing.commit()
+        return result
 
     def take_closed(self, watermark: int | None) -> pa.Table | None:
         """State rows of the windows whose end the watermark passed since the last close (now out of the
         state), labelled with their window; None when none. `close` without the final."""
+        closing = self.closing(watermark)
+        if closing is None:
+            return None
+        closing.commit()
+        return closing.rows
+
+    def closing(self, watermark: int | None) -> Closing | None:
+        """The windows the watermark closes, without taking them out of the state yet: `commit()` does,
+        once their results are out (closing is atomic: a failing final loses no window). None: nothing
+        to do at this watermark."""
         if watermark is None or (self.emitted_until is not None and watermark <= self.emitted_until):
             return None
         if self.earliest_window_end() > watermark:  # nothing to close: O(1) until the state changes
-            self.emitted_until = watermark
-            return None
+            return Closing(self, watermark, None, None)
         if self.window.kind == SESSION:
             ends = self.table.column(WINDOW_END)
             done = pc.less_equal(ends, pa.scalar(watermark, pa.int64()).cast(TIMESTAMP))
             closed = self.table.filter(done)
-            self.table = self.table.filter(pc.invert(done))
+            remaining = self.table.filter(pc.invert(done))
         else:
             pane = self.table.column(WINDOW_START).cast(pa.int64()).to_numpy()
             closed = self._closing_windows(pane, self.emitted_until, watermark)
-            self.table = self.table.filter(pa.array(pane + self.window.size_ms > watermark))
-        self.emitted_until = watermark
-        self._compacted_rows = min(self._compacted_rows, self.rows)
-        return closed if closed.num_rows else None
+            remaining = self.table.filter(pa.array(pane + self.window.size_ms > watermark))
+        return Closing(self, watermark, closed if closed.num_rows else None, remaining)
 
     def earliest_window_end(self) -> float:
         """The earliest end (epoch ms) of any window a state row belongs to; infinite without rows.
@@ -125,6 +137,22 @@ class WindowAggregate(AggregateState):
                                        pa.array(end[mask]).cast(TIMESTAMP))
                 parts.append(part)
         return pa.concat_tables(parts) if parts else self.schema.empty_table()
+
+
+class Closing:
+    """Windows a watermark closes: their state rows (`rows`, None when none) and what `commit` leaves."""
+
+    def __init__(self, state: WindowAggregate, watermark: int, rows: pa.Table | None,
+                 remaining: pa.Table | None) -> None:
+        self.state, self.watermark, self.rows, self._remaining = state, watermark, rows, remaining
+
+    def commit(self) -> None:
+        """Take the closed windows out of the state; the watermark they closed at is emitted."""
+        state = self.state
+        if self._remaining is not None:
+            state.table = self._remaining
+            state._compacted_rows = min(state._compacted_rows, state.rows)
+        state.emitted_until = self.watermark
 
 
 def _earliest_unit_end(ms: pa.Array, window: WindowSpec) -> int:

@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 DEMO_ARGS ?=          # e.g. make demo DEMO_ARGS="--seconds 30 --rate 10"
 
 .PHONY: demo test test-fast test-slow faults lint bench bench-quick bench-ingest bench-archive bench-plc bench-windows \
-	bench-brokers bench-decode bench-durability mosquitto chromium spb-venv sparkplug-proto clean
+	bench-brokers bench-decode bench-durability mosquitto chromium spb-venv sparkplug-proto flight-sql-proto clean
 
 $(BIN)/arros: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ spb-venv:
 sparkplug-proto: $(BIN)/arros
 	$(BIN)/pip install --quiet 'grpcio-tools>=1.85.1'
 	cd arros_mqtt/vendor && ../../$(BIN)/python -m grpc_tools.protoc -I. --python_out=. sparkplug_b.proto
+
+# Regenerate arros_mqtt/vendor/FlightSql_pb2.py from the Arrow project's FlightSql.proto (the Flight SQL endpoint)
+flight-sql-proto: $(BIN)/arros
+	$(BIN)/pip install --quiet 'grpcio-tools>=1.85.1'
+	cd arros_mqtt/vendor && ../../$(BIN)/python -m grpc_tools.protoc -I. --python_out=. FlightSql.proto
 
 demo: $(BIN)/arros
 	$(BIN)/arros demo $(DEMO_ARGS)

@@ -62,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("--format", choices=("table", "csv", "json", "parquet"), default="table",
                        help="output format (json: one object per line)")
     query.add_argument("--output", help="write to this file instead of stdout (required for parquet)")
+    query.add_argument("--flight", metavar="URL", help="ask a running service's Flight SQL endpoint instead, e.g. "
+                       "grpc://127.0.0.1:31337 (its live.* and system.* tables too; docs/flight.md)")
+    query.add_argument("--username", help="with --flight: log in as this user (password from $ARROS_FLIGHT_PASSWORD)")
+    query.add_argument("--tls-roots", metavar="PEM", help="with --flight grpc+tls://: trust these CA certificates")
     query.set_defaults(handler=_query)
 
     connector = commands.add_parser("connector", help="run one connector alone, publishing its readings to its "
@@ -125,8 +129,19 @@ def _check(args: argparse.Namespace) -> int:
 def _query(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from arros_mqtt.query import run_query, write_result
+    from arros_mqtt.query import run_query
+    from arros_mqtt.query.output import write_result
 
+    if args.flight:
+        from arros_mqtt.flight.client import flight_query
+
+        try:
+            roots = Path(args.tls_roots).read_bytes() if args.tls_roots else None
+        except OSError as exc:
+            raise UserError(f"cannot read --tls-roots {args.tls_roots!r}: {exc.strerror}") from None
+        result = flight_query(args.flight, args.sql, args.username, os.environ.get("ARROS_FLIGHT_PASSWORD"), roots)
+        write_result(result, args.format, args.output)
+        return 0
     root = Path(args.dir or _load(args).archive.dir)
     write_result(run_query(root, args.sql), args.format, args.output)
     return 0

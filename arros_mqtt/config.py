@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import ipaddress
 import os
 import re
 import socket
@@ -171,6 +172,19 @@ class LiveConfig:
 
 
 @dataclass(frozen=True)
+class FlightConfig:
+    """`[flight]`: the Arrow Flight SQL endpoint of `arros run` (docs/flight.md)."""
+
+    enabled: bool = True
+    listen: str = "127.0.0.1:31337"
+    listen_set: bool = False  # written in the config: failing to bind it stops the start (the default only warns)
+    username: str | None = None  # with password: basic auth, exchanged for a bearer token
+    password: str | None = None
+    tls_cert: str | None = None  # PEM files; both or neither
+    tls_key: str | None = None
+
+
+@dataclass(frozen=True)
 class StreamConfig:
     name: str
     topic: TopicPattern | None
@@ -255,6 +269,7 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     web: WebConfig = field(default_factory=WebConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
+    flight: FlightConfig = field(default_factory=FlightConfig)
     durability: DurabilityConfig = field(default_factory=DurabilityConfig)
     streams: dict[str, StreamConfig] = field(default_factory=dict)
     tables: dict[str, TableConfig] = field(default_factory=dict)
@@ -297,7 +312,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
     root = _Section(data, source, "")
     root.only(
         "broker", "embedded", "engine", "archive", "control", "streams", "tables", "subscriptions",
-        "connectors", "metrics", "durability", "live", "web",
+        "connectors", "metrics", "durability", "live", "flight", "web",
     )
     streams = {name: _stream(sec, name) for name, sec in root.section("streams").sections()}
     config = Config(
@@ -310,6 +325,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         metrics=_metrics(root.section("metrics")),
         web=_web(root.section("web")),
         live=_live(root.section("live")),
+        flight=_flight(root.section("flight")),
         durability=_durability(root.section("durability")),
         streams=streams,
         tables={name: _table(sec, name) for name, sec in root.section("tables").sections()},
@@ -612,6 +628,35 @@ def _live(sec: _Section) -> LiveConfig:
         result_rows=sec.integer("result_rows", defaults.result_rows, minimum=0),
         dead_letters=sec.integer("dead_letters", defaults.dead_letters, minimum=0),
     )
+
+
+def _flight(sec: _Section) -> FlightConfig:
+    sec.only("enabled", "listen", "username", "password", "tls_cert", "tls_key")
+    defaults = FlightConfig()
+    listen = sec.string("listen", defaults.listen)
+    try:
+        host, _port = parse_listen(listen)
+    except ValueError as exc:
+        raise sec.error("listen", str(exc)) from None
+    values = {key: sec.string(key) for key in ("username", "password", "tls_cert", "tls_key")}
+    for first, second in (("username", "password"), ("tls_cert", "tls_key")):
+        if (values[first] is None) != (values[second] is None):
+            missing = second if values[second] is None else first
+            raise sec.error(missing, f"is required with {second if missing == first else first}")
+    enabled = sec.boolean("enabled", defaults.enabled)
+    if enabled and values["password"] is None and not _is_loopback(host):
+        raise sec.error("listen", f"{listen} is reachable beyond this machine: set username and password "
+                        "(and tls_cert/tls_key), or listen on 127.0.0.1")
+    return FlightConfig(enabled=enabled, listen=listen, listen_set="listen" in sec.data, **values)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
 
 
 def parse_listen(text: str) -> tuple[str, int]:

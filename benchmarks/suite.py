@@ -1,10 +1,11 @@
 """`arros bench`: every benchmark in one run, a table on the terminal and (with --json) a JSON file.
 
 Sections run one after another, each against its own Mosquitto on a free loopback port (the replay
-needs no broker): ingest (with the broker's two ceilings, QoS 0 and the QoS 1 relay, and per-row
-results), latency, memory, many subscriptions, replay. Headline rows run the defaults a user gets
-(nothing about QoS set, the write-ahead log on, default batching, QoS 1 publishers and receivers);
-"QoS 0 (tuned)" rows are extras. The targets (`targets.py`) are checked against this run's numbers.
+and Flight SQL need no broker): ingest (with the broker's two ceilings, QoS 0 and the QoS 1 relay, and
+per-row results), latency, memory, many subscriptions, replay, Flight SQL (an archive scan and a GROUP BY
+through `arros run` to an ADBC client). Headline rows run the defaults a user gets (nothing about QoS
+set, the write-ahead log on, default batching, QoS 1 publishers and receivers); "QoS 0 (tuned)" rows are
+extras. The targets (`targets.py`) are checked against this run's numbers.
 `--quick` shrinks every size (and runs fewer QoS 0 rows) so the whole suite takes about two minutes
 (CI, a smoke test); the default sizes are the ones docs/performance.md's numbers come from. Ratios
 measured in one run are what to compare: absolute numbers drift with whatever else the machine is doing.
@@ -29,10 +30,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from arros_mqtt.testing import mosquitto_binary  # noqa: E402
-from benchmarks import ingest, latency, many_subscriptions, memory  # noqa: E402
+from benchmarks import flight_scan, ingest, latency, many_subscriptions, memory  # noqa: E402
 from benchmarks.targets import targets  # noqa: E402
 
-SECTIONS = ("ingest", "latency", "memory", "subscriptions", "replay")
+SECTIONS = ("ingest", "latency", "memory", "subscriptions", "replay", "flight")
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Sizes:
     subscription_rate: int
     subscription_seconds: float
     replay_events: int
+    flight_rows: int = 10_000_000  # the archive scanned through Flight SQL
 
 
 FULL = Sizes(messages=500_000, results_messages=100_000, tuned_cases=tuple(ingest.TUNED_CASES), ceiling_runs=3,
@@ -60,7 +62,7 @@ QUICK = Sizes(messages=20_000, results_messages=20_000, ceiling_runs=1,
               tuned_cases=tuple(case for case in ingest.TUNED_CASES if case.wal), latency_rates=(1_000, 10_000),
               latency_seconds=2.0, latency_variants=("defaults", "QoS 0 (tuned)"), memory_seconds=8.0,
               memory_rate=2_000, subscription_counts=(10, 100), subscription_rate=1_000, subscription_seconds=3.0,
-              replay_events=100_000)
+              replay_events=100_000, flight_rows=1_000_000)
 
 
 class Progress:
@@ -149,6 +151,8 @@ def run(sections: list[str], sizes: Sizes, json_path: Path | None) -> int:
                                                       directory)
             elif name == "replay":
                 report[name] = replay(sizes.replay_events, directory)
+            elif name == "flight":
+                report[name] = flight_scan.run(sizes.flight_rows, progress, directory)
     progress.done()
     report["targets"] = targets(report)
     report["zero_loss"] = zero_loss(report)
@@ -175,6 +179,7 @@ def zero_loss(report: dict) -> bool:
     checks += [report["memory"]["zero_loss"]] if "memory" in report else []
     checks += [r["zero_loss"] for r in report.get("subscriptions", {}).get("runs", [])]
     checks += [r.get("matches_duckdb", True) for r in report.get("replay", {}).get("runs", {}).values()]
+    checks += [report["flight"]["ok"]] if "flight" in report else []
     return all(checks)
 
 
@@ -201,6 +206,9 @@ def print_report(report: dict) -> None:
         for mode, run in replay_result["runs"].items():
             print(f"{mode:<10}{run['seconds']:>9.2f}{run['x_duckdb_time']:>10.2f}{run['peak_rss_mb']:>13.0f}  "
                   f"{run.get('matches_duckdb', '-')}")
+    if "flight" in report:
+        print("\n7. Flight SQL: an archive scan and a GROUP BY to an ADBC client, vs DuckDB reading the files")
+        flight_scan.print_table(report["flight"])
     if report["targets"]:
         print("\nTargets")
         for row in report["targets"]:

@@ -35,6 +35,7 @@ from arros_mqtt.service.round_driver import RoundDriver
 from arros_mqtt.service.wiring import (
     control_plane,
     default_transport,
+    flight_server,
     health_sources,
     live_views,
     metrics_server,
@@ -101,6 +102,7 @@ class Service:
         self.live = live_views(self)  # for Flight SQL and the web console
         self.control = control_plane(self)
         self.metrics = metrics_server(self)
+        self.flight = flight_server(self)  # Arrow Flight SQL: stopped first
         self.web = web_console(self)
 
     def call_on_engine(self, call: Callable[[], Any]) -> Future:
@@ -132,6 +134,8 @@ class Service:
             self.metrics.start()
         if self.web is not None and not self.web.start():
             self.web = None  # the default address is taken: run without the console (a warning said so)
+        if self.flight is not None:
+            self.flight.start()
         deadline = time.monotonic() + connect_wait
         self._engine_thread.start()
         self.transport.start(self.batcher.add, connect_wait)
@@ -152,6 +156,8 @@ class Service:
         def left() -> float:
             return max(0.1, deadline - time.monotonic())
 
+        if self.flight is not None:
+            self.flight.stop()
         if self.connectors is not None:
             self.connectors.stop(min(left(), 5.0))
         if self.control is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from arros_mqtt.config import BrokerConfig, Config
@@ -25,6 +26,7 @@ from arros_mqtt.transport.interface import Transport
 from arros_mqtt.web import WebConsole, WebSources
 
 if TYPE_CHECKING:
+    from arros_mqtt.flight import FlightSqlServer
     from arros_mqtt.ops.metrics import MetricsServer
 
 
@@ -127,6 +129,17 @@ def live_views(service: Parts) -> LiveViews | None:
     pipeline.add_result_sink(views.add_result)
     pipeline.add_deadletter_sink(views.add_dead_letters)
     return views
+
+
+def flight_server(service: Parts) -> FlightSqlServer | None:
+    """Arrow Flight SQL over the archives and the live views (`[flight]`, on by default on loopback)."""
+    config = service.config
+    if not config.flight.enabled:
+        return None
+    from arros_mqtt.flight import FlightSources, FlightSqlServer  # gRPC loads only when it serves
+
+    return FlightSqlServer(FlightSources(config=config.flight, source=config.source,
+                                         archive_dir=Path(config.archive.dir), live=service.live))
 
 
 def _connectors(service: Parts) -> dict[str, Any]:

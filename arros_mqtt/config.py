@@ -23,6 +23,7 @@ import pyarrow as pa
 from arros_mqtt.core.arrow_types import parse_arrow_type
 from arros_mqtt.core.durations import parse_duration
 from arros_mqtt.core.errors import ConfigError
+from arros_mqtt.core.names import NAME_RULE, valid_name
 from arros_mqtt.core.topics import OutputTemplate, TopicPattern, reserved_output
 
 # The fixed columns of a `format = "sparkplug"` stream: one row per metric. Topic captures, `_topic` and
@@ -314,6 +315,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         "broker", "embedded", "engine", "archive", "control", "streams", "tables", "subscriptions",
         "connectors", "metrics", "durability", "live", "flight", "web",
     )
+    _check_name_rule(root)
     streams = {name: _stream(sec, name) for name, sec in root.section("streams").sections()}
     config = Config(
         source=source,
@@ -865,6 +867,14 @@ def _subscription(sec: _Section, name: str) -> SubscriptionConfig:
     return subscription
 
 
+def _check_name_rule(root: _Section) -> None:
+    """Names follow the control protocol's rule (core/names.py), checked before anything else of their table."""
+    for kind in ("streams", "tables", "subscriptions", "connectors"):
+        for name in root.section(kind).data:
+            if not valid_name(name):
+                raise root.section(kind).error(name, f"a name must be {NAME_RULE}")
+
+
 def _check_outputs(config: Config) -> None:
     """No subscription may publish under the control prefix or to a `$` topic (core/topics.py)."""
     for name, subscription in config.subscriptions.items():
@@ -879,10 +889,6 @@ def _check_names(config: Config) -> None:
     for name in config.tables:
         if name in config.streams:
             raise ConfigError(config.source, f"tables.{name}", "a stream has the same name; names must be unique")
-    for name in list(config.streams) + list(config.tables) + list(config.subscriptions):
-        if not name.replace("_", "a").isalnum() or name[0].isdigit():
-            kind = next(k for k in ("streams", "tables", "subscriptions") if name in getattr(config, k))
-            raise ConfigError(config.source, f"{kind}.{name}", "names must be SQL identifiers (letters, digits, _)")
     host_ids = {s.host_id or "arros" for s in config.streams.values() if s.format == "sparkplug"}
     if len(host_ids) > 1:
         name = next(s.name for s in config.streams.values() if s.format == "sparkplug" and s.host_id)

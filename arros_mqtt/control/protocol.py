@@ -10,7 +10,6 @@ which key and why. Nothing here touches the engine or the network, so every rule
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,12 +18,11 @@ import orjson
 
 from arros_mqtt.config import SubscriptionConfig
 from arros_mqtt.core.errors import UserError
+from arros_mqtt.core.names import NAME_RULE, valid_name
 from arros_mqtt.core.topics import reserved_output
 
 MAX_REQUEST_BYTES = 64 * 1024
-MAX_NAME_CHARS = 64
 MAX_REQUEST_ID_CHARS = 200
-NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEFINITION_KEYS = ("sql", "output", "format", "qos", "retain", "batch", "timestamps", "archive", "late_output")
 COMMON_KEYS = ("op", "request_id", "reply_to")
 OP_KEYS: dict[str, tuple[str, ...]] = {
@@ -168,9 +166,8 @@ def error_reply(request_id: str | int | None, error: ControlError) -> bytes:
 def _check_name(name: Any) -> None:
     if name is None:
         raise ControlError("invalid_request", "'name' is required")
-    if not isinstance(name, str) or not NAME.match(name) or len(name) > MAX_NAME_CHARS:
-        raise ControlError("invalid_request", f"'name' must be an SQL identifier of at most {MAX_NAME_CHARS} "
-                           f"ASCII letters, digits and _ (not starting with a digit), got {_short(name)}")
+    if not valid_name(name):
+        raise ControlError("invalid_request", f"'name' must be {NAME_RULE}, got {_short(name)}")
 
 
 def _valid_request_id(value: Any) -> bool:

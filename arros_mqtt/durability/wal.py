@@ -7,10 +7,20 @@ Files `{state_dir}/wal/wal-{first seq}.log`, each a run of frames:
 
 The header is JSON (`seq`, `kind`, `stream`, `t` = append time in epoch ms, kind-specific fields), the
 body an Arrow IPC stream (rows, dead letters) preceded by the records' MQTT packet ids (`mids`, u16 each).
-A frame is written with one `write` call; a crash can leave only the last frame torn, which the CRC
-finds: opening the log cuts it off. `sync` is the fsync that makes appended frames durable; the caller
-decides how often (per micro-batch or per interval). Whole files are deleted once a checkpoint no
-longer needs them (`truncate_before`).
+`sync` is the fsync that makes appended frames durable; the caller decides how often (per micro-batch or
+per interval). Whole files are deleted once a checkpoint no longer needs them (`truncate_before`).
+
+The log knows its synced end: after each fsync it overwrites the small file `synced` (segment, byte offset
+and seq synced so far; CRC-protected, not fsynced itself: exact after a process crash such as kill -9,
+possibly behind after a power loss). Opening the log tells the two kinds of bad frame apart:
+- a **torn tail**: a frame that fails its CRC with no good frame after it, past the synced end of the last
+  file. A frame is written with one `write` call, so only a crash while writing the last frames can leave
+  it, and nothing in it was acknowledged: it is cut off.
+- **corruption**: a CRC failure anywhere else (a good frame follows it, or it lies before the synced end,
+  or in an older file, all fully synced). Those records were acknowledged: they are skipped, counted
+  (`damaged_records`) and logged as an ERROR with the file, byte range and seqs lost, and every record
+  after them is kept (reading resynchronises on the next frame whose magic and CRC check out). The
+  damaged bytes stay in place for inspection.
 """
 
 from __future__ import annotations
@@ -35,6 +45,9 @@ from arros_mqtt.core.errors import ArrosError
 log = logging.getLogger(__name__)
 MAGIC = b"AWL1"
 _HEAD = struct.Struct("<4sIII")
+SYNCED_MAGIC = b"AWS1"
+_SYNCED = struct.Struct("<4sQQQI")  # magic, first seq of the segment, bytes synced in it, seq synced, CRC-32
+SYNCED_FILE = "synced"
 SEGMENT_BYTES = 64 * 1024 * 1024  # a new file past this size, so old ones can be deleted whole
 ROWS, DEADLETTERS, WATERMARK, CONFIRMED = "rows", "deadletters", "watermark", "confirmed"
 
@@ -86,34 +99,66 @@ class WriteAheadLog:
         self._fd: int | None = None
         self._path: Path | None = None
         self._size = 0  # bytes of whole frames in the open segment
+        self._marker_fd: int | None = None
+        self.damaged_records = 0  # acknowledged records found corrupt at `open` (skipped, the rest kept)
+        self.damaged_ranges: list[tuple[str, int, int]] = []  # (file, start, end) of the corrupt bytes
 
     # -- opening and reading --
 
     def open(self) -> None:
-        """Create the folder, cut a torn last frame off, find the next seq. Reading starts from `records`."""
+        """Create the folder, cut a torn tail off, report corruption, find the next seq (module docstring)."""
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise WalError(f"cannot create the write-ahead log folder {self.dir}: {exc.strerror}") from None
+        marker_segment, marker_offset, marker_seq = _read_marker(self.dir / SYNCED_FILE)
         last = 0
         segments = self.segments()
         for index, path in enumerate(segments):
-            good, last_seq = _scan(path)
-            if last_seq:
-                last = last_seq
-            if good < path.stat().st_size:
-                if index == len(segments) - 1:
-                    log.warning("write-ahead log: cutting a torn frame off the end of %s (a crash while "
-                                "writing it; its messages were not acknowledged)", path.name)
-                    with open(path, "r+b") as handle:
-                        handle.truncate(good)
-                        os.fsync(handle.fileno())
-                else:
-                    log.error("write-ahead log: %s is damaged after byte %d; records after it in that file are "
-                              "skipped", path.name, good)
+            is_last = index == len(segments) - 1
+            synced_end = (marker_offset if _first_seq(path) == marker_segment else 0) if is_last else None
+            last = max(last, self._check(path, synced_end, last))
+        last = max(last, marker_seq)  # seqs of lost synced records are never given out again
         self.next_seq = last + 1
         self.appended_seq = self.synced_seq = last
         self.bytes = sum(p.stat().st_size for p in self.segments())
+
+    def _check(self, path: Path, synced_end: int | None, previous_seq: int) -> int:
+        """Scan one file (`synced_end` None: wholly synced); returns its last good seq (or `previous_seq`)."""
+        size = path.stat().st_size
+        end, last = 0, previous_seq
+        for header, _body, start, frame_end in _frames(path):
+            if start > end:
+                self._damaged(path, end, start, last, header["seq"])
+            end, last = frame_end, header["seq"]
+        if end < size:
+            if synced_end is not None and end >= synced_end:
+                log.warning("write-ahead log: cutting a torn frame off the end of %s at byte %d (written after "
+                            "the last sync, so none of its messages were acknowledged)", path.name, end)
+                with open(path, "r+b") as handle:
+                    handle.truncate(end)
+                    os.fsync(handle.fileno())
+            else:
+                self._damaged(path, end, size, last, None)
+        return last
+
+    def _damaged(self, path: Path, start: int, end: int, before: int, after: int | None) -> None:
+        lost = (after - before - 1) if after is not None else None
+        if lost:
+            self.damaged_records += lost
+        self.damaged_ranges.append((path.name, start, end))
+        if after is None:
+            which = f"the records after {before} in it"
+        else:
+            which = f"records {before + 1}..{after - 1} ({lost})" if lost else "no whole record"
+        log.error("write-ahead log CORRUPT: %s bytes %d..%d fail their CRC although they were synced (acknowledged); "
+                  "%s skipped, every record after them kept; the damaged bytes are left in place", path.name,
+                  start, end, which)
+
+    def first_seq(self) -> int:
+        """The seq of the oldest record the log can still hold (`next_seq` when it has no file)."""
+        segments = self.segments()
+        return _first_seq(segments[0]) if segments else self.next_seq
 
     def segments(self) -> list[Path]:
         return sorted(self.dir.glob("wal-*.log"))
@@ -124,7 +169,7 @@ class WriteAheadLog:
         for index, path in enumerate(segments):
             if index + 1 < len(segments) and _first_seq(segments[index + 1]) <= after + 1:
                 continue  # every record of this file is at or before `after`
-            for header, body, _end in _frames(path):
+            for header, body, _start, _end in _frames(path):
                 seq = header["seq"]
                 if seq <= after:
                     continue
@@ -162,10 +207,19 @@ class WriteAheadLog:
         if self._fd is not None and self.synced_seq < self.appended_seq:
             try:
                 os.fdatasync(self._fd)
+                self._write_marker()
             except OSError as exc:
                 raise WalError(f"cannot sync the write-ahead log in {self.dir}: {exc.strerror}") from None
         self.synced_seq = self.appended_seq
         return self.synced_seq
+
+    def _write_marker(self) -> None:
+        """Record the synced end (see the module docstring): one small overwrite, no fsync of its own."""
+        if self._marker_fd is None:
+            self._marker_fd = os.open(self.dir / SYNCED_FILE, os.O_WRONLY | os.O_CREAT, 0o644)
+        assert self._path is not None
+        body = _SYNCED.pack(SYNCED_MAGIC, _first_seq(self._path), self._size, self.appended_seq, 0)[:-4]
+        os.pwrite(self._marker_fd, body + struct.pack("<I", zlib.crc32(body)), 0)
 
     def truncate_before(self, seq: int) -> int:
         """Delete whole files holding only records before `seq`; returns how many were deleted."""
@@ -186,6 +240,9 @@ class WriteAheadLog:
                 self.sync()
             os.close(self._fd)
             self._fd = None
+        if self._marker_fd is not None:
+            os.close(self._marker_fd)
+            self._marker_fd = None
 
     def _roll(self, seq: int) -> None:
         if self._fd is not None:
@@ -216,8 +273,9 @@ def _first_seq(path: Path) -> int:
     return int(path.stem.split("-", 1)[1])
 
 
-def _frames(path: Path) -> Iterator[tuple[dict[str, Any], bytes, int]]:
-    """(header, body, end offset) of whole frames with a good CRC; stops at the first one that is not."""
+def _frames(path: Path) -> Iterator[tuple[dict[str, Any], bytes, int, int]]:
+    """(header, body, start, end offset) of the frames with a good CRC. Past a bad one it resynchronises on
+    the next offset holding the magic and a frame whose CRC checks out, so damage costs only its records."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -228,21 +286,33 @@ def _frames(path: Path) -> Iterator[tuple[dict[str, Any], bytes, int]]:
         magic, head_len, body_len, crc = _HEAD.unpack_from(data, offset)
         start = offset + _HEAD.size
         end = start + head_len + body_len
-        if magic != MAGIC or end > len(data):
-            return
-        head, body = view[start:start + head_len], view[start + head_len:end]
-        if zlib.crc32(body, zlib.crc32(head)) != crc:
-            return
-        yield orjson.loads(head), bytes(body), end
+        good = magic == MAGIC and end <= len(data)
+        if good:
+            head, body = view[start:start + head_len], view[start + head_len:end]
+            good = zlib.crc32(body, zlib.crc32(head)) == crc
+        if not good:
+            offset = data.find(MAGIC, offset + 1)
+            if offset < 0:
+                return
+            continue
+        yield orjson.loads(head), bytes(body), offset, end
         offset = end
 
 
-def _scan(path: Path) -> tuple[int, int]:
-    """(bytes of whole good frames, last seq) of one file."""
-    good, last = 0, 0
-    for header, _body, end in _frames(path):
-        good, last = end, header["seq"]
-    return good, last
+def _read_marker(path: Path) -> tuple[int, int, int]:
+    """(first seq of the segment, bytes synced in it, seq synced) from the `synced` file; zeros if it is
+    missing or fails its CRC (then only the rule "a good frame follows" tells corruption from a torn tail)."""
+    try:
+        data = path.read_bytes()[:_SYNCED.size]
+    except OSError:
+        return 0, 0, 0
+    if len(data) < _SYNCED.size:
+        return 0, 0, 0
+    magic, segment, offset, seq, crc = _SYNCED.unpack(data)
+    if magic != SYNCED_MAGIC or zlib.crc32(data[:-4]) != crc:
+        log.warning("write-ahead log: %s is unreadable; a bad last frame counts as a torn tail", path.name)
+        return 0, 0, 0
+    return segment, offset, seq
 
 
 def _record(header: dict[str, Any], body: bytes, tables: bool = True) -> Record:

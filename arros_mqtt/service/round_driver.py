@@ -107,10 +107,11 @@ class RoundDriver:
             return
         started = time.monotonic()
         self.wal.open()
-        checkpoint = self.checkpoints.load()
+        first_seq = self.wal.first_seq()  # a checkpoint (or none: seq 0) is usable if the log holds what follows it
+        checkpoint, restored = self.checkpoints.restore_newest(self.engine, time.time(),
+                                                               lambda seq: first_seq <= seq + 1, self._adopt)
         state_seq, archive_from, confirmed = 0, 1, 0
         if checkpoint is not None:
-            restored = self.checkpoints.restore(checkpoint, self.engine, time.time(), self._adopt)
             state_seq, archive_from, confirmed = checkpoint.seq, checkpoint.archive_from, checkpoint.confirmed
             log.info("checkpoint %d restored (%d subscriptions with state)", checkpoint.seq, len(restored))
         mids: list[np.ndarray] = []
@@ -397,7 +398,7 @@ class RoundDriver:
             self.errors += 1
             log.error("checkpoint %d could not be promoted: %s", pending.seq, exc)
             return
-        keep_from = min(checkpoint.seq + 1, checkpoint.archive_from,
+        keep_from = min(self.checkpoints.oldest_kept_seq() + 1, checkpoint.archive_from,  # the previous one too
                         self.archive.oldest_open_seq(STREAMS) or checkpoint.seq + 1,
                         self._id_records[0][0] if self._id_records else checkpoint.seq + 1)
         self.wal.truncate_before(keep_from)

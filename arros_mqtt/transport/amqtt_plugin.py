@@ -11,6 +11,11 @@ Results are published from the engine thread: `publish` appends to a queue and w
 on the broker's loop, which hands each message to `context.broadcast_message` (and `retain_message`
 for retained results). A task per message, as `asyncio.run_coroutine_threadsafe` would make, costs
 more than the broker's own routing.
+
+`WillAclPlugin` closes a hole of amqtt 0.12: a client's Last Will is broadcast (and retained) at an
+abnormal disconnect without any topic ACL check, so a device could forge an alert or a catalogue entry.
+It drops, at CONNECT, a will whose topic the topic ACL plugins would refuse the client to publish
+(what Mosquitto does with such a will too: the connection stands, the will is never sent).
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from amqtt.broker import BrokerContext
-from amqtt.plugins.base import BasePlugin
+from amqtt.contexts import Action
+from amqtt.plugins.base import BaseAuthPlugin, BasePlugin
 from paho.mqtt.client import topic_matches_sub
 
 from arros_mqtt.transport.stream_router import Sink, StreamRouter
@@ -33,6 +39,14 @@ from arros_mqtt.transport.stream_router import Sink, StreamRouter
 log = logging.getLogger(__name__)
 DRAIN_CHUNK = 500  # messages handed to the broker before the drain task lets other tasks run
 _MAX_CACHED_TOPICS = 100_000  # topics whose in-process receivers are remembered (then the cache starts over)
+
+
+@dataclass(frozen=True)
+class _Will:
+    """A will as `on_broker_message_broadcast` reads a message."""
+
+    topic: str
+    data: bytes
 
 
 class ArrosBrokerPlugin(BasePlugin[BrokerContext]):
@@ -98,6 +112,11 @@ class ArrosBrokerPlugin(BasePlugin[BrokerContext]):
             log.exception("embedded broker: message from %s on %s not handed to the engine", client_id,
                           getattr(message, "topic", "?"))
 
+    async def receive_will(self, client_id: str, topic: str, payload: bytes) -> None:
+        """A Last Will the broker sends (amqtt_internals.ArrosBroker): to the engine like any PUBLISH, so a
+        Sparkplug edge node's NDEATH (its will) is seen in embedded mode too."""
+        await self.on_broker_message_broadcast(client_id=client_id, message=_Will(topic, payload))
+
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
         """Thread-safe: queue a message for the broker's loop; never waits for the loop."""
         with self._lock:
@@ -131,3 +150,39 @@ class ArrosBrokerPlugin(BasePlugin[BrokerContext]):
             with self._lock:
                 self.broadcast += len(chunk)
             await asyncio.sleep(0)
+
+
+class WillAclPlugin(BaseAuthPlugin):
+    """Strips a Last Will the topic ACL refuses; never decides a login itself (`authenticate` says None).
+
+    An auth hook because amqtt awaits it at CONNECT, before the session can ever send its will. It asks the
+    broker's topic plugins through its plugin manager, handed over by `attach` before the broker starts
+    (a plugin's context has no public way to it)."""
+
+    @dataclass
+    class Config:
+        """No options: the topic ACL plugins of the same broker decide."""
+
+    def __init__(self, context: Any) -> None:
+        super().__init__(context)
+        self._plugins: Any = None  # amqtt's PluginManager
+
+    def attach(self, plugins_manager: Any) -> None:
+        self._plugins = plugins_manager
+
+    async def authenticate(self, *, session: Any) -> bool | None:
+        topic = session.will_topic
+        if not session.will_flag or not topic:
+            return None
+        if self._plugins is not None:
+            if not self._plugins.is_topic_filtering_enabled():
+                return None
+            results = await self._plugins.map_plugin_topic(session=session, topic=topic, action=Action.PUBLISH)
+            if all(results.values()):  # amqtt's own rule for a PUBLISH
+                return None
+        log.warning("embedded broker: client %s (user %s) may not publish to %s: its Last Will is dropped",
+                    session.client_id, session.username, topic)
+        session.will_flag = False
+        session.will_topic = session.will_message = None
+        session.will_retain = False
+        return None

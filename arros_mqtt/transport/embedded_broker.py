@@ -34,12 +34,13 @@ import yaml
 from arros_mqtt.config import EmbeddedConfig, StreamConfig
 from arros_mqtt.core.errors import ConfigError, ExternalError
 from arros_mqtt.transport.amqtt_internals import ArrosBroker, delivering
-from arros_mqtt.transport.amqtt_plugin import ArrosBrokerPlugin
+from arros_mqtt.transport.amqtt_plugin import ArrosBrokerPlugin, WillAclPlugin
 from arros_mqtt.transport.presence import Presence
 from arros_mqtt.transport.stream_router import Sink, StreamRouter
 
 log = logging.getLogger(__name__)
 PLUGIN_PATH = f"{ArrosBrokerPlugin.__module__}.{ArrosBrokerPlugin.__name__}"
+WILL_ACL_PATH = f"{WillAclPlugin.__module__}.{WillAclPlugin.__name__}"  # Last Wills obey the topic ACL
 ANONYMOUS_AUTH = "amqtt.plugins.authentication.AnonymousAuthPlugin"
 SETTLE_SECONDS = 0.05  # a drained broker must stay drained this long (its routing step is a task of its own)
 
@@ -69,7 +70,7 @@ def amqtt_config(embedded: EmbeddedConfig, source: str = "<config>") -> dict[str
         raise ConfigError(embedded.broker_config or source, "plugins",
                           "name an auth plugin (e.g. amqtt.plugins.authentication.AnonymousAuthPlugin or "
                           "FileAuthPlugin): amqtt refuses every client without one")
-    config["plugins"] = {**plugins, PLUGIN_PATH: {}}
+    config["plugins"] = {**plugins, WILL_ACL_PATH: {}, PLUGIN_PATH: {}}
     return config
 
 
@@ -244,6 +245,8 @@ class EmbeddedTransport:
         self._broker = ArrosBroker(self.amqtt_config, loop=self._loop)
         self.plugin = next(p for p in self._broker.plugins_manager.plugins if isinstance(p, ArrosBrokerPlugin))
         self.plugin.attach(self._router, self._deliver, self._loop)
+        for will_acl in (p for p in self._broker.plugins_manager.plugins if isinstance(p, WillAclPlugin)):
+            will_acl.attach(self._broker.plugins_manager)
         await self._broker.start()
         if self._presence is not None:
             self.plugin.publish(self._presence.topic, self._presence.online, self._presence.qos, retain=True)

@@ -178,3 +178,217 @@ def test_embedded_broker_config_without_auth_plugin_is_refused(tmp_path):
 
     result = arros_command("run", "-c", str(config))
     assert result.returncode == 2 and "auth plugin" in result.stderr and "Traceback" not in result.stderr
+
+
+# -- every role's allowed and refused topics, on both brokers (issue 20 item 8) --
+
+ARROS_WRITES = ["arros/health", "arros/connectors/press/status", "arros/status/hot", "arros/deadletter/telemetry",
+                "arros/catalog/hot", "arros/control/replies/op-1", "alerts/l1/m1", "derived/oee",
+                "spBv1.0/STATE/arros", "spBv1.0/g1/NCMD/n1"]
+# (user, topic, may publish); `arros`, `m1` and `m2` exist on Mosquitto only (Arros publishes inside amqtt)
+PUBLISH = [
+    ("device", "factory/l1/m1/telemetry", True), ("device", "cell/c1/r1/telemetry", True),
+    ("device", "arros/control", False), ("device", "alerts/l1/m1", False), ("device", "arros/catalog/hot", False),
+    ("device", "arros/health", False),
+    ("dashboard", "factory/l1/dashboard/telemetry", False), ("dashboard", "factory/l1/m1/telemetry", False),
+    ("dashboard", "arros/control", False), ("dashboard", "alerts/l1/m1", False),
+    ("operator", "arros/control", True), ("operator", "factory/l1/operator/telemetry", False),
+    ("operator", "alerts/l1/m1", False), ("operator", "arros/catalog/hot", False),
+]
+MOSQUITTO_PUBLISH = [
+    *PUBLISH,
+    ("m1", "factory/l1/m1/telemetry", True), ("m1", "factory/l1/m2/telemetry", False), ("m1", "arros/control", False),
+    *[("arros", topic, True) for topic in ARROS_WRITES],
+    ("arros", "factory/l1/arros/telemetry", False), ("arros", "factory/l1/m1/telemetry", False),
+    ("arros", "arros/control", False), ("arros", "spBv1.0/g1/NDATA/n1", False), ("arros", "spBv1.0/STATE/other", False),
+]
+# (user, topic filter, may subscribe)
+SUBSCRIBE = [
+    ("device", "factory/+/+/telemetry", False), ("device", "alerts/#", False),
+    ("device", "arros/control/replies/#", False),
+    ("dashboard", "alerts/#", True), ("dashboard", "derived/#", True), ("dashboard", "arros/health", True),
+    ("dashboard", "arros/connectors/+/status", True), ("dashboard", "arros/status/#", True),
+    ("dashboard", "arros/control", False), ("dashboard", "arros/control/replies/#", False),
+    ("dashboard", "factory/+/+/telemetry", False),
+    ("operator", "arros/control/replies/#", True), ("operator", "arros/health", True),
+    ("operator", "arros/connectors/+/status", True), ("operator", "arros/deadletter/#", True),
+    ("operator", "factory/+/+/telemetry", False), ("operator", "arros/control", False),
+]
+MOSQUITTO_SUBSCRIBE = [
+    *SUBSCRIBE,
+    ("arros", "factory/+/+/telemetry", True), ("arros", "arros/control", True), ("arros", "arros/catalog/#", True),
+    ("arros", "spBv1.0/#", True), ("arros", "alerts/#", False), ("m1", "factory/+/+/telemetry", False),
+]
+
+
+def auth_of(user: str) -> tuple[str, str]:
+    return user, f"{user}-example-password"
+
+
+def subscribe_codes(port: int, user: str, filters: list[str], protocol: int) -> list[int]:
+    """The SUBACK codes for one SUBSCRIBE per filter (granted QoS, or >= 128 when refused)."""
+    client, _ = connect(port, auth_of(user), protocol)
+    codes = []
+    try:
+        acked, results = threading.Event(), []
+        client.on_subscribe = lambda _c, _u, _mid, reasons, _p: (results.append(reasons[0].value), acked.set())
+        for topic_filter in filters:
+            acked.clear()
+            client.subscribe(topic_filter, qos=1)
+            assert acked.wait(10), "no SUBACK"
+            codes.append(results[-1])
+    finally:
+        close(client)
+    return codes
+
+
+def drop_with_will(port: int, user: str, topic: str, protocol: int) -> None:
+    """Connect with a retained Last Will on `topic`, then vanish without DISCONNECT (so the broker sends it)."""
+    client = new_client(port, protocol=protocol)
+    client.username_pw_set(*auth_of(user))
+    client.will_set(topic, b'{"forged": true}', qos=1, retain=True)
+    connected = threading.Event()
+    client.on_connect = lambda *_: connected.set()
+    client.connect(HOST, port)
+    for _ in range(100):
+        if connected.is_set():
+            break
+        client.loop(0.1)
+    assert connected.is_set(), "no CONNACK"
+    client.socket().close()
+
+
+def test_mosquitto_roles_publish_only_what_the_acl_grants(shipped_mosquitto):
+    port = shipped_mosquitto.port
+    refused = []
+    for user, topic, allowed in MOSQUITTO_PUBLISH:
+        client, rc = connect(port, auth_of(user))  # a connection each: Mosquitto drops one after a refusal
+        assert not rc.is_failure, (user, rc)
+        code = publish_reason(client, topic, b'{"temp": 1}')
+        close(client)
+        if (code < 128) != allowed:
+            refused.append((user, topic, code))
+    assert refused == [], "publishes the ACL decided wrongly (user, topic, PUBACK code)"
+
+
+def example_topic(topic_filter: str, index: int) -> tuple[str, str]:
+    """A topic matching `topic_filter` (distinct per case) and the role allowed to publish it."""
+    topic = "spBv1.0/STATE/arros" if topic_filter == "spBv1.0/#" else re.sub(r"^\+$|^#$", f"x{index}",
+                                                                             topic_filter.replace("/+/", f"/x{index}/"))
+    topic = topic.replace("/#", f"/x{index}").replace("/+", f"/x{index}")
+    writer = "device" if topic.startswith("factory/") else "operator" if topic == "arros/control" else "arros"
+    return topic, writer
+
+
+def test_mosquitto_roles_read_only_what_the_acl_grants(shipped_mosquitto):
+    """Mosquitto 2.0 grants every SUBSCRIBE and applies `topic read` at delivery: each role subscribes,
+    a role allowed to write publishes a matching topic, and only the granted readers receive it."""
+    port = shipped_mosquitto.port
+    readers = []
+    for index, (user, topic_filter, allowed) in enumerate(MOSQUITTO_SUBSCRIBE):
+        topic, writer = example_topic(topic_filter, index)
+        reader = Collector(port, [topic_filter], auth=auth_of(user))
+        readers.append((user, topic_filter, allowed, topic, writer, reader))
+    for _user, _filter, _allowed, topic, writer, _reader in readers:
+        client, _ = connect(port, auth_of(writer))
+        assert publish_reason(client, topic, b"{}") < 128, (writer, topic)
+        close(client)
+    for _user, _filter, allowed, _topic, _writer, reader in readers:
+        if allowed:
+            reader.wait_for(1, timeout=10)
+    wrong = []
+    for user, topic_filter, allowed, topic, _writer, reader in readers:  # the refused ones had that long as well
+        reader.close()
+        if (topic in [t for t, _ in reader.messages]) != allowed:
+            wrong.append((user, topic_filter, topic))
+    assert wrong == [], "reads the ACL decided wrongly (user, filter, topic)"
+
+
+def test_mosquitto_sends_no_forged_will_and_cuts_oversized_packets(shipped_mosquitto):
+    port = shipped_mosquitto.port
+    dashboard = Collector(port, ["alerts/#", "arros/catalog/#"], auth=DASHBOARD)
+    service_view = Collector(port, ["factory/+/+/telemetry"], auth=ARROS)
+    drop_with_will(port, "device", "alerts/l1/forged", mqtt.MQTTv5)
+    drop_with_will(port, "device", "arros/catalog/forged", mqtt.MQTTv5)
+    drop_with_will(port, "device", "factory/l1/m1/telemetry", mqtt.MQTTv5)  # its own topic: this will is sent
+    got = service_view.wait_for(1, timeout=15)
+    assert got == [("factory/l1/m1/telemetry", b'{"forged": true}')]
+    # max_packet_size: 1 MiB passes whole, a bigger packet costs the sender its connection.
+    device, _ = connect(port, DEVICE)
+    disconnected = threading.Event()
+    device.on_disconnect = lambda *_: disconnected.set()
+    assert publish_reason(device, "factory/l1/m1/telemetry", b"x" * 1_000_000) < 128
+    device.publish("factory/l1/m1/telemetry", b"x" * 1_100_000, qos=1)
+    assert disconnected.wait(10), "an oversized packet was accepted"
+    close(device)
+    received = service_view.wait_for(2, timeout=5)
+    dashboard.close()
+    service_view.close()
+    forged = [topic for topic, _ in dashboard.messages if topic.endswith("/forged")]  # (the broker is shared)
+    assert forged == [], "a device's will forged an alert or a catalogue entry"
+    assert [len(payload) for _, payload in received[1:]] == [1_000_000]
+
+
+def embedded_service_text(tmp_path, port: int) -> str:
+    yaml_text = substitute((CONFIG / "amqtt.yaml").read_text(), {
+        r"password_file: broker-config/amqtt\.passwd": f"password_file: {CONFIG}/amqtt.passwd",
+    })
+    (tmp_path / "amqtt.yaml").write_text(yaml_text)
+    return f'[embedded]\nlisten = "{HOST}:{port}"\nbroker_config = "{tmp_path / "amqtt.yaml"}"\n' + SERVICE
+
+
+def test_embedded_roles_against_the_shipped_amqtt_yaml(tmp_path):
+    """amqtt 3.1.1 has no PUBACK reason: what passed its ACL is what the broker hands its plugins (seen
+    in-process), each publish followed by a device's sentinel so a refusal is known, not waited for."""
+    port = free_port()
+    v311 = mqtt.MQTTv311
+    seen: list[str] = []
+    with running_service(embedded_service_text(tmp_path, port), tmp_path) as service:
+        plugin = service.transport.plugin
+        plugin.subscribe_local("#", lambda topic, _payload: seen.append(topic))
+        device, _ = connect(port, DEVICE, v311)
+        wrong = []
+        for index, (user, topic, allowed) in enumerate(PUBLISH):
+            client, rc = connect(port, auth_of(user), v311)
+            assert not rc.is_failure, (user, rc)
+            client.publish(topic, b'{"temp": 1}', qos=1).wait_for_publish(10)
+            close(client)
+            sentinel = f"factory/sentinel/s{index}/telemetry"
+            device.publish(sentinel, b'{"temp": 1}', qos=1).wait_for_publish(10)
+            for _ in range(200):
+                if sentinel in seen:
+                    break
+                threading.Event().wait(0.05)
+            assert sentinel in seen, "the sentinel never passed"
+            if (topic in seen) != allowed:
+                wrong.append((user, topic))
+            seen.clear()
+        close(device)
+        for user in {user for user, _, _ in SUBSCRIBE}:
+            cases = [(topic, allowed) for u, topic, allowed in SUBSCRIBE if u == user]
+            codes = subscribe_codes(port, user, [topic for topic, _ in cases], v311)
+            wrong += [(user, topic, code) for (topic, allowed), code in zip(cases, codes, strict=True)
+                      if (code < 128) != allowed]
+        # Last Wills: the forged ones are never sent (nor retained); a device's will on its own topic is.
+        dashboard = Collector(port, ["alerts/#", "arros/catalog/#"], protocol=v311, auth=DASHBOARD)
+        drop_with_will(port, "device", "alerts/l1/forged", v311)
+        drop_with_will(port, "device", "arros/catalog/forged", v311)
+        drop_with_will(port, "device", "factory/l1/m1/telemetry", v311)
+        retained = plugin.context.retained_messages
+        for _ in range(200):
+            if "factory/l1/m1/telemetry" in retained:
+                break
+            threading.Event().wait(0.05)
+        retained_topics = set(retained)
+        dashboard.close()
+        for _ in range(200):  # what the broker handed Arros (a will, like any PUBLISH)
+            if "factory/l1/m1/telemetry" in seen:
+                break
+            threading.Event().wait(0.05)
+        wills_seen = set(seen)
+    assert wrong == [], "what amqtt's ACL decided wrongly"
+    assert "factory/l1/m1/telemetry" in retained_topics, "the permitted will was not sent"
+    assert not {"alerts/l1/forged", "arros/catalog/forged"} & retained_topics, "a forged will was retained"
+    assert [topic for topic, _ in dashboard.messages if topic.endswith("/forged")] == [], "a forged will was sent"
+    assert "factory/l1/m1/telemetry" in wills_seen, "the permitted will never reached Arros"
+    assert not {"alerts/l1/forged", "arros/catalog/forged"} & wills_seen, "a forged will reached Arros"

@@ -145,3 +145,79 @@ def test_malformed_payload_is_a_dead_letter_and_others_flow(mosquitto, tmp_path)
     letter = orjson.loads(letters[0][1])
     assert letter["topic"] == f"spBv1.0/{group}/DDATA/n1/d1" and "invalid Sparkplug B payload" in letter["error"]
     assert base64.b64decode(letter["payload_b64"]) == b"\x0a\xff\xff"
+
+
+def test_alias_scopes_refused_births_and_bounded_rebirths_through_mosquitto(mosquitto, tmp_path):
+    """Issue 20 item 10 on a real broker: NDATA alias 1 is the NBIRTH's `speed` although the DBIRTH
+    gave alias 1 to `valve_open`; a DBIRTH with one alias twice is a dead letter saying so; 3,000 NDATA
+    from never-born nodes get at most the rebirth burst of NCMDs."""
+    from arros_mqtt.decode.sparkplug.decoder import REBIRTH_BURST, REBIRTHS_PER_SECOND
+
+    group, host = unique("g"), unique("host")
+    text = config(group, host).replace("message_type = 'DDATA'", "message_type IN ('NDATA', 'DDATA')")
+    nbirth = pb.Payload(timestamp=1_764_000_000_000, seq=0)
+    nbirth.metrics.add(name="bdSeq", datatype=4, long_value=0)
+    nbirth.metrics.add(name="speed", alias=1, datatype=10, double_value=1.0)
+    dbirth = pb.Payload(timestamp=1_764_000_000_001, seq=1)
+    dbirth.metrics.add(name="valve_open", alias=1, datatype=11, boolean_value=False)
+    ndata = pb.Payload(timestamp=1_764_000_000_002, seq=2)
+    ndata.metrics.add(alias=1, double_value=7.5)
+    twice = pb.Payload(timestamp=1_764_000_000_003, seq=3)
+    twice.metrics.add(name="a", alias=5, datatype=10, double_value=1.0)
+    twice.metrics.add(name="b", alias=5, datatype=10, double_value=2.0)
+    unborn = pb.Payload(timestamp=1_764_000_000_004, seq=0)
+    unborn.metrics.add(alias=1, double_value=0.0)
+    with running_service(text, tmp_path, mosquitto.url) as service:
+        out = Collector(mosquitto.port, [f"{group}/out/#"])
+        dead = Collector(mosquitto.port, [f"{group}/arros/deadletter/#"])
+        commands = Collector(mosquitto.port, [f"spBv1.0/{group}/NCMD/#"])
+        publish_all(mosquitto.port, [
+            (f"spBv1.0/{group}/NBIRTH/n1", nbirth.SerializeToString()),
+            (f"spBv1.0/{group}/DBIRTH/n1/d1", dbirth.SerializeToString()),
+            (f"spBv1.0/{group}/NDATA/n1", ndata.SerializeToString()),
+            (f"spBv1.0/{group}/DBIRTH/n1/d2", twice.SerializeToString()),
+        ])
+        got = [orjson.loads(p) for _, p in out.wait_for(1)]
+        letters = [orjson.loads(p) for _, p in dead.wait_for(1)]
+        publish_all(mosquitto.port, [(f"spBv1.0/{group}/NDATA/u{i}", unborn.SerializeToString())
+                                     for i in range(3000)])
+        while service.pipeline.stats["plc"].messages < 3004:
+            out.wait_for(len(out.messages) + 1, timeout=0.5)
+        sent = len(commands.wait_for(REBIRTH_BURST, timeout=5))
+        for collector in (out, dead, commands):
+            collector.close()
+    assert [(r["metric"], r["value_double"]) for r in got] == [("speed", 7.5)]
+    assert len(letters) == 1 and "alias 5 is given to both 'a' and 'b'" in letters[0]["error"]
+    assert REBIRTH_BURST <= sent <= REBIRTH_BURST + 10 * REBIRTHS_PER_SECOND, sent
+
+
+def test_an_edge_node_lost_without_disconnect_is_dead_through_its_will(broker, tmp_path):
+    """The NDEATH an edge node registers as its will, sent by the broker when the connection is lost: null
+    rows for its metrics on Mosquitto and on the embedded broker (amqtt fires no plugin event for a will;
+    Arros's broker class hands it to the engine)."""
+    from tests.support import HOST, new_client
+
+    group, host = unique("g"), unique("host")
+    text = config(group, host).replace(SQL, "SELECT device_id, message_type, metric, is_null FROM plc")
+    birth = pb.Payload(timestamp=1_764_000_000_000, seq=0)
+    birth.metrics.add(name="bdSeq", datatype=4, long_value=3)
+    birth.metrics.add(name="temp", alias=1, datatype=10, double_value=20.0)
+    death = pb.Payload(timestamp=1_764_000_000_000)
+    death.metrics.add(name="bdSeq", datatype=4, long_value=3)
+    with broker.service(text, tmp_path):
+        out = broker.collector([f"{group}/out/#"])
+        node = new_client(broker.port, protocol=broker.protocol)
+        node.will_set(f"spBv1.0/{group}/NDEATH/n1", death.SerializeToString(), qos=1)
+        node.connect(HOST, broker.port)
+        info = node.publish(f"spBv1.0/{group}/NBIRTH/n1", birth.SerializeToString(), qos=1)
+        for _ in range(200):
+            if info.is_published():
+                break
+            node.loop(0.05)
+        assert info.is_published()
+        out.wait_for(2)  # the birth is through before the connection goes
+        node.socket().close()  # no DISCONNECT: the broker sends the will
+        got = [orjson.loads(p) for _, p in out.wait_for(4)]
+        out.close()
+    assert sorted((r["message_type"], r["metric"], r["is_null"]) for r in got) == [
+        ("NBIRTH", "bdSeq", False), ("NBIRTH", "temp", False), ("NDEATH", "bdSeq", True), ("NDEATH", "temp", True)]

@@ -6,13 +6,13 @@ import pytest
 
 from arros_mqtt.config import EmbeddedConfig
 from arros_mqtt.core.errors import ConfigError
-from arros_mqtt.transport.embedded_broker import ANONYMOUS_AUTH, PLUGIN_PATH, amqtt_config
+from arros_mqtt.transport.embedded_broker import ANONYMOUS_AUTH, PLUGIN_PATH, WILL_ACL_PATH, amqtt_config
 
 
 def test_default_config_is_anonymous_with_our_plugin_on_listen():
     config = amqtt_config(EmbeddedConfig(listen="127.0.0.1:1999"))
     assert config["listeners"]["default"]["bind"] == "127.0.0.1:1999"
-    assert list(config["plugins"]) == [ANONYMOUS_AUTH, PLUGIN_PATH]
+    assert list(config["plugins"]) == [ANONYMOUS_AUTH, WILL_ACL_PATH, PLUGIN_PATH]
 
 
 def test_yaml_keeps_its_listeners_and_plugins_and_listen_wins(tmp_path):
@@ -29,7 +29,8 @@ plugins:
     assert config["listeners"]["default"] == {"type": "tcp", "bind": "127.0.0.1:1999", "max_connections": 5}
     assert config["listeners"]["ws"]["bind"] == "127.0.0.1:9001"
     assert config["plugins"] == {ANONYMOUS_AUTH: {"allow_anonymous": False},
-                                 "amqtt.plugins.topic_checking.TopicTabooPlugin": {}, PLUGIN_PATH: {}}
+                                 "amqtt.plugins.topic_checking.TopicTabooPlugin": {}, WILL_ACL_PATH: {},
+                                 PLUGIN_PATH: {}}
 
 
 @pytest.mark.parametrize("text, words", [

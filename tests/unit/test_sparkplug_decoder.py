@@ -244,3 +244,62 @@ def test_empty_batch_gives_an_empty_table():
     table, bad = host.decoder.decode([], [], [])
     assert table.num_rows == 0 and table.schema == host.stream.full_schema() and bad == []
     assert isinstance(table, pa.Table)
+
+
+# -- issue 20 item 10: alias scopes, refused births, bounded rebirths and host state --
+
+def test_ndata_aliases_resolve_against_the_nbirth_only_and_ddata_against_its_dbirth():
+    host = Host()
+    nbirth = payload(0, {"name": "bdSeq", "datatype": 8, "long_value": 1},
+                     {"name": "speed", "alias": 1, "datatype": 10, "double_value": 3.0})
+    dbirth = payload(1, {"name": "valve_open", "alias": 1, "datatype": 11, "boolean_value": False})
+    host.feed((f"{G}/NBIRTH/n1", nbirth), (f"{G}/DBIRTH/n1/d1", dbirth))
+    rows, bad = host.feed((f"{G}/NDATA/n1", payload(2, {"alias": 1, "double_value": 4.5})),
+                          (f"{G}/DDATA/n1/d1", payload(3, {"alias": 1, "boolean_value": True})))
+    assert not bad and host.rebirths() == []
+    assert pick(rows, "message_type", "metric", "datatype", "value_double", "value_bool") == [
+        ("NDATA", "speed", "Double", 4.5, None), ("DDATA", "valve_open", "Boolean", None, True)]
+
+
+@pytest.mark.parametrize("topic", [f"{G}/NBIRTH/n1", f"{G}/DBIRTH/n1/d1"])
+def test_a_birth_giving_one_alias_to_two_metrics_is_a_dead_letter_and_leaves_it_unborn(topic):
+    host = Host()
+    host.feed((f"{G}/NBIRTH/n1", NBIRTH))
+    twice = payload(1, {"name": "bdSeq", "datatype": 8, "long_value": 5},
+                    {"name": "speed", "alias": 4, "datatype": 10, "double_value": 1.0},
+                    {"name": "valve_open", "alias": 4, "datatype": 11, "boolean_value": True})
+    rows, bad = host.feed((topic, twice))
+    assert rows == [] and len(bad) == 1 and host.decoder.stats.refused_births == 1
+    assert "alias 4 is given to both 'speed' and 'valve_open'" in bad[0].error
+    data = (f"{G}/NDATA/n1", payload(2, {"alias": 4, "double_value": 2.0})) if "NBIRTH" in topic else \
+        (f"{G}/DDATA/n1/d1", payload(2, {"alias": 4, "double_value": 2.0}))
+    rows, _ = host.feed(data, at_ms=T0 + 10)
+    assert pick(rows, "metric") == [(None,)], "an alias of a refused birth resolved"
+    assert host.rebirths() == ["spBv1.0/plant/NCMD/n1"]
+
+
+def test_rebirths_for_never_born_nodes_are_rate_limited_over_all_nodes():
+    from arros_mqtt.decode.sparkplug.decoder import REBIRTH_BURST, REBIRTHS_PER_SECOND
+
+    host = Host(reorder_timeout="1s")
+    for second in range(4):  # 5,000 never-born nodes a second, each heard once a second
+        host.feed(*[(f"{G}/NDATA/n{i}", payload(0, {"alias": 1, "long_value": i})) for i in range(5000)],
+                  at_ms=T0 + second * 1000)
+    sent = len(host.rebirths())
+    assert sent <= REBIRTH_BURST + 3 * REBIRTHS_PER_SECOND + 1, sent
+    assert 5000 - sent <= host.decoder.stats.rebirths_waiting <= 5000, "each node waits once, in the queue"
+    assert len(set(host.rebirths())) == sent, "one node asked twice while others waited"
+
+
+def test_host_state_is_bounded_never_born_nodes_go_first():
+    config = parse_config({"streams": {"plc": {"topic": "spBv1.0/#", "format": "sparkplug"}}})
+    decoder = SparkplugDecoder(config.streams["plc"], lambda *args: None, max_state_bytes=1_000_000)
+    births = [(f"{G}/NBIRTH/b{i}", NBIRTH) for i in range(10)]
+    decoder.decode([t for t, _ in births], [p for _, p in births], [T0] * len(births))
+    for chunk in range(4):
+        topics = [f"{G}/NDATA/u{chunk}-{i}" for i in range(5000)]
+        decoder.decode(topics, [payload(0, {"alias": 1, "long_value": 1})] * len(topics), [T0 + chunk] * len(topics))
+        assert decoder.stats.state_bytes <= 1_000_000
+    assert decoder.stats.evicted_nodes > 0 and decoder.stats.nodes < 2000
+    rows, _ = decoder.decode([f"{G}/NDATA/b3"], [payload(1, {"alias": 2, "int_value": 8})], [T0 + 9])
+    assert rows.column("metric").to_pylist() == ["Count"], "a born node was forgotten before never-born ones"

@@ -43,7 +43,7 @@ PAHO = {
     "paho.mqtt._packet": {"decode_pubrec"},
 }
 AMQTT = {
-    "amqtt.broker.Broker": {"_publish_retained_messages_for_subscription"},
+    "amqtt.broker.Broker": {"_publish_retained_messages_for_subscription", "_handle_disconnect"},
     "amqtt.broker.Broker()": {"_broadcast_queue", "_tasks_queue"},
 }
 

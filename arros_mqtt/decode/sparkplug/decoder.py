@@ -3,13 +3,22 @@
 Per micro-batch: topics are split (cached per topic), payloads parsed in one protobuf call
 (`payloads.parse_payloads`), then one pass in arrival order keeps the host state per edge node:
 
-- NBIRTH/DBIRTH register metric names, aliases and datatypes (aliases are unique per edge node);
-- NDATA/DDATA resolve aliases to names and datatypes from the births;
+- NBIRTH/DBIRTH register metric names, aliases and datatypes. A birth that gives one alias to two
+  metrics is refused (a dead letter saying which) and leaves the node (device) unborn;
+- NDATA resolves aliases against that node's NBIRTH only, DDATA against its device's DBIRTH only (a
+  device reusing an alias of its node cannot rename the node's metrics);
 - NDEATH (when its bdSeq matches the NBIRTH's) and DDEATH mark the node/device offline and yield one
   row per known metric with `is_null = true`;
 - `seq` (0-255) is tracked per edge node. A gap stays open for `reorder_timeout` waiting for the late
   message; if it is still open then, or data arrives for a node or device without a birth, the host
-  publishes NCMD `Node Control/Rebirth` = true (at most once per `reorder_timeout` per node).
+  publishes NCMD `Node Control/Rebirth` = true: at most once per `reorder_timeout` per node, and at most
+  `REBIRTHS_PER_SECOND` (burst `REBIRTH_BURST`) over all nodes, so a flood of messages from never-born
+  nodes cannot turn into a flood of commands. Requests held back wait in a queue, oldest first (a node
+  asked before goes to its back), and go out as the rate allows.
+
+The host state is bounded: it counts its bytes (`state_bytes`, an estimate per node and per metric) and,
+past `max_state_bytes`, forgets the least recently heard nodes, never-born ones first (a forgotten node
+is asked for a rebirth when it is heard again). 20,000 never-born nodes cost a few MB, not unbounded.
 
 Rows are emitted at once (data is not held back while a gap is open). Column values are gathered per
 metric in one tight loop; signed integers, per-message columns and topic metadata are then built
@@ -40,6 +49,11 @@ DATA_TYPES = ("NBIRTH", "NDATA", "NDEATH", "DBIRTH", "DDATA", "DDEATH")
 IGNORED_TYPES = ("NCMD", "DCMD", "STATE")  # commands (ours included) and host STATE messages
 REBIRTH_METRIC = "Node Control/Rebirth"
 BOOLEAN = 11
+REBIRTHS_PER_SECOND = 10.0  # rebirth NCMDs over all nodes (a token bucket) ...
+REBIRTH_BURST = 50  # ... of this depth
+MAX_STATE_BYTES = 32 * 1024 * 1024  # host state of one stream (`state_bytes`); least recently heard nodes go
+NODE_BYTES = 700  # estimated bytes of a node's entry with its key and bookkeeping
+METRIC_BYTES = 200  # ... and per metric registered (name, alias entries), plus the name's length
 
 # Value kinds (which member of the metric's `value` oneof is set) -> value column.
 _NONE, _INT, _DOUBLE, _BOOL, _STRING = 0, 1, 2, 3, 4
@@ -58,6 +72,11 @@ class SparkplugStats:
     seq_gaps: int = 0
     unknown_aliases: int = 0  # metrics whose alias no birth defined (rows with metric = null)
     stale_deaths: int = 0  # NDEATHs whose bdSeq does not match the current NBIRTH (ignored)
+    refused_births: int = 0  # births giving one alias to two metrics (dead letters)
+    rebirths_waiting: int = 0  # requests queued behind REBIRTHS_PER_SECOND (sent oldest first)
+    nodes: int = 0  # edge nodes the host keeps state for
+    state_bytes: int = 0  # their estimated size
+    evicted_nodes: int = 0  # forgotten past max_state_bytes
 
 
 @dataclass
@@ -73,7 +92,9 @@ class _Node:
     # device (None: the node itself) -> metric name -> (alias, datatype)
     metrics: dict[str | None, dict[str, tuple[int | None, int]]] = field(default_factory=dict)
     online_devices: set[str] = field(default_factory=set)
-    aliases: dict[int, tuple[str, int]] = field(default_factory=dict)  # alias -> (name, datatype)
+    # device (None: the node's NBIRTH) -> alias -> (name, datatype): each birth's aliases resolve its own data
+    aliases: dict[str | None, dict[int, tuple[str, int]]] = field(default_factory=dict)
+    state_bytes: int = NODE_BYTES
 
 
 @dataclass(frozen=True)
@@ -131,13 +152,17 @@ class _Rows:
 class SparkplugDecoder:
     """Decodes a sparkplug stream's micro-batches into rows; publishes rebirth requests."""
 
-    def __init__(self, stream: StreamConfig, publish: Publish) -> None:
+    def __init__(self, stream: StreamConfig, publish: Publish, max_state_bytes: int = MAX_STATE_BYTES) -> None:
         self.stream = stream
         self.schema = stream.full_schema()
         self.reorder_timeout = stream.reorder_timeout
+        self.max_state_bytes = max_state_bytes
         self.stats = SparkplugStats()
         self._publish = publish
-        self._nodes: dict[tuple[str, str], _Node] = {}
+        self._nodes: dict[tuple[str, str], _Node] = {}  # least recently heard first
+        self._wanted: dict[tuple[str, str], tuple[_Node, str]] = {}  # nodes to ask (oldest first): state, why
+        self._tokens = float(REBIRTH_BURST)
+        self._tokens_at = float("-inf")
         self._topics: dict[str, _Topic | DecodeError | None] = {}
 
     @property
@@ -169,8 +194,12 @@ class SparkplugDecoder:
         for position, payload in enumerate(messages):
             if payload is not None:
                 i = selected[position]
-                seqs[i] = self._message(i, parts[position], payload, received_ms[i], rows)
+                try:
+                    seqs[i] = self._message(i, parts[position], payload, received_ms[i], rows)
+                except DecodeError as exc:
+                    bad.append(BadMessage(topics[i], payloads[i], received_ms[i], str(exc)))
         self.tick(max(received_ms, default=0) / 1000)
+        self._bound_state()
         try:
             return self._table(rows, topics, received_ms, seqs), bad
         except (pa.ArrowException, OverflowError, ValueError, TypeError):
@@ -201,21 +230,28 @@ class SparkplugDecoder:
                 node.missing.clear()
                 node.gap_deadline = None
                 self._request_rebirth(key, node, now, "sequence gap not filled within the reorder timeout")
+        self._send_rebirths(now)
 
     # -- host state ---------------------------------------------------------------------------------
 
     def _message(self, index: int, topic: _Topic, payload: Payload, received_ms: int, rows: _Rows) -> int | None:
         """Update the host state for one message and append its rows; returns its seq (None: none)."""
-        node = self._nodes.get(topic.node_key)
+        node = self._nodes.pop(topic.node_key, None)  # re-inserted last: the most recently heard
         if node is None:
-            node = self._nodes[topic.node_key] = _Node()
+            node = _Node()
+            self.stats.state_bytes += node.state_bytes
+        self._nodes[topic.node_key] = node
         kind = topic.message_type
         now = received_ms / 1000
         seq = payload.seq if payload.HasField("seq") and kind != "NDEATH" else None
         default_ts = payload.timestamp or received_ms
+        if kind in ("NBIRTH", "DBIRTH"):
+            self._refuse_duplicate_aliases(topic, node, payload)
         if kind == "NBIRTH":
+            self.stats.state_bytes -= node.state_bytes
             self._nodes[topic.node_key] = node = _Node(born=True, bdseq=_bdseq(payload),
                                                        rebirth_requested_at=node.rebirth_requested_at)
+            self.stats.state_bytes += node.state_bytes
             node.expected_seq = None if seq is None else (seq + 1) % 256
             node.metrics[None] = {}
             self._metrics(index, payload, topic.node_key, None, now, default_ts, rows, register=True)
@@ -240,7 +276,7 @@ class SparkplugDecoder:
             self._check_seq(topic.node_key, node, seq, now)
         device = topic.device
         if kind == "DBIRTH":
-            node.metrics[device] = {}
+            self._forget_device(node, device)
             node.online_devices.add(device)
             self._metrics(index, payload, topic.node_key, device, now, default_ts, rows, register=True)
         elif kind == "DDEATH":
@@ -269,14 +305,75 @@ class SparkplugDecoder:
             node.expected_seq = (seq + 1) % 256
             log.debug("edge node %s/%s: seq %d, expected %d", *key, seq, expected)
 
-    def _request_rebirth(self, key: tuple[str, str], node: _Node, now: float, reason: str) -> None:
-        if now - node.rebirth_requested_at < self.reorder_timeout:
+    def _refuse_duplicate_aliases(self, topic: _Topic, node: _Node, payload: Payload) -> None:
+        """DecodeError (a dead letter) for a birth giving one alias to two metrics; the node (or device) it
+        would have (re)born is left unborn, so its data asks for a rebirth instead of resolving wrongly."""
+        names: dict[int, str] = {}
+        for metric in payload.metrics:
+            if not metric.HasField("alias"):
+                continue
+            if metric.alias in names:
+                self.stats.refused_births += 1
+                if topic.device is None:
+                    self._forget_device(node, None)
+                    node.born = False
+                else:
+                    self._forget_device(node, topic.device)
+                    node.online_devices.discard(topic.device)
+                raise DecodeError(f"{topic.message_type} refused: alias {metric.alias} is given to both "
+                                  f"{names[metric.alias]!r} and {metric.name!r} (aliases must be unique)")
+            names[metric.alias] = metric.name
+
+    def _forget_device(self, node: _Node, device: str | None) -> None:
+        """Drop what a birth of `device` (None: the node) registered, with its share of `state_bytes`."""
+        metrics = node.metrics.pop(device, {})
+        node.aliases.pop(device, None)
+        freed = _metric_bytes(metrics)
+        node.state_bytes -= freed
+        self.stats.state_bytes -= freed
+
+    def _bound_state(self) -> None:
+        """Past `max_state_bytes`, forget least recently heard nodes, never-born ones first."""
+        self.stats.nodes = len(self._nodes)
+        if not self.max_state_bytes or self.stats.state_bytes <= self.max_state_bytes:
             return
-        node.rebirth_requested_at = now
-        self.stats.rebirth_requests += 1
-        group, edge_node = key
-        log.info("asking edge node %s/%s for a rebirth: %s", group, edge_node, reason)
-        self._publish(f"{NAMESPACE}/{group}/NCMD/{edge_node}", rebirth_request(int(now * 1000)), 0, False)
+        evicted = 0
+        for unborn_only in (True, False):
+            for key in [k for k, n in self._nodes.items() if not unborn_only or not n.born]:
+                if self.stats.state_bytes <= self.max_state_bytes * 0.9:  # some room, so not every batch evicts
+                    break
+                self.stats.state_bytes -= self._nodes.pop(key).state_bytes
+                self._wanted.pop(key, None)
+                evicted += 1
+        self.stats.evicted_nodes += evicted
+        self.stats.nodes = len(self._nodes)
+        log.warning("sparkplug stream %s: host state over %d bytes; forgot the %d least recently heard edge "
+                    "nodes (never-born ones first); they are asked for a rebirth when heard again",
+                    self.stream.name, self.max_state_bytes, evicted)
+
+    def _request_rebirth(self, key: tuple[str, str], node: _Node, now: float, reason: str) -> None:
+        """Queue a rebirth request (at most one per node per reorder timeout); `_send_rebirths` sends them."""
+        if now - node.rebirth_requested_at < self.reorder_timeout or key in self._wanted:
+            return
+        self._wanted[key] = (node, reason)
+
+    def _send_rebirths(self, now: float) -> None:
+        """Send queued requests, oldest first, as the overall token bucket allows: a node asked goes to the
+        back of the queue when it is due again, so a flood of nodes that never answer cannot starve others."""
+        self._tokens = min(float(REBIRTH_BURST), self._tokens + max(0.0, now - self._tokens_at) * REBIRTHS_PER_SECOND)
+        self._tokens_at = now
+        while self._wanted and self._tokens >= 1:
+            key, (node, reason) = next(iter(self._wanted.items()))
+            del self._wanted[key]
+            if self._nodes.get(key) is not node:
+                continue  # reborn (an NBIRTH made a new state) or forgotten meanwhile
+            self._tokens -= 1
+            node.rebirth_requested_at = now
+            self.stats.rebirth_requests += 1
+            group, edge_node = key
+            log.info("asking edge node %s/%s for a rebirth: %s", group, edge_node, reason)
+            self._publish(f"{NAMESPACE}/{group}/NCMD/{edge_node}", rebirth_request(int(now * 1000)), 0, False)
+        self.stats.rebirths_waiting = len(self._wanted)
 
     # -- rows ------------------------------------------------------------------------------------
 
@@ -285,7 +382,8 @@ class SparkplugDecoder:
         """One row per metric; births also register names, aliases and datatypes."""
         node = self._nodes[key]
         known = node.metrics.get(device) or {}
-        aliases = node.aliases
+        aliases = node.aliases.setdefault(device, {}) if register else node.aliases.get(device, {})
+        before = _metric_bytes(known) if register else 0
         unknown = 0
         m_index, m_metric, m_alias, m_ts = rows.message_index, rows.metric, rows.alias, rows.timestamp
         m_dt, m_null, m_quality, m_kind, m_value = rows.datatype, rows.is_null, rows.quality, rows.kind, rows.value
@@ -326,6 +424,9 @@ class SparkplugDecoder:
             m_value.append(getattr(metric, value_field) if kind else None)
         if register:
             node.metrics[device] = known
+            grown = _metric_bytes(known) - before
+            node.state_bytes += grown
+            self.stats.state_bytes += grown
         if unknown:
             self.stats.unknown_aliases += unknown
             self._request_rebirth(key, node, now, f"{unknown} metrics with an alias no birth defined")
@@ -395,6 +496,11 @@ class SparkplugDecoder:
         if self.stream.topic is not None:
             columns.update(self.stream.topic.capture_columns(topic_array))
         return columns
+
+
+def _metric_bytes(metrics: dict[str, tuple[int | None, int]]) -> int:
+    """The estimated bytes a birth's registered metrics (names and aliases) take in the host state."""
+    return sum(METRIC_BYTES + len(name) for name in metrics)
 
 
 def _bdseq(payload: Payload) -> int | None:

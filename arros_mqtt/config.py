@@ -379,6 +379,16 @@ class _Section:
     def string(self, name: str, default: Any = None) -> Any:
         return self.get(name, str, default)
 
+    def listen(self, name: str, default: str | None = None) -> str | None:
+        """A `"host:port"` (None when absent without a default), checked by `parse_listen`."""
+        listen = self.string(name, default)
+        if listen is not None:
+            try:
+                parse_listen(listen)
+            except ValueError as exc:
+                raise self.error(name, str(exc)) from None
+        return listen
+
     def required_string(self, name: str) -> str:
         if name not in self.data:
             raise self.error(name, "is required")
@@ -597,23 +607,12 @@ def _durability(sec: _Section) -> DurabilityConfig:
 
 def _metrics(sec: _Section) -> MetricsConfig:
     sec.only("listen")
-    listen = sec.string("listen")
-    if listen is not None:
-        try:
-            parse_listen(listen)
-        except ValueError as exc:
-            raise sec.error("listen", str(exc)) from None
-    return MetricsConfig(listen=listen)
+    return MetricsConfig(listen=sec.listen("listen"))
 
 
 def _web(sec: _Section) -> WebConfig:
     sec.only("enabled", "listen", "password")
-    listen = sec.string("listen")
-    if listen is not None:
-        try:
-            parse_listen(listen)
-        except ValueError as exc:
-            raise sec.error("listen", str(exc)) from None
+    listen = sec.listen("listen")
     password = sec.string("password")
     if password == "":
         raise sec.error("password", "must not be empty (leave it out to get a token printed at start)")
@@ -635,11 +634,8 @@ def _live(sec: _Section) -> LiveConfig:
 def _flight(sec: _Section) -> FlightConfig:
     sec.only("enabled", "listen", "username", "password", "tls_cert", "tls_key")
     defaults = FlightConfig()
-    listen = sec.string("listen", defaults.listen)
-    try:
-        host, _port = parse_listen(listen)
-    except ValueError as exc:
-        raise sec.error("listen", str(exc)) from None
+    listen = sec.listen("listen", defaults.listen)
+    host, _port = parse_listen(listen)
     values = {key: sec.string(key) for key in ("username", "password", "tls_cert", "tls_key")}
     for first, second in (("username", "password"), ("tls_cert", "tls_key")):
         if (values[first] is None) != (values[second] is None):

@@ -27,7 +27,14 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from arros_mqtt.config import BrokerConfig, Config, SubscriptionConfig, parse_subscription
+from arros_mqtt.config import (
+    GROUP_REFUSES_AGGREGATES,
+    BrokerConfig,
+    Config,
+    SubscriptionConfig,
+    member_name,
+    parse_subscription,
+)
 from arros_mqtt.control.catalog import (
     catalog_entry,
     catalog_topic,
@@ -39,6 +46,7 @@ from arros_mqtt.control.catalog import (
     stream_of,
 )
 from arros_mqtt.control.limits import Limits
+from arros_mqtt.control.membership import member_presence, member_status_topic, with_member
 from arros_mqtt.control.protocol import (
     ControlError,
     Envelope,
@@ -53,7 +61,7 @@ from arros_mqtt.control.protocol import (
 )
 from arros_mqtt.control.store import StoredSubscription, SubscriptionStore, definition_of, now_rfc3339
 from arros_mqtt.core.errors import ConfigError, SqlError
-from arros_mqtt.engine import Engine, Result, Subscription
+from arros_mqtt.engine import PER_ROW, Engine, Result, Subscription
 from arros_mqtt.transport.paho_client import connect, new_client, send_at_once
 
 log = logging.getLogger(__name__)
@@ -110,6 +118,14 @@ class ControlPlane:
         self._in_flight = threading.BoundedSemaphore(MAX_IN_FLIGHT)
         self._stopping = threading.Event()
         self._checker = threading.Thread(target=self._check_periodically, name="arros-control", daemon=True)
+        # [cluster]: every member takes every request (the control topic is not shared) and answers it,
+        # its reply carrying its name; its presence is retained under {prefix}/members/ (membership.py)
+        self.group = host.config.cluster.group
+        self.member = member_name(host.config) if self.group is not None else None
+        self._presence = member_presence(self.prefix, self.group, self.member) \
+            if self.group is not None and self.member is not None and not self._local else None
+        if self._presence is not None:
+            self.client.will_set(self._presence.topic, self._presence.offline, qos=1, retain=True)
         self._ops: dict[str, Callable[[Request], Any]] = {
             "create": self._create, "replace": self._replace, "drop": self._drop, "pause": self._pause,
             "resume": self._resume, "list": self._list, "describe": self._describe, "explain": self._explain,
@@ -138,6 +154,9 @@ class ControlPlane:
             taken += 1
         if self._checker.is_alive():
             self._checker.join(timeout)
+        if self._presence is not None:  # a clean stop sends no will
+            self.client.publish(self._presence.topic, self._presence.offline, qos=1, retain=True) \
+                .wait_for_publish(min(timeout, 2.0))
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -154,6 +173,11 @@ class ControlPlane:
                 log.warning("stored run-time subscription %s no longer runs (%s); it stays stored until dropped "
                             "or replaced", name, exc)
                 continue
+            added = self.engine.subscriptions.get(name)
+            if self.group is not None and added is not None and added.shape.kind != PER_ROW:
+                self.engine.remove(name)
+                log.warning("stored run-time subscription %s does not run: %s", name, GROUP_REFUSES_AGGREGATES)
+                continue
             self.created_at[name] = stored.created_at
             if stored.paused is not None:
                 self.engine.pause(name, stored.paused)
@@ -163,6 +187,8 @@ class ControlPlane:
 
     def _on_connect(self, client: mqtt.Client, _session_present: bool) -> None:
         client.subscribe([(self.topic, 1), (catalog_topic(self.prefix, "+"), 1)])
+        if self._presence is not None:
+            client.publish(self._presence.topic, self._presence.online, qos=1, retain=True)
         self.host.call_on_engine(self._publish_catalog)
 
     def _on_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
@@ -208,6 +234,8 @@ class ControlPlane:
         """To the Response Topic, else `reply_to`, else `{prefix}/control/replies`; never to the control topic."""
         topic = next((t for t in (response_topic, to.reply_to)
                       if t is not None and valid_reply_topic(t) and t != self.topic), self.replies_topic)
+        if self.member is not None:
+            payload = with_member(payload, self.member)
         properties = None
         if self.v5 and correlation is not None:
             properties = Properties(PacketTypes.PUBLISH)
@@ -316,7 +344,8 @@ class ControlPlane:
             subscription = self._live(request.name)
         else:
             assert request.sql is not None
-            subscription = self._build(SubscriptionConfig(name="explain", sql=request.sql, origin="control"))
+            subscription = self._build(SubscriptionConfig(name="explain", sql=request.sql, origin="control"),
+                                       to_run=False)
         result = {"name": request.name, "sql": subscription.config.sql, **shape_of(subscription)}
         if request.name is not None:
             stats = subscription.stats
@@ -353,13 +382,18 @@ class ControlPlane:
         check_outputs(config, self.prefix)
         return config
 
-    def _build(self, config: SubscriptionConfig) -> Subscription:
+    def _build(self, config: SubscriptionConfig, to_run: bool = True) -> Subscription:
+        """`to_run`: it will run (in a group an aggregate is refused), else it is only explained."""
         try:
-            return self.engine.build(config)
+            subscription = self.engine.build(config)
         except SqlError as exc:
             code = exc.code if exc.code in ("invalid_sql", "forbidden", "unknown_stream") else "invalid_sql"
             code = "forbidden" if exc.code == "output_loop" else code
             raise ControlError(code, str(exc)) from None
+        if self.group is not None and subscription.shape.kind != PER_ROW and to_run:
+            self.engine.release(subscription)  # a group runs no aggregate whose tables it could share
+            raise ControlError("forbidden", GROUP_REFUSES_AGGREGATES)
+        return subscription
 
     def _store(self, entry: StoredSubscription) -> None:
         try:
@@ -397,7 +431,9 @@ class ControlPlane:
         return status
 
     def _publish_status(self, subscription: Subscription) -> None:
-        self.client.publish(status_topic(self.prefix, subscription.name), orjson.dumps(self._status(subscription)))
+        topic = status_topic(self.prefix, subscription.name) if self.member is None \
+            else member_status_topic(self.prefix, subscription.name, self.member)
+        self.client.publish(topic, orjson.dumps(self._status(subscription)))
 
     def _publish_entry(self, subscription: Subscription) -> dict[str, Any]:
         entry = catalog_entry(subscription, self.created_at.get(subscription.name))
@@ -409,7 +445,7 @@ class ControlPlane:
             self._publish_entry(subscription)
 
     def _clear_if_stale(self, name: str) -> None:
-        if name not in self.engine.subscriptions:
+        if name not in self.engine.subscriptions and self.group is None:  # in a group, another member's
             log.info("clearing the stale catalogue entry %s", catalog_topic(self.prefix, name))
             self.client.publish(catalog_topic(self.prefix, name), b"", qos=1, retain=True)
 

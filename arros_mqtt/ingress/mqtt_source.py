@@ -30,11 +30,18 @@ __all__ = ["MqttSource", "Sink"]
 RECEIVE_MAXIMUM = 65_535  # MQTT 5: unacknowledged QoS 1 messages the broker may have in flight to us
 
 
+def shared_filter(group: str | None, topic_filter: str) -> str:
+    """The filter a member of `group` subscribes (MQTT 5 shared subscription), or `topic_filter` alone."""
+    return topic_filter if group is None else f"$share/{group}/{topic_filter}"
+
+
 class MqttSource:
     def __init__(
         self, broker: BrokerConfig, streams: list[StreamConfig], sink: Sink, presence: Presence | None = None,
-        ledger: AckLedger | None = None,
+        ledger: AckLedger | None = None, share_group: str | None = None,
     ) -> None:
+        """`share_group`: a `[cluster]` group; each filter is subscribed as `$share/{group}/{filter}`, so the
+        broker hands each message to one member. Routing still uses the message's own topic."""
         self.broker = broker
         self._ledger = ledger
         self._paused = False
@@ -43,7 +50,8 @@ class MqttSource:
         # a MicroBatcher's `add` as the sink: its `add_many` takes the bulk path's lists whole
         self._sink_many = getattr(getattr(sink, "__self__", None), "add_many", None) or self._sink_each
         self._router = StreamRouter(streams)
-        self._subscriptions = self._router.qos  # topic filter -> QoS
+        self._subscriptions = {shared_filter(share_group, topic_filter): qos  # what we subscribe -> QoS
+                               for topic_filter, qos in self._router.qos.items()}
         self._raw_routes: dict[bytes, tuple[str, tuple[str, ...]]] = {}  # topic bytes -> (topic, streams)
         self.subscribed = threading.Event()  # set once the broker acknowledged our SUBSCRIBE
         self.client = new_client(broker, client_class=BulkReadClient)

@@ -89,7 +89,7 @@ class Supervisor:
     """Starts `count` workers (`arros run ... --worker-index i`) and keeps them running until `stop`."""
 
     count: int
-    arguments: list[str]  # the parent's `arros run` options that the workers share (-c, --broker, -v)
+    arguments: list[str]  # what follows `python -m arros_mqtt` for a worker: [-v] run [-c ...] [--broker ...]
     shutdown_timeout: float = 10.0
     workers: list[Worker] = field(default_factory=list)
 
@@ -98,7 +98,7 @@ class Supervisor:
         self._stopping = threading.Event()
 
     def command(self, index: int) -> list[str]:
-        return [sys.executable, "-m", "arros_mqtt", "run", *self.arguments, "--workers", str(self.count),
+        return [sys.executable, "-m", "arros_mqtt", *self.arguments, "--workers", str(self.count),
                 "--worker-index", str(index)]
 
     def run(self) -> None:

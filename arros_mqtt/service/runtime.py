@@ -21,7 +21,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from arros_mqtt.config import GROUP_REFUSES_AGGREGATES, Config, check_cluster
+from arros_mqtt.config import GROUP_REFUSES_AGGREGATES, Config, check_cluster, member_name
+from arros_mqtt.control.membership import members_topic
 from arros_mqtt.core.errors import ConfigError
 from arros_mqtt.core.log_position import LogPosition
 from arros_mqtt.durability.lock import StateDirLock
@@ -92,7 +93,9 @@ class Service:
                                    getattr(self.transport, "outputs", None),
                                    getattr(self.transport, "receiving", lambda: True))
         self.add_closer(self.journal.close)
-        self.pipeline.add_ticker(HealthPublisher(health_sources(self), self.transport.publish, config.control.prefix,
+        health_prefix = config.control.prefix if config.cluster.group is None \
+            else members_topic(config.control.prefix, member_name(config))  # one health per member of a group
+        self.pipeline.add_ticker(HealthPublisher(health_sources(self), self.transport.publish, health_prefix,
                                                  config.control.status_interval).tick)
         self._lock = StateDirLock(config.engine.state_dir, config.source) if config.durability.wal else None
         self._tables: queue.Queue[tuple[str, pa.Table]] = queue.Queue(MAX_PENDING_TABLES)

@@ -157,11 +157,15 @@ def test_control_requests_reach_every_member(mosquitto, tmp_path):
         even.close()
 
 
-def test_a_member_leaving_publishes_offline_presence(mosquitto, tmp_path):
+def test_a_member_announces_itself_and_its_health_and_leaves(mosquitto, tmp_path):
     with group_of(1, mosquitto, tmp_path) as (base, _services):
         presence = Collector(mosquitto.port, [f"{base}/arros/members/+"])
+        health = Collector(mosquitto.port, [f"{base}/arros/members/+/health"])  # retained, one per member
         online = orjson.loads(presence.wait_for(1)[0][1])
         assert online["online"] is True and online["member"] == "m0"
+        topic, _payload = health.wait_for(1)[0]
+        assert topic == f"{base}/arros/members/m0/health"
+        health.close()
     after = orjson.loads(presence.wait_for(2)[-1][1])
     presence.close()
     assert after["online"] is False and after["member"] == "m0"

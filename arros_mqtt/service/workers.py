@@ -3,7 +3,8 @@
 One Python process runs on about one core, so N cores take N processes. Each worker is a real
 `arros run` child (`--worker-index i`) with the parent's config plus what makes it a member of its own
 (`worker_config`): the group (`[cluster] group`, else one derived from `state_dir`), `{state_dir}/worker-{i}`,
-`{archive dir}/worker-{i}`, client id `{client_id}-w{i}`, and the Flight SQL / metrics ports shifted by `i`.
+`{archive dir}/worker-{i}`, client id `{client_id}-w{i}`, and the Flight SQL, metrics and (a configured)
+web console ports shifted by `i`.
 The broker spreads each stream's messages over them (`$share/{group}/...`, docs/cluster.md).
 
 The parent only supervises: a worker that exits while the parent runs is started again (after a backoff
@@ -59,8 +60,11 @@ def worker_config(config: Config, index: int) -> Config:
     metrics = config.metrics
     if metrics.listen is not None:
         metrics = replace(metrics, listen=_shifted(metrics.listen, index))
+    web = config.web  # the default address: worker 0 takes it, the others warn and run without a console
+    if web.listen is not None:
+        web = replace(web, listen=_shifted(web.listen, index))
     return replace(config, engine=engine, archive=archive, cluster=cluster, broker=broker, flight=flight,
-                   metrics=metrics)
+                   metrics=metrics, web=web)
 
 
 def _shifted(listen: str, index: int) -> str:

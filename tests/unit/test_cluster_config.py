@@ -102,7 +102,7 @@ def test_each_worker_has_its_own_state_client_id_and_ports(tmp_path):
     parsed = parse_config({"broker": {"url": "mqtt://127.0.0.1:1883", "client_id": "plant"},
                            "engine": {"state_dir": str(tmp_path / "state"), "workers": 2},
                            "archive": {"dir": str(tmp_path / "archive")},
-                           "metrics": {"listen": "127.0.0.1:9108"},
+                           "metrics": {"listen": "127.0.0.1:9108"}, "web": {"listen": "127.0.0.1:8080"},
                            "streams": {"t": STREAM}, "subscriptions": {"hot": FILTER}})
     first, second = worker_config(parsed, 0), worker_config(parsed, 1)
     assert first.cluster.group == second.cluster.group == default_group(parsed)
@@ -113,6 +113,7 @@ def test_each_worker_has_its_own_state_client_id_and_ports(tmp_path):
     assert member_name(first) != member_name(second)
     assert second.flight.listen == "127.0.0.1:31338"
     assert second.metrics.listen == "127.0.0.1:9109"
+    assert second.web.listen == "127.0.0.1:8081"
     assert second.engine.workers == 1
     build_engine(second)
 

@@ -13,6 +13,7 @@ It also keeps the catalogue (`{prefix}/catalog/{name}`, retained), publishes sta
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -155,8 +156,9 @@ class ControlPlane:
         if self._checker.is_alive():
             self._checker.join(timeout)
         if self._presence is not None:  # a clean stop sends no will
-            self.client.publish(self._presence.topic, self._presence.offline, qos=1, retain=True) \
-                .wait_for_publish(min(timeout, 2.0))
+            sent = self.client.publish(self._presence.topic, self._presence.offline, qos=1, retain=True)
+            with contextlib.suppress(RuntimeError, ValueError):  # not connected: the broker sends the will
+                sent.wait_for_publish(min(timeout, 2.0))
         self.client.disconnect()
         self.client.loop_stop()
 

@@ -9,7 +9,10 @@ metrics say all rows are decoded (`seconds`) and until the last result arrived (
 Zero loss: every row decoded exactly once across the workers (their row counters sum to the rows sent)
 and every expected result received exactly once (by `seq`).
 
-    python benchmarks/workers.py [--rows 500000] [--json FILE]
+Then the same for one reading per message (`--messages`), where Mosquitto's per-message relaying limits
+first: it shows where more workers stop helping.
+
+    python benchmarks/workers.py [--rows 1000000] [--messages 200000] [--json FILE]
 """
 
 from __future__ import annotations
@@ -122,14 +125,14 @@ def _in_use(port: int) -> bool:
         return sock.connect_ex((HOST, port)) == 0
 
 
-def measure(count: int, rows: int, directory: Path, progress=print) -> dict:
-    run_dir = directory / f"workers-{count}"
+def measure(count: int, rows: int, per_message: int, directory: Path, progress=print) -> dict:
+    run_dir = directory / f"workers-{count}-per-{per_message}"
     run_dir.mkdir()
     broker = start_mosquitto(run_dir, extra="max_queued_messages 0\nmax_inflight_messages 0\n")
     workers = None
     try:
-        data = workload.readings(rows, rows_per_message=PER_MESSAGE)
-        publisher = Blast(broker.port, "json", PER_MESSAGE, rows, qos=1)
+        data = workload.readings(rows, rows_per_message=per_message)
+        publisher = Blast(broker.port, "json", per_message, rows, qos=1)
         workers = Workers(run_dir, broker.port, count)
         workers.wait_ready(broker.port)
         receiver = mqtt_wire.Receiver(HOST, broker.port, ["bench-out/#"], client_id=f"bench-out-{count}")
@@ -179,17 +182,35 @@ def measure(count: int, rows: int, directory: Path, progress=print) -> dict:
         broker.stop()
 
 
-def run(rows: int, progress=print, directory: Path | None = None) -> dict:
+def run(rows: int, single_messages: int, progress=print, directory: Path | None = None) -> dict:
+    """Both workloads, 1 then 2 workers each: arrays of 100 readings (`rows` readings, CPU-bound) and one
+    reading per message (`single_messages`, where the broker's per-message work is what limits)."""
     import tempfile
 
+    workloads = []
     with tempfile.TemporaryDirectory(prefix="arros-workers-") as tmp:
         base = directory or Path(tmp)
-        runs = [measure(count, rows, base, progress) for count in (1, 2)]
-    speedup = runs[1]["rows_per_s"] / runs[0]["rows_per_s"] if runs[0]["rows_per_s"] else None
-    return {"runs": runs, "speedup_2_vs_1": speedup, "cpus": os.cpu_count()}
+        for name, per_message, size in (("arrays of 100 readings", PER_MESSAGE, rows),
+                                        ("one reading per message", 1, single_messages)):
+            runs = [measure(count, size, per_message, base, progress) for count in (1, 2)]
+            speedup = runs[1]["rows_per_s"] / runs[0]["rows_per_s"] if runs[0]["rows_per_s"] else None
+            workloads.append({"name": name, "per_message": per_message, "runs": runs, "speedup_2_vs_1": speedup})
+    return {"workloads": workloads, "cpus": os.cpu_count()}
+
+
+def all_runs(result: dict) -> list[dict]:
+    return [r for workload_result in result["workloads"] for r in workload_result["runs"]]
 
 
 def print_table(result: dict) -> None:
+    for workload_result in result["workloads"]:
+        print(f"{workload_result['name']}:")
+        _print_runs(workload_result)
+        if workload_result["speedup_2_vs_1"]:
+            print(f"2 workers vs 1: {workload_result['speedup_2_vs_1']:.2f}x on {result['cpus']} CPUs")
+
+
+def _print_runs(result: dict) -> None:
     print(f"{'workers':>8}{'rows/s':>12}{'msg/s':>10}{'seconds':>9}{'cores':>7}  rows per worker            "
           "zero loss")
     for r in result["runs"]:
@@ -197,21 +218,20 @@ def print_table(result: dict) -> None:
         print(f"{r['workers']:>8}{r['rows_per_s']:>12,.0f}{r['msgs_per_s']:>10,.0f}{r['seconds']:>9.2f}"
               f"{r['cores_used']:>7.2f}  "
               f"{split:<26} {'yes' if r['zero_loss'] else 'NO: ' + '; '.join(r['problems'])}")
-    if result["speedup_2_vs_1"]:
-        print(f"2 workers vs 1: {result['speedup_2_vs_1']:.2f}x on {result['cpus']} CPUs")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="benchmarks/workers.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=500_000, help="readings per run (100 per message)")
+    parser.add_argument("--rows", type=int, default=1_000_000, help="readings per run of arrays (100 per message)")
+    parser.add_argument("--messages", type=int, default=200_000, help="messages per run of one reading each")
     parser.add_argument("--json", type=Path, help="also write the result as JSON")
     args = parser.parse_args()
-    result = run(args.rows)
+    result = run(args.rows, args.messages)
     print_table(result)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
-    return 0 if all(r["zero_loss"] for r in result["runs"]) else 1
+    return 0 if all(r["zero_loss"] for r in all_runs(result)) else 1
 
 
 if __name__ == "__main__":

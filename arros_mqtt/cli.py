@@ -102,6 +102,11 @@ def _check(args: argparse.Namespace) -> int:
     config = _load(args)
     engine = build_engine(config)
     print(f"{config.source}: OK")
+    if config.cluster.group is not None:
+        from arros_mqtt.config import member_name
+
+        print(f"  cluster group {config.cluster.group}: member {member_name(config)}, streams subscribed as "
+              f"$share/{config.cluster.group}/...")
     for stream in config.streams.values():
         columns = ", ".join(f"{f.name} {f.type}" for f in stream.full_schema())
         if stream.infers_schema:

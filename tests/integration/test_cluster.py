@@ -258,3 +258,13 @@ def test_workers_refuse_embedded_mode_and_aggregates(tmp_path):
     assert aggregate.returncode == 2
     assert "subscriptions.hot.sql: windows and running aggregates in a [cluster] group are not supported yet" \
         in aggregate.stderr
+
+
+def test_check_names_the_group_and_member(tmp_path):
+    config = tmp_path / "arros.toml"
+    config.write_text('[broker]\nurl = "mqtt://127.0.0.1:1"\n[cluster]\ngroup = "site-a"\nmember = "edge-1"\n'
+                      '[streams.t]\ntopic = "p/{machine}/t"\nschema = { seq = "int64" }\n'
+                      '[subscriptions.hot]\nsql = "SELECT machine, seq FROM t"\noutput = "o/{machine}"\n')
+    checked = arros_command("check", "-c", str(config))
+    assert checked.returncode == 0, checked.stderr
+    assert "  cluster group site-a: member edge-1, streams subscribed as $share/site-a/..." in checked.stdout

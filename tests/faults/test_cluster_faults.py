@@ -1,4 +1,4 @@
-"""kill -9 of one member of `arros run --workers 2` mid-stream, on a real Mosquitto: the other member goes
+"""kill -9 of one member of `arros run` with `[engine] workers = 2` mid-stream, on a real Mosquitto: the other member goes
 on, the supervisor starts the killed one again, its log replays and its broker session delivers the share
 that waited for it; a QoS 2 filter's results equal DuckDB's over the input, each exactly once."""
 
@@ -27,6 +27,7 @@ url = "{url}"
 client_id = "{base}"
 [engine]
 state_dir = "{state}"
+workers = 2
 [flight]
 enabled = false
 [control]
@@ -56,7 +57,7 @@ def test_kill9_of_one_worker_mid_stream_loses_nothing_and_repeats_nothing(mosqui
     expected = sorted(tuple(r.values()) for r in con.sql(SQL).to_arrow_table().to_pylist())
 
     hot = Collector(mosquitto.port, [f"{base}/hot/#"], qos=2)
-    parent = start_arros("run", "-c", str(tmp_path / "arros.toml"), "--workers", "2", log=log)
+    parent = start_arros("run", "-c", str(tmp_path / "arros.toml"), log=log)  # [engine] workers = 2
     try:
         for index in (0, 1):
             wait_for_log(log, f"worker-{index}] arros_mqtt.service.runtime: arros running", process=parent, timeout=60)

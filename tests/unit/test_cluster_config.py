@@ -122,3 +122,16 @@ def test_workers_keep_a_configured_group():
     parsed = config({"group": "site-a", "member": "edge"})
     assert group_config(parsed).cluster.group == "site-a"
     assert worker_config(parsed, 1).cluster.member == "edge-w1"
+
+
+def test_a_group_refuses_connectors():
+    parsed = parse_config({
+        "broker": {"url": "mqtt://127.0.0.1:1883"}, "cluster": {"group": "g"},
+        "streams": {"press": {"schema": {"temp": "float64"}}},
+        "connectors": {"press1": {"kind": "modbus", "host": "127.0.0.1", "stream": "press",
+                                  "registers": [{"name": "temp", "address": 0, "type": "float32"}]}},
+        "subscriptions": {"hot": {"sql": "SELECT temp FROM press", "output": "o"}},
+    }, "arros.toml")
+    with pytest.raises(ConfigError, match="connectors do not run in a \\[cluster\\] group") as caught:
+        build_engine(parsed)
+    assert caught.value.key == "connectors.press1"

@@ -50,6 +50,7 @@ class MqttSource:
         # a MicroBatcher's `add` as the sink: its `add_many` takes the bulk path's lists whole
         self._sink_many = getattr(getattr(sink, "__self__", None), "add_many", None) or self._sink_each
         self._router = StreamRouter(streams)
+        self._share_group = share_group
         self._subscriptions = {shared_filter(share_group, topic_filter): qos  # what we subscribe -> QoS
                                for topic_filter, qos in self._router.qos.items()}
         self._raw_routes: dict[bytes, tuple[str, tuple[str, ...]]] = {}  # topic bytes -> (topic, streams)
@@ -134,11 +135,15 @@ class MqttSource:
         route = self._raw_routes[raw] = (topic, self._router.streams_for(topic))
         return route
 
-    def _subscribe(self, client: mqtt.Client, _session_present: bool) -> None:
+    def _subscribe(self, client: mqtt.Client, session_present: bool) -> None:
         # Subscribing again to the same filters replaces them: never a duplicate subscription.
         if self._subscriptions:
             client.subscribe(list(self._subscriptions.items()))
             log.info("subscribed to %s", ", ".join(self._subscriptions))
+        if session_present and self._share_group is not None and self._router.qos:
+            # joined a group with the session of a lone instance: its unshared filters would go on delivering
+            # every message to this member too (after the shared SUBSCRIBE: an overlap repeats, a gap loses)
+            client.unsubscribe(list(self._router.qos))
         else:  # only connector-fed streams: nothing to wait for
             self.subscribed.set()
         if self._presence is not None:

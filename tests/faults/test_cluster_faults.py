@@ -1,6 +1,6 @@
-"""kill -9 of one member of `arros run` with `[engine] workers = 2` mid-stream, on a real Mosquitto: the other member goes
-on, the supervisor starts the killed one again, its log replays and its broker session delivers the share
-that waited for it; a QoS 2 filter's results equal DuckDB's over the input, each exactly once."""
+"""kill -9 of one member of `arros run` with `[engine] workers = 2` mid-stream, on a real Mosquitto: the
+other member goes on, the supervisor starts the killed one again, its log replays and its broker session
+delivers the share that waited for it; a QoS 2 filter's results equal DuckDB's over the input, each exactly once."""
 
 from __future__ import annotations
 

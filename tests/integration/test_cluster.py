@@ -268,3 +268,26 @@ def test_check_names_the_group_and_member(tmp_path):
     checked = arros_command("check", "-c", str(config))
     assert checked.returncode == 0, checked.stderr
     assert "  cluster group site-a: member edge-1, streams subscribed as $share/site-a/..." in checked.stdout
+
+
+def test_joining_a_group_with_the_session_of_a_lone_instance_drops_its_unshared_subscription(mosquitto, tmp_path):
+    base, group = unique(), unique("g")
+    tables = tmp_path / "machines.csv"
+    tables.write_text(MACHINES)
+    lone = member_config(base, mosquitto.url, group, 0, tmp_path / "state-0", tables)
+    lone = lone.replace(f'[cluster]\ngroup = "{group}"\nmember = "m0"\n', "")
+    with running_service(lone, tmp_path, None):
+        pass  # its persistent session keeps the unshared filter
+    with contextlib.ExitStack() as stack:
+        services = [stack.enter_context(running_service(
+            member_config(base, mosquitto.url, group, i, tmp_path / f"state-{i}", tables), tmp_path, None))
+            for i in range(2)]
+        hot = Collector(mosquitto.port, [f"{base}/hot/#"])
+        rows = make_rows(400, seed=5)
+        publish_rows(mosquitto.port, base, rows)
+        expected = duckdb_rows(rows, FILTER_SQL, tables)
+        got = results(hot, len(expected))
+        per_member = [service.pipeline.stats["t"].messages for service in services]
+        hot.close()
+    assert got == expected
+    assert sum(per_member) == len(rows), per_member

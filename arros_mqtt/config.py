@@ -218,8 +218,9 @@ def check_cluster(config: Config) -> None:
     if config.broker is None:
         raise ConfigError(config.source, "cluster.group", "a group needs an external broker (members share its "
                           "subscriptions): add a [broker] table or pass --broker; embedded mode runs alone")
-    for name in config.connectors:  # every member would poll the PLC: each reading N times
-        raise ConfigError(config.source, f"connectors.{name}", "connectors do not run in a [cluster] group (every "
+    if config.connectors:  # every member would poll the PLC: each reading N times
+        first = next(iter(config.connectors))
+        raise ConfigError(config.source, f"connectors.{first}", "connectors do not run in a [cluster] group (every "
                           "member would read the device); run it alone with `arros connector` publishing to a "
                           "topic the group's streams subscribe")
     for name, stream in config.streams.items():

@@ -70,6 +70,7 @@ MAX_IN_FLIGHT = 1000  # requests waiting for the engine; past this the network t
 BUSY_SECONDS = 30.0  # ... at most this long, then the request is answered `limit_exceeded`
 CHECK_SECONDS = 0.5  # how often state-size limits are checked
 PAUSED_BY_REQUEST = "paused by request"
+ADOPTED_KEYS = ("sql", "output", "format", "qos", "retain", "batch", "timestamps", "archive", "late_output")
 
 
 @dataclass(frozen=True)
@@ -198,8 +199,12 @@ class ControlPlane:
             if not self._stopping.is_set():
                 self._on_request(message)
         elif message.payload:  # a retained catalogue entry: clear it if it names no live subscription
-            name = message.topic.rsplit("/", 1)[-1]
-            self.host.call_on_engine(lambda: self._clear_if_stale(name))
+            name, entry = message.topic.rsplit("/", 1)[-1], message.payload
+            if self.group is not None:  # in a group: another member's; run it too if it was there before us
+                if message.retain:
+                    self.host.call_on_engine(lambda: self._adopt(name, entry))
+            else:
+                self.host.call_on_engine(lambda: self._clear_if_stale(name))
 
     def _on_request(self, message: mqtt.MQTTMessage) -> None:
         properties = message.properties
@@ -470,8 +475,35 @@ class ControlPlane:
         for subscription in list(self.engine.subscriptions.values()):
             self._publish_entry(subscription)
 
+    def _adopt(self, name: str, payload: bytes) -> None:
+        """A group's run-time subscription this member lacks (it joined, or was down, when the subscription
+        was created): created here from its retained catalogue entry, so every member runs it."""
+        if name in self.engine.subscriptions or name in self.engine.pending or name in self.store.entries:
+            return
+        try:
+            entry = orjson.loads(payload)
+            if not isinstance(entry, dict) or entry.get("origin") != "control":
+                return  # a config-file subscription: each member's config file has it, or not
+            config = parse_subscription({k: entry[k] for k in ADOPTED_KEYS if k in entry}, name, "catalogue")
+            check_outputs(config, self.prefix)
+            self.limits.check_create(len(self.engine.subscriptions))
+            subscription = self._build(config)
+        except (orjson.JSONDecodeError, ConfigError, ControlError) as exc:
+            log.warning("the group's run-time subscription %s does not run on this member: %s", name, exc)
+            return
+        created = entry.get("created_at") if isinstance(entry.get("created_at"), str) else now_rfc3339()
+        try:
+            self._store(StoredSubscription(name, definition_of(subscription.config), created))
+        except ControlError as exc:
+            self.engine.release(subscription)
+            log.warning("the group's run-time subscription %s does not run on this member: %s", name, exc)
+            return
+        self.engine.install(subscription)
+        self.created_at[name] = created
+        log.info("run-time subscription %s taken from the group's catalogue", name)
+
     def _clear_if_stale(self, name: str) -> None:
-        if name not in self.engine.subscriptions and self.group is None:  # in a group, another member's
+        if name not in self.engine.subscriptions:
             log.info("clearing the stale catalogue entry %s", catalog_topic(self.prefix, name))
             self.client.publish(catalog_topic(self.prefix, name), b"", qos=1, retain=True)
 

@@ -291,3 +291,32 @@ def test_joining_a_group_with_the_session_of_a_lone_instance_drops_its_unshared_
         hot.close()
     assert got == expected
     assert sum(per_member) == len(rows), per_member
+
+
+def test_a_member_that_joins_later_takes_the_groups_run_time_subscriptions(mosquitto, tmp_path):
+    base, group = unique(), unique("g")
+    tables = tmp_path / "machines.csv"
+    tables.write_text(MACHINES)
+    sql = "SELECT machine, seq FROM t WHERE seq % 5 = 0"
+    with contextlib.ExitStack() as stack:
+        first = [stack.enter_context(running_service(
+            member_config(base, mosquitto.url, group, i, tmp_path / f"state-{i}", tables), tmp_path, None))
+            for i in range(2)]
+        client = ControlClient(BrokerConfig(url=mosquitto.url), f"{base}/arros", timeout=10)
+        created = client.request_all({"op": "create", "name": "fifth", "sql": sql,
+                                      "output": f"{base}/fifth/{{machine}}"})
+        assert [r["ok"] for r in created.replies] == [True, True]
+        late = stack.enter_context(running_service(
+            member_config(base, mosquitto.url, group, 2, tmp_path / "state-2", tables), tmp_path, None))
+        wait_until(lambda: "fifth" in late.engine.subscriptions, timeout=10)
+        assert late.control.store.entries["fifth"].definition["sql"] == sql  # stored: it survives a restart
+
+        fifth = Collector(mosquitto.port, [f"{base}/fifth/#"])
+        rows = make_rows(600, seed=9)
+        publish_rows(mosquitto.port, base, rows)
+        expected = duckdb_rows(rows, sql, tables)
+        got = results(fifth, len(expected))
+        per_member = [service.pipeline.stats["t"].messages for service in [*first, late]]
+        fifth.close()
+    assert got == expected  # the late member's share of "fifth" is not missing
+    assert all(count > 0 for count in per_member), per_member

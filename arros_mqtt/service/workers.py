@@ -14,9 +14,9 @@ shutdown timeout), and a worker whose parent is gone stops itself (`parent_gone`
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from arros_mqtt.config import Config, parse_listen
+from arros_mqtt.config import Config, default_client_id, parse_listen
 
 log = logging.getLogger(__name__)
 RESTART_MIN, RESTART_MAX = 1.0, 30.0  # seconds before a worker that exited is started again
@@ -34,10 +34,9 @@ POLL_SECONDS = 0.2
 
 
 def default_group(config: Config) -> str:
-    """The group of `--workers` without `[cluster] group`: one per state_dir, so two unrelated
-    installations on one broker never share their messages."""
-    digest = hashlib.sha1(os.path.realpath(config.engine.state_dir).encode()).hexdigest()[:8]
-    return f"arros-{digest}"
+    """The group of `--workers` without `[cluster] group`: one per host and state_dir (as the default client
+    id), so two installations on one broker never share their messages unless they name a group."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", default_client_id(config.engine.state_dir))[:64]
 
 
 def group_config(config: Config) -> Config:

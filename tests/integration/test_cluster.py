@@ -320,3 +320,32 @@ def test_a_member_that_joins_later_takes_the_groups_run_time_subscriptions(mosqu
         fifth.close()
     assert got == expected  # the late member's share of "fifth" is not missing
     assert all(count > 0 for count in per_member), per_member
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie that nobody reaped yet counts as gone)."""
+    try:
+        state = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                     if line.startswith("State:"))
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return "zombie" not in state
+
+
+def test_workers_stop_by_themselves_when_the_supervisor_is_killed(mosquitto, tmp_path):
+    base, log = unique(), tmp_path / "arros.log"
+    config = tmp_path / "arros.toml"
+    config.write_text(workers_config(base, mosquitto.url, tmp_path / "state"))
+    parent = start_arros("run", "-c", str(config), "--workers", "2", log=log)
+    try:
+        for index in (0, 1):
+            wait_for_log(log, f"worker-{index}] arros_mqtt.service.runtime: arros running", process=parent)
+        children = worker_pids(log, 0) + worker_pids(log, 1)
+        parent.kill()
+        parent.wait(10)
+        wait_until(lambda: not any(alive(pid) for pid in children), timeout=30)
+    finally:
+        for pid in worker_pids(log, 0) + worker_pids(log, 1):
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert "the supervising process is gone; stopping" in log.read_text()

@@ -462,9 +462,11 @@ class ControlPlane:
         return status
 
     def _publish_status(self, subscription: Subscription) -> None:
-        topic = status_topic(self.prefix, subscription.name) if self.member is None \
-            else member_status_topic(self.prefix, subscription.name, self.member)
-        self.client.publish(topic, orjson.dumps(self._status(subscription)))
+        status = self._status(subscription)
+        topic = status_topic(self.prefix, subscription.name)
+        if self.member is not None:  # one status per member of a group: on its own topic, with its name
+            topic, status["member"] = member_status_topic(self.prefix, subscription.name, self.member), self.member
+        self.client.publish(topic, orjson.dumps(status))
 
     def _publish_entry(self, subscription: Subscription) -> dict[str, Any]:
         entry = catalog_entry(subscription, self.created_at.get(subscription.name))

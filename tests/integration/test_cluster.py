@@ -151,8 +151,9 @@ def test_control_requests_reach_every_member(mosquitto, tmp_path):
         assert Counter(line[0] for line in lines[1:]) == {"even": 2, "hot": 2, "joined": 2}
         assert {line[1] for line in lines[1:]} == {"m0", "m1"}
 
-        status_topics = {topic for topic, _ in statuses.wait_for(12, timeout=10)}
-        assert {f"{prefix}/status/even/m0", f"{prefix}/status/even/m1"} <= status_topics
+        status_messages = statuses.wait_for(12, timeout=10)
+        assert {f"{prefix}/status/even/m0", f"{prefix}/status/even/m1"} <= {topic for topic, _ in status_messages}
+        assert all(orjson.loads(payload)["member"] == topic.rsplit("/", 1)[-1] for topic, payload in status_messages)
         statuses.close()
         even.close()
 

@@ -67,3 +67,12 @@ def test_uplink_metrics_are_labelled_by_uplink():
     assert values[("arros_uplink_buffered_messages", "cloud")] == 3
     assert values[("arros_uplink_dropped_total", "cloud")] == 2
     assert values[("arros_uplink_connected", "cloud")] == 1
+
+
+def test_a_cluster_group_refuses_uplinks():
+    from arros_mqtt.config import check_cluster
+
+    config = parse_config({"broker": {"url": "mqtt://127.0.0.1:1883"}, "cluster": {"group": "g"},
+                           "uplinks": {"cloud": {"url": "mqtt://cloud:1883", "topics": ["derived/#"]}}}, "a.toml")
+    with pytest.raises(ConfigError, match=r"^a.toml: uplinks\.cloud: uplinks do not run in a \[cluster\] group"):
+        check_cluster(config)

@@ -26,7 +26,7 @@ from arros_mqtt.core.errors import ConfigError
 from arros_mqtt.core.log_position import LogPosition
 from arros_mqtt.durability.lock import StateDirLock
 from arros_mqtt.egress.archive import Archive
-from arros_mqtt.engine import Engine
+from arros_mqtt.engine import Engine, RunBounds
 from arros_mqtt.ingress.acks import AckLedger
 from arros_mqtt.ingress.batcher import MicroBatcher
 from arros_mqtt.ops.health import HealthPublisher
@@ -51,7 +51,9 @@ CALLS_PER_ROUND = 100  # engine calls (control requests) run between two rounds 
 def build_engine(config: Config) -> Engine:
     """The engine with every config subscription planned (or pending, over a stream whose schema is
     inferred at run time): what `arros check` validates."""
-    engine = Engine(config.streams, config.tables)
+    limits = config.engine
+    engine = Engine(config.streams, config.tables, bounds=RunBounds(
+        limits.max_result_rows, limits.max_result_bytes, limits.max_batch_seconds, limits.sql_memory))
     for name, subscription in config.subscriptions.items():
         try:
             engine.add_when_ready(subscription)

@@ -1,14 +1,14 @@
 # The two quick-start commands: `make demo` runs `arros demo` (embedded broker: nothing else to install),
 # `make test` runs the tests (tests/unit, tests/integration, tests/faults; not the slow ones) and prints how
 # long they took; `make test-fast` runs tests/unit alone (no broker, no subprocess), the inner loop. They
-# create .venv themselves; `make test` installs Mosquitto (apt-get) when it is missing.
+# create .venv themselves; `make test` installs Mosquitto and Chromium (apt-get) when they are missing.
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 DEMO_ARGS ?=          # e.g. make demo DEMO_ARGS="--seconds 30 --rate 10"
 
 .PHONY: demo test test-fast test-slow faults lint bench bench-quick bench-ingest bench-archive bench-plc bench-windows \
-	bench-brokers bench-decode bench-durability mosquitto spb-venv sparkplug-proto flight-sql-proto clean
+	bench-brokers bench-decode bench-durability mosquitto chromium spb-venv sparkplug-proto flight-sql-proto clean
 
 $(BIN)/arros: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ $(BIN)/arros: pyproject.toml
 
 mosquitto:
 	@scripts/ensure-mosquitto.sh
+
+# Debian's chromium + chromium-driver: the web console's browser tests (tests/integration/test_web_browser.py)
+chromium:
+	@scripts/ensure-chromium.sh
 
 # mqtt-spb-wrapper (the independent Sparkplug B edge node of the tests) in a venv of its own
 spb-venv:
@@ -39,7 +43,7 @@ demo: $(BIN)/arros
 # `timed CMD`: run CMD, then print "tests took Ns" whatever its outcome, and exit with its status
 timed = start=$$(date +%s); $(1); status=$$?; echo "tests took $$(( $$(date +%s) - start ))s"; exit $$status
 
-test: $(BIN)/arros mosquitto spb-venv
+test: $(BIN)/arros mosquitto chromium spb-venv
 	@$(call timed,$(BIN)/pytest -q)
 
 test-fast: $(BIN)/arros

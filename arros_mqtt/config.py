@@ -147,6 +147,24 @@ class MetricsConfig:
     listen: str | None = None  # "127.0.0.1:9108" serves Prometheus metrics at /metrics
 
 
+WEB_DEFAULT_LISTEN = "127.0.0.1:8080"
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """`[web]`: the web console (docs/web.md). `listen` None means the default address, which, unlike one
+    given, is skipped with a warning when another program holds it; `password` None on a non-loopback
+    address means a token generated and printed at start."""
+
+    enabled: bool = True
+    listen: str | None = None
+    password: str | None = None
+
+    @property
+    def address(self) -> str:
+        return self.listen or WEB_DEFAULT_LISTEN
+
+
 @dataclass(frozen=True)
 class LiveConfig:
     """What the live views (Flight SQL `live.*`, the web console) keep in memory: recent rows per stream,
@@ -255,6 +273,7 @@ class Config:
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
     flight: FlightConfig = field(default_factory=FlightConfig)
     durability: DurabilityConfig = field(default_factory=DurabilityConfig)
@@ -299,7 +318,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
     root = _Section(data, source, "")
     root.only(
         "broker", "embedded", "engine", "archive", "control", "streams", "tables", "subscriptions",
-        "connectors", "metrics", "durability", "live", "flight",
+        "connectors", "metrics", "durability", "live", "flight", "web",
     )
     _check_name_rule(root)
     streams = {name: _stream(sec, name) for name, sec in root.section("streams").sections()}
@@ -311,6 +330,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         archive=_archive(root.section("archive")),
         control=_control(root.section("control")),
         metrics=_metrics(root.section("metrics")),
+        web=_web(root.section("web")),
         live=_live(root.section("live")),
         flight=_flight(root.section("flight")),
         durability=_durability(root.section("durability")),
@@ -363,6 +383,16 @@ class _Section:
 
     def string(self, name: str, default: Any = None) -> Any:
         return self.get(name, str, default)
+
+    def listen(self, name: str, default: str | None = None) -> str | None:
+        """A `"host:port"` (None when absent without a default), checked by `parse_listen`."""
+        listen = self.string(name, default)
+        if listen is not None:
+            try:
+                parse_listen(listen)
+            except ValueError as exc:
+                raise self.error(name, str(exc)) from None
+        return listen
 
     def required_string(self, name: str) -> str:
         if name not in self.data:
@@ -587,13 +617,16 @@ def _durability(sec: _Section) -> DurabilityConfig:
 
 def _metrics(sec: _Section) -> MetricsConfig:
     sec.only("listen")
-    listen = sec.string("listen")
-    if listen is not None:
-        try:
-            parse_listen(listen)
-        except ValueError as exc:
-            raise sec.error("listen", str(exc)) from None
-    return MetricsConfig(listen=listen)
+    return MetricsConfig(listen=sec.listen("listen"))
+
+
+def _web(sec: _Section) -> WebConfig:
+    sec.only("enabled", "listen", "password")
+    listen = sec.listen("listen")
+    password = sec.string("password")
+    if password == "":
+        raise sec.error("password", "must not be empty (leave it out to get a token printed at start)")
+    return WebConfig(enabled=sec.boolean("enabled", True), listen=listen, password=password)
 
 
 def _live(sec: _Section) -> LiveConfig:
@@ -611,11 +644,8 @@ def _live(sec: _Section) -> LiveConfig:
 def _flight(sec: _Section) -> FlightConfig:
     sec.only("enabled", "listen", "username", "password", "tls_cert", "tls_key")
     defaults = FlightConfig()
-    listen = sec.string("listen", defaults.listen)
-    try:
-        host, _port = parse_listen(listen)
-    except ValueError as exc:
-        raise sec.error("listen", str(exc)) from None
+    listen = sec.listen("listen", defaults.listen)
+    host, _port = parse_listen(listen)
     values = {key: sec.string(key) for key in ("username", "password", "tls_cert", "tls_key")}
     for first, second in (("username", "password"), ("tls_cert", "tls_key")):
         if (values[first] is None) != (values[second] is None):

@@ -140,6 +140,8 @@ def running_service(config_text: str, directory: Path, broker_url: str | None = 
         config = replace(config, broker=None, embedded=replace(config.embedded, listen=listen))
     if "state_dir" not in config_text:  # never restore run-time subscriptions left in ./arros-state
         config = replace(config, engine=replace(config.engine, state_dir=str(directory / unique("state-"))))
+    if "[web]" not in config_text:  # tests run in parallel: none holds the console's default port 8080
+        config = replace(config, web=replace(config.web, enabled=False))
     service = Service(config)
     service.start()
     wait_subscribed(service)

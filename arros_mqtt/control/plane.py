@@ -177,14 +177,9 @@ class ControlPlane:
         properties = message.properties
         response_topic = getattr(properties, "ResponseTopic", None)
         correlation = getattr(properties, "CorrelationData", None)
-        reply_to: Envelope = Envelope()
-        try:
-            data = decode_payload(message.payload)
-            reply_to = envelope(data)
-            request = validate(data)
-        except ControlError as exc:
-            self.requests[("invalid", exc.code)] += 1
-            self._reply(reply_to, response_topic, correlation, error_reply(reply_to.request_id, exc))
+        request = self._parse(message.payload)
+        if not isinstance(request, Request):
+            self._reply(request[0], response_topic, correlation, request[1])
             return
         reply_to = Envelope(request.request_id, request.reply_to)
         if not self._in_flight.acquire(timeout=BUSY_SECONDS):
@@ -203,6 +198,35 @@ class ControlPlane:
                 self._reply(reply_to, response_topic, correlation, done.result())
 
         future.add_done_callback(answer)
+
+    def handle(self, payload: bytes, timeout: float = BUSY_SECONDS) -> bytes:
+        """A request handled exactly as one published on the control topic (the same parsing, limits,
+        engine call and counters); its reply payload. For in-process edges: the web console."""
+        request = self._parse(payload)
+        if not isinstance(request, Request):
+            return request[1]
+        if self._stopping.is_set() or not self._in_flight.acquire(timeout=timeout):
+            busy = ControlError("limit_exceeded", "the control plane is stopping or busy; retry")
+            return error_reply(request.request_id, busy)
+        try:
+            return self.host.call_on_engine(lambda: self._execute(request)).result(timeout)
+        except Exception as exc:  # _execute answers every error itself: a timeout, or our bug
+            log.error("control request %s failed: %r", request.op, exc)
+            failure = ControlError("internal_error", "the request failed inside Arros; see its log")
+            return error_reply(request.request_id, failure)
+        finally:
+            self._in_flight.release()
+
+    def _parse(self, payload: bytes) -> Request | tuple[Envelope, bytes]:
+        """The validated request, or where to answer and the error reply (counted as `invalid`)."""
+        reply_to: Envelope = Envelope()
+        try:
+            data = decode_payload(payload)
+            reply_to = envelope(data)
+            return validate(data)
+        except ControlError as exc:
+            self.requests[("invalid", exc.code)] += 1
+            return reply_to, error_reply(reply_to.request_id, exc)
 
     def _reply(self, to: Envelope, response_topic: str | None, correlation: bytes | None, payload: bytes) -> None:
         """To the Response Topic, else `reply_to`, else `{prefix}/control/replies`; never to the control topic."""

@@ -129,9 +129,14 @@ class LiveViews:
 
 def group_key_columns(subscription: Subscription) -> list[str] | None:
     """The result columns that are its GROUP BY keys (the window not among them); None for a per-row
-    subscription, or when its select list does not name its keys one to one (then recent rows are kept)."""
+    subscription, or when some key is not a result column (then recent rows are kept)."""
     aggregate = subscription.plan.aggregate
-    if aggregate is None or aggregate.query.select_refs is None:
+    if aggregate is None:
         return None
-    names = subscription.shape.output_schema.names
-    return [names[i] for i, (kind, _) in enumerate(aggregate.query.select_refs) if kind == "key"]
+    query, names = aggregate.query, subscription.shape.output_schema.names
+    if query.select_refs is not None:
+        return [names[i] for i, (kind, _) in enumerate(query.select_refs) if kind == "key"]
+    # a select list with expressions (round(avg(x)), ...): keys selected under their own name still show
+    wanted = {span.text.strip('"').lower() for span in query.key_exprs}
+    keys = [name for name in names if name.lower() in wanted]
+    return keys if len(keys) == len(wanted) else None

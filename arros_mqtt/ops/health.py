@@ -95,7 +95,8 @@ def health(sources: HealthSources) -> dict[str, Any]:
                    "unacknowledged": ledger.unacknowledged if ledger is not None else None,
                    "duplicates_dropped": ledger.duplicates if ledger is not None else 0},
         "wal": None if wal is None else {"bytes": wal.bytes, "last_record": wal.appended_seq,
-                                         "synced_record": wal.synced_seq, "error": journal.error},
+                                         "synced_record": wal.synced_seq, "error": journal.error,
+                                         "damaged_records": wal.damaged_records},
         "checkpoint": None if latest is None else {
             "record": latest.seq, "age_seconds": round(time.time() - latest.manifest.get("written_at", 0), 1)},
         "outputs": None if outputs is None else {"queued": outputs.queued, "queued_bytes": outputs.queued_bytes,

@@ -147,6 +147,8 @@ def durability_metrics(sources: HealthSources) -> Iterator[CounterMetricFamily |
                                 value=state["wal"]["last_record"])
         yield CounterMetricFamily("arros_durability_errors", "Log, checkpoint and archive write failures",
                                   value=journal.errors)
+        yield CounterMetricFamily("arros_wal_damaged_records", "Acknowledged log records found corrupt at start "
+                                  "(skipped, the rest replayed)", value=state["wal"]["damaged_records"])
     if state["checkpoint"] is not None:
         yield GaugeMetricFamily("arros_checkpoint_age_seconds", "Age of the checkpoint a restart would use",
                                 value=state["checkpoint"]["age_seconds"])

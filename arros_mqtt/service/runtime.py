@@ -39,6 +39,7 @@ from arros_mqtt.service.wiring import (
     health_sources,
     live_views,
     metrics_server,
+    web_console,
 )
 from arros_mqtt.transport.interface import Transport
 
@@ -104,6 +105,7 @@ class Service:
         self.control = control_plane(self)
         self.metrics = metrics_server(self)
         self.flight = flight_server(self)  # Arrow Flight SQL: stopped first
+        self.web = web_console(self)
 
     def call_on_engine(self, call: Callable[[], Any]) -> Future:
         """Run `call` on the engine thread between micro-batches (the engine and DataFusion are used
@@ -132,6 +134,8 @@ class Service:
         self.journal.recover()
         if self.metrics is not None:
             self.metrics.start()
+        if self.web is not None and not self.web.start():
+            self.web = None  # the default address is taken: run without the console (a warning said so)
         if self.flight is not None:
             self.flight.start()
         deadline = time.monotonic() + connect_wait
@@ -166,6 +170,8 @@ class Service:
             self._lock.release()
         if self.metrics is not None:
             self.metrics.stop()
+        if self.web is not None:
+            self.web.stop()
         self._log_totals()
 
     def _drain(self, left: Callable[[], float]) -> None:

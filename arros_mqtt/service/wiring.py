@@ -23,6 +23,7 @@ from arros_mqtt.ops.health import HealthSources
 from arros_mqtt.service.pipeline import Pipeline
 from arros_mqtt.service.round_driver import RoundDriver
 from arros_mqtt.transport.interface import Transport
+from arros_mqtt.web import WebConsole, WebSources
 
 if TYPE_CHECKING:
     from arros_mqtt.flight import FlightSqlServer
@@ -98,6 +99,19 @@ def metrics_server(service: Parts) -> MetricsServer | None:
         engine=service.engine, health=health_sources(service),
         control_requests=(lambda: control.requests) if control is not None else None,
         add_batch_observer=service.pipeline.add_batch_observer,
+    ))
+
+
+def web_console(service: Parts) -> WebConsole | None:
+    """The web console on [web] listen (None when `enabled = false`): what it reads and calls, no more."""
+    if not service.config.web.enabled:
+        return None
+    control = service.control
+    return WebConsole(WebSources(
+        config=service.config, engine=service.engine, streams=lambda: service.pipeline.stats,
+        health=health_sources(service), control=control.handle if control is not None else None,
+        live=service.live, connectors=lambda: _connectors(service),
+        broker=service.transport.description,
     ))
 
 

@@ -55,6 +55,7 @@ def add_simulate_command(commands: argparse._SubParsersAction) -> None:
 def add_demo_command(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser("demo", help="embedded broker + simulator + example subscriptions, results live")
     demo.add_argument("--listen", help="embedded broker address (default 127.0.0.1:1883, else a free port)")
+    demo.add_argument("--web", help="web console address (default 127.0.0.1:8080, else a free port)")
     _device_options(demo, rate=5.0)
     demo.set_defaults(handler=_demo)
 
@@ -91,6 +92,6 @@ def _demo(args: argparse.Namespace) -> int:
     if min(args.robots, args.agvs, args.cnc) < 0:
         raise UserError("device counts cannot be negative")
     options = DemoOptions(listen=args.listen, seconds=args.seconds, rate=args.rate, robots=args.robots,
-                          agvs=args.agvs, cnc=args.cnc, seed=args.seed)
+                          agvs=args.agvs, cnc=args.cnc, seed=args.seed, web=args.web)
     run_demo(options, _stop_on_signals())
     return 0

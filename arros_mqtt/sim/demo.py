@@ -24,7 +24,7 @@ from arros_mqtt.engine import Result
 from arros_mqtt.sim.simulator import SimOptions, SimStats, simulate
 
 HOST = "127.0.0.1"  # the demo listens on loopback only
-DEFAULT_LISTEN = f"{HOST}:1883"
+WEB_PORT = 8080
 ROWS_PER_SUBSCRIPTION = 6
 KEEP_LAST = 200  # rows of a result batch looked at: the board shows the latest per topic only
 CLEAR = "\x1b[H\x1b[2J"
@@ -36,15 +36,16 @@ def demo_config(listen: str) -> Config:
     return replace(config, embedded=replace(config.embedded, listen=listen))
 
 
-def pick_listen(listen: str | None) -> str:
-    """The given address, else 1883 when free (a system Mosquitto often holds it), else a free port."""
+def pick_listen(listen: str | None, port: int = 1883) -> str:
+    """The given address, else `port` on loopback when free (a system Mosquitto often holds 1883), else a
+    free port."""
     if listen is not None:
         return listen
     with socket.socket() as probe:
         try:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind((HOST, 1883))
-            return DEFAULT_LISTEN
+            probe.bind((HOST, port))
+            return f"{HOST}:{port}"
         except OSError:
             probe.bind((HOST, 0))  # any free port
             return f"{HOST}:{probe.getsockname()[1]}"
@@ -121,6 +122,7 @@ class DemoOptions:
     agvs: int = 4
     cnc: int = 6
     seed: int | None = None
+    web: str | None = None  # the web console's address (default 127.0.0.1:8080, else a free port)
 
 
 def run_demo(options: DemoOptions, stop: threading.Event, out: TextIO = sys.stdout) -> SimStats:
@@ -129,6 +131,7 @@ def run_demo(options: DemoOptions, stop: threading.Event, out: TextIO = sys.stdo
 
     listen = pick_listen(options.listen)
     config = demo_config(listen)
+    config = replace(config, web=replace(config.web, listen=pick_listen(options.web, WEB_PORT)))
     service = Service(config)
     board = LiveBoard(dict(config.subscriptions))
     service.pipeline.add_result_sink(board.add)
@@ -146,6 +149,8 @@ def run_demo(options: DemoOptions, stop: threading.Event, out: TextIO = sys.stdo
     started = time.monotonic()
     deadline = started + options.seconds if options.seconds is not None else float("inf")
     hint = f"watch raw data and results: mosquitto_sub -h {host} -p {port} -t 'alerts/#' -t 'derived/#' -v"
+    if service.web is not None:
+        hint = f"web console: {service.web.url}\n{hint}"
     next_print = started + (0.5 if tty else 5.0)
     try:
         while not stop.wait(0.1) and time.monotonic() < deadline:

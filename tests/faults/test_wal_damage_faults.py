@@ -8,10 +8,11 @@ import signal
 import time
 
 import duckdb
+import orjson
 
 from arros_mqtt.durability.wal import ROWS, WriteAheadLog
 from tests.fault_support import FaultRun, finish_publisher, stop_arros
-from tests.support import unique
+from tests.support import Collector, unique
 
 COUNT = 1050
 
@@ -49,7 +50,15 @@ def test_a_byte_flip_in_the_synced_log_after_kill9_loses_only_its_record(tmp_pat
         assert len(lost) == 1, "the flip must hit exactly one record"
 
         arros = run.start_arros("run-1")
+        health = Collector(mosquitto.port, [f"{run.prefix}/arros/health"], qos=0)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not any(
+                orjson.loads(payload)["wal"]["damaged_records"] >= 1 for _, payload in health.messages):
+            time.sleep(0.1)
+        reported = [orjson.loads(payload)["wal"]["damaged_records"] for _, payload in health.messages]
+        health.close()
         stop_arros(arros)  # SIGTERM: closes the archive files the replay wrote
+        assert reported and max(reported) == 1, f"health did not report the damaged record: {reported}"
     finally:
         if arros.poll() is None:
             stop_arros(arros)

@@ -16,7 +16,7 @@ from datafusion import DataFrame, SessionContext, SQLOptions
 
 from arros_mqtt.core.errors import SqlError
 from arros_mqtt.engine.logical_plan import facts_of, read_plan, top_kind
-from arros_mqtt.engine.run_bounds import python_error
+from arros_mqtt.engine.run_bounds import check_literal_sizes, python_error
 from arros_mqtt.engine.window_functions import WINDOW_FUNCTIONS
 
 PER_ROW = "per_row"
@@ -51,6 +51,7 @@ def plan(ctx: SessionContext, sql: str) -> DataFrame:
     first = words[0].upper().rstrip(";(") if words else ""
     if first in _WRITE_KEYWORDS:
         raise SqlError(f"{first} is not allowed: a subscription is one read-only SELECT query", code="forbidden")
+    check_literal_sizes(sql)
     try:
         return ctx.sql_with_options(sql, read_only_options())
     except Exception as exc:  # DataFusion raises ValueError/Exception with the reason as text

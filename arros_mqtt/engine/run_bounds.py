@@ -10,6 +10,8 @@ every other stream (issue 20).
   batch. DataFusion folds constant calls while planning, so `repeat('a', 300000000)` used to build its
   300 MB string inside `explain` or `create`; now planning fails with a clear error, and at run time the
   rows whose values would be too large are dead-lettered like any failing row.
+- `lpad`, `rpad` and `array_repeat` stay DataFusion's: a literal size past the per-value bound is refused
+  before planning (`check_literal_sizes`); sizes computed from columns count only against the result bounds.
 - Recursive CTEs are off (`datafusion.execution.enable_recursive_ctes`): a continuous subscription has
   no use for one, and one over 10 million steps held every stream for 24 s per micro-batch.
 """
@@ -26,7 +28,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datafusion import DataFrame, SessionContext, udf
 
-from arros_mqtt.core.errors import ArrosError
+from arros_mqtt.core.errors import ArrosError, SqlError
+from arros_mqtt.engine.sql_text import Span, calls, tokenize
 
 MAX_VALUE_BYTES = 64 * 1024 * 1024  # bytes one repeat() call may build per batch
 MAX_VALUE_BYTES_EACH = 1024 * 1024  # ... in one value (DataFusion folds constants within it into the plan)
@@ -123,6 +126,23 @@ def _series(name: str, inclusive: bool) -> Callable[[pa.Array, pa.Array], pa.Arr
         mask = pc.invert(valid)
         return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, pa.int64()), mask=mask)
     return series
+
+
+UNBOUNDED_SIZERS = {"lpad", "rpad", "array_repeat"}  # DataFusion's own, folded while planning
+
+
+def check_literal_sizes(sql: str) -> None:
+    """SqlError for `lpad`/`rpad`/`array_repeat` given a literal size past `MAX_VALUE_BYTES_EACH`:
+    DataFusion would build that value while planning (these are not replaced by bounded versions)."""
+    try:
+        tokens = tuple(tokenize(sql))
+    except ValueError:
+        return  # DataFusion gives the syntax error
+    for first, last, name in calls(Span(tokens, sql), UNBOUNDED_SIZERS):
+        for token in tokens[first:last]:
+            if token.kind == "num" and float(token.text) > MAX_VALUE_BYTES_EACH:
+                raise SqlError(f"{name}() with a size of {token.text} would build a value past the limit of "
+                               f"{MAX_VALUE_BYTES_EACH:,} (bytes or elements)")
 
 
 def bounded_settings() -> Iterable[tuple[str, str]]:

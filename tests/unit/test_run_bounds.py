@@ -56,6 +56,20 @@ def test_a_constant_that_would_be_huge_is_not_built_while_planning_and_its_rows_
     assert failed.error is not None and reason in failed.error and "PyErr" not in failed.error
 
 
+@pytest.mark.parametrize("sql", [
+    "SELECT machine, lpad(machine, 300000000) AS s FROM telemetry",
+    "SELECT machine, upper(rpad(machine, 3e8, 'x')) AS s FROM telemetry",
+    "SELECT machine, array_repeat(1, 300000000) AS s FROM telemetry",
+])
+def test_a_literal_size_past_the_bound_for_datafusions_own_size_functions_is_refused(sql):
+    engine = engine_with()
+    before = max_rss_mb()
+    with pytest.raises(SqlError, match="would build a value past the limit"):
+        subscribe(engine, sql)
+    assert max_rss_mb() - before < 200
+    subscribe(engine, "SELECT machine, lpad(machine, 5, '0') AS s, array_repeat(1, 3) AS a FROM telemetry")
+
+
 def test_a_recursive_cte_is_refused():
     engine = engine_with()
     with pytest.raises(SqlError, match="recursive CTEs"):

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from arros_mqtt.config import parse_config
-from arros_mqtt.core.errors import SqlError
+from arros_mqtt.core.errors import ConfigError, SqlError
 from arros_mqtt.engine import DATAFUSION, Engine, RunBounds
 from tests.engine_support import batch, subscribe
 
@@ -145,3 +145,17 @@ def test_datafusion_queries_run_in_a_bounded_memory_pool():
     results = engine.process("telemetry", rows(engine, 3))
     assert results and all(r.error is not None and "Not enough memory" in r.error for r in results)
     assert sum(r.table.num_rows for r in results) == 3  # each input row dead-lettered, none lost
+
+
+def test_the_engine_section_sets_the_bounds_and_zero_turns_one_off():
+    from arros_mqtt.service.runtime import build_engine
+
+    config = parse_config({"engine": {"max_result_rows": 0, "max_result_bytes": "64MiB", "max_batch_seconds": "2s",
+                                      "sql_memory": "512MiB"},
+                           "streams": {"telemetry": {"topic": "f/{machine}", "schema": {"rpm": "int64"}}}})
+    assert build_engine(config)._session.bounds == RunBounds(0, 64 * 1024 * 1024, 2.0, 512 * 1024 * 1024)
+    with pytest.raises(ConfigError, match=r"engine\.max_result_rows"):
+        parse_config({"engine": {"max_result_rows": -1}})
+    engine = engine_with(RunBounds(max_result_rows=0))
+    subscribe(engine, "SELECT t.machine, s.value FROM telemetry t JOIN range(0, 300000) s ON true", name="fan")
+    assert sum(r.table.num_rows for r in engine.process("telemetry", rows(engine, 1))) == 300_000

@@ -48,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the service until Ctrl-C / SIGTERM")
     run.add_argument("-c", "--config", help="config file (TOML); built-in defaults without one")
     run.add_argument("--broker", help="attach to this broker, e.g. mqtt://127.0.0.1:1883 (overrides [broker] url)")
+    run.add_argument("--workers", type=_positive, metavar="N", help="run N member processes of one [cluster] group "
+                     "on this machine, supervised (overrides [engine] workers; docs/cluster.md)")
+    run.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)  # set by the supervisor for its children
     run.set_defaults(handler=_run)
 
     check = commands.add_parser("check", help="validate a config file and its SQL without connecting")
@@ -99,6 +102,11 @@ def _check(args: argparse.Namespace) -> int:
     config = _load(args)
     engine = build_engine(config)
     print(f"{config.source}: OK")
+    if config.cluster.group is not None:
+        from arros_mqtt.config import member_name
+
+        print(f"  cluster group {config.cluster.group}: member {member_name(config)}, streams subscribed as "
+              f"$share/{config.cluster.group}/...")
     for stream in config.streams.values():
         columns = ", ".join(f"{f.name} {f.type}" for f in stream.full_schema())
         if stream.infers_schema:
@@ -175,17 +183,60 @@ def _connector(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
-    from arros_mqtt.service.runtime import Service
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
 
-    service = Service(_load(args))
+
+def _run(args: argparse.Namespace) -> int:
+    from arros_mqtt.service import workers
+
+    config = _load(args)
+    if args.worker_index is not None:  # one member of `--workers N`, started by the supervisor
+        logging.getLogger().handlers[0].setFormatter(logging.Formatter(
+            f"%(asctime)s %(levelname)s [worker-{args.worker_index}] %(name)s: %(message)s"))
+        return _serve(workers.worker_config(config, args.worker_index), parent=os.getppid())
+    count = args.workers or config.engine.workers
+    if count > 1:
+        return _supervise(args, config, count)
+    return _serve(config)
+
+
+def _supervise(args: argparse.Namespace, config: Config, count: int) -> int:
+    """`--workers N`: the config checked once as a member's (one-line errors), then N supervised children."""
+    from arros_mqtt.service import workers
+    from arros_mqtt.service.runtime import build_engine
+
+    if config.broker is None:
+        raise ConfigError(config.source, "engine.workers", f"{count} workers need an external broker to share "
+                          "the streams: add a [broker] table or pass --broker (embedded mode runs one process)")
+    build_engine(workers.worker_config(config, 0))
+    arguments = [*(["-v"] if args.verbose else []), "run", *(["-c", args.config] if args.config else []),
+                 *(["--broker", args.broker] if args.broker else [])]
+    supervisor = workers.Supervisor(count, arguments, config.durability.shutdown_timeout)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: supervisor.stop())
+    log.info("starting %d workers in group %s", count, workers.group_config(config).cluster.group)
+    supervisor.run()
+    return 0
+
+
+def _serve(config: Config, parent: int | None = None) -> int:
+    """One service until SIGTERM / SIGINT (or, for a worker, until its supervisor is gone)."""
+    from arros_mqtt.service.runtime import Service
+    from arros_mqtt.service.workers import parent_gone
+
+    service = Service(config)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     service.start()
     _freeze_startup_objects()
     while not stop.wait(1.0):
-        pass
+        if parent is not None and parent_gone(parent):
+            log.warning("the supervising process is gone; stopping")
+            break
     log.info("stopping")
     # A hard bound: whatever hangs past the shutdown timeout, the write-ahead log has it (next start replays).
     limit = service.config.durability.shutdown_timeout + 5.0

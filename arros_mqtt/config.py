@@ -109,6 +109,7 @@ class EngineConfig:
     max_result_bytes: int = 256 * 1024 * 1024
     max_batch_seconds: float = 10.0
     sql_memory: int = 1024 * 1024 * 1024  # DataFusion's memory pool: joins, sorts, aggregates
+    workers: int = 1  # member processes `arros run` starts on this machine (docs/cluster.md)
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,53 @@ class FlightConfig:
     password: str | None = None
     tls_cert: str | None = None  # PEM files; both or neither
     tls_key: str | None = None
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """`[cluster]`: instances with the same `group` share each stream's subscription through the broker
+    (`$share/{group}/{filter}`), so each message reaches one member (docs/cluster.md)."""
+
+    group: str | None = None
+    member: str | None = None  # this instance's name in the group; None: derived from the client id
+
+
+# What a group refuses, and why: each member sees only its share of a stream.
+GROUP_REFUSES_AGGREGATES = ("windows and running aggregates in a [cluster] group are not supported yet: each member "
+                            "sees only its share of the stream, so its results would be partial; run this "
+                            "subscription on an instance outside the group (docs/cluster.md)")
+_GROUP_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def member_name(config: Config) -> str:
+    """This instance's name in its group: `[cluster] member`, else its client id (itself derived from
+    `state_dir` unless set), made a valid topic level."""
+    if config.cluster.member is not None:
+        return config.cluster.member
+    client_id = config.broker.client_id if config.broker is not None else default_client_id(config.engine.state_dir)
+    return re.sub(r"[/+#]", "_", client_id)
+
+
+def check_cluster(config: Config) -> None:
+    """What a group needs of the rest of the config, checked once `--broker` is applied (ConfigError)."""
+    if config.cluster.group is None:
+        return
+    if config.broker is None:
+        raise ConfigError(config.source, "cluster.group", "a group needs an external broker (members share its "
+                          "subscriptions): add a [broker] table or pass --broker; embedded mode runs alone")
+    if config.connectors:  # every member would poll the PLC: each reading N times
+        first = next(iter(config.connectors))
+        raise ConfigError(config.source, f"connectors.{first}", "connectors do not run in a [cluster] group (every "
+                          "member would read the device); run it alone with `arros connector` publishing to a "
+                          "topic the group's streams subscribe")
+    for name, stream in config.streams.items():
+        if stream.format == "sparkplug":
+            raise ConfigError(config.source, f"streams.{name}.format", "sparkplug streams are not supported in a "
+                              "[cluster] group (births, aliases and seq numbers of an edge node must reach one "
+                              "decoder in order)")
+        if stream.infers_schema:
+            raise ConfigError(config.source, f"streams.{name}.schema", "is required in a [cluster] group (each "
+                              "member would infer its own schema from its own first messages)")
 
 
 @dataclass(frozen=True)
@@ -277,6 +325,7 @@ class Config:
     live: LiveConfig = field(default_factory=LiveConfig)
     flight: FlightConfig = field(default_factory=FlightConfig)
     durability: DurabilityConfig = field(default_factory=DurabilityConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     streams: dict[str, StreamConfig] = field(default_factory=dict)
     tables: dict[str, TableConfig] = field(default_factory=dict)
     subscriptions: dict[str, SubscriptionConfig] = field(default_factory=dict)
@@ -318,7 +367,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
     root = _Section(data, source, "")
     root.only(
         "broker", "embedded", "engine", "archive", "control", "streams", "tables", "subscriptions",
-        "connectors", "metrics", "durability", "live", "flight", "web",
+        "connectors", "metrics", "durability", "live", "flight", "web", "cluster",
     )
     _check_name_rule(root)
     streams = {name: _stream(sec, name) for name, sec in root.section("streams").sections()}
@@ -334,6 +383,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         live=_live(root.section("live")),
         flight=_flight(root.section("flight")),
         durability=_durability(root.section("durability")),
+        cluster=_cluster(root.section("cluster")),
         streams=streams,
         tables={name: _table(sec, name) for name, sec in root.section("tables").sections()},
         subscriptions={name: _subscription(sec, name) for name, sec in root.section("subscriptions").sections()},
@@ -533,7 +583,7 @@ def _embedded(sec: _Section) -> EmbeddedConfig:
 
 def _engine(sec: _Section) -> EngineConfig:
     sec.only("batch_max_rows", "batch_max_delay", "batch_max_bytes", "batching", "batch_linger", "state_dir",
-             "max_result_rows", "max_result_bytes", "max_batch_seconds", "sql_memory")
+             "max_result_rows", "max_result_bytes", "max_batch_seconds", "sql_memory", "workers")
     defaults = EngineConfig()
     batching = sec.string("batching", defaults.batching)
     if batching not in ("adaptive", "delay"):
@@ -552,7 +602,20 @@ def _engine(sec: _Section) -> EngineConfig:
         max_result_bytes=sec.size("max_result_bytes", defaults.max_result_bytes),
         max_batch_seconds=sec.duration("max_batch_seconds", defaults.max_batch_seconds),
         sql_memory=sec.size("sql_memory", defaults.sql_memory),
+        workers=sec.integer("workers", defaults.workers, minimum=1),
     )
+
+
+def _cluster(sec: _Section) -> ClusterConfig:
+    sec.only("group", "member")
+    values = {key: sec.string(key) for key in ("group", "member")}
+    for key, value in values.items():
+        if value is not None and not _GROUP_NAME.match(value):
+            raise sec.error(key, f"invalid {key} name {value!r} (1-64 letters, digits, '-', '_' or '.': it is a "
+                            "topic level)")
+    if values["member"] is not None and values["group"] is None:
+        raise sec.error("member", "needs group")
+    return ClusterConfig(**values)
 
 
 def _archive(sec: _Section) -> ArchiveConfig:

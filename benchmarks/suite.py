@@ -30,10 +30,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from arros_mqtt.testing import mosquitto_binary  # noqa: E402
-from benchmarks import flight_scan, ingest, latency, many_subscriptions, memory  # noqa: E402
+from benchmarks import flight_scan, ingest, latency, many_subscriptions, memory, workers  # noqa: E402
 from benchmarks.targets import targets  # noqa: E402
 
 SECTIONS = ("ingest", "latency", "memory", "subscriptions", "replay", "flight")
+OPTIONAL_SECTIONS = ("workers",)  # run only when named in --sections: `arros run --workers` 1 vs 2
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,8 @@ class Sizes:
     subscription_seconds: float
     replay_events: int
     flight_rows: int = 10_000_000  # the archive scanned through Flight SQL
+    workers_rows: int = 1_000_000  # readings per run of the workers section (arrays of 100) ...
+    workers_messages: int = 200_000  # ... and messages of one reading each
 
 
 FULL = Sizes(messages=500_000, results_messages=100_000, tuned_cases=tuple(ingest.TUNED_CASES), ceiling_runs=3,
@@ -62,7 +65,8 @@ QUICK = Sizes(messages=20_000, results_messages=20_000, ceiling_runs=1,
               tuned_cases=tuple(case for case in ingest.TUNED_CASES if case.wal), latency_rates=(1_000, 10_000),
               latency_seconds=2.0, latency_variants=("defaults", "QoS 0 (tuned)"), memory_seconds=8.0,
               memory_rate=2_000, subscription_counts=(10, 100), subscription_rate=1_000, subscription_seconds=3.0,
-              replay_events=100_000, flight_rows=1_000_000)
+              replay_events=100_000, flight_rows=1_000_000, workers_rows=100_000,
+              workers_messages=20_000)
 
 
 class Progress:
@@ -153,6 +157,8 @@ def run(sections: list[str], sizes: Sizes, json_path: Path | None) -> int:
                 report[name] = replay(sizes.replay_events, directory)
             elif name == "flight":
                 report[name] = flight_scan.run(sizes.flight_rows, progress, directory)
+            elif name == "workers":
+                report[name] = workers.run(sizes.workers_rows, sizes.workers_messages, progress, directory)
     progress.done()
     report["targets"] = targets(report)
     report["zero_loss"] = zero_loss(report)
@@ -180,6 +186,7 @@ def zero_loss(report: dict) -> bool:
     checks += [r["zero_loss"] for r in report.get("subscriptions", {}).get("runs", [])]
     checks += [r.get("matches_duckdb", True) for r in report.get("replay", {}).get("runs", {}).values()]
     checks += [report["flight"]["ok"]] if "flight" in report else []
+    checks += [r["zero_loss"] for r in workers.all_runs(report["workers"])] if "workers" in report else []
     return all(checks)
 
 
@@ -209,6 +216,10 @@ def print_report(report: dict) -> None:
     if "flight" in report:
         print("\n7. Flight SQL: an archive scan and a GROUP BY to an ADBC client, vs DuckDB reading the files")
         flight_scan.print_table(report["flight"])
+    if "workers" in report:
+        print("\n8. `arros run --workers`, 1 vs 2: a filter over JSON arrays of 100 readings (CPU-bound), then over "
+              "one reading per message (broker-bound)")
+        workers.print_table(report["workers"])
     if report["targets"]:
         print("\nTargets")
         for row in report["targets"]:
@@ -223,14 +234,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, help="seconds of the memory run (default 60; 8 with --quick)")
     parser.add_argument("--messages", type=int, help="messages per ingest run and per ceiling run (default 500,000; "
                         "20,000 with --quick); also the per-row runs' (default 100,000; 20,000 with --quick)")
-    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, of: {', '.join(SECTIONS)}")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help=f"comma-separated, of: {', '.join(SECTIONS)}; optional, only when named: "
+                        f"{', '.join(OPTIONAL_SECTIONS)}")
 
 
 def main_with(args: argparse.Namespace) -> int:
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
-    unknown = [s for s in sections if s not in SECTIONS]
+    unknown = [s for s in sections if s not in SECTIONS + OPTIONAL_SECTIONS]
     if unknown:
-        raise ValueError(f"unknown section {unknown[0]!r} (known: {', '.join(SECTIONS)})")
+        raise ValueError(f"unknown section {unknown[0]!r} (known: {', '.join(SECTIONS + OPTIONAL_SECTIONS)})")
     sizes = QUICK if args.quick else FULL
     if args.duration is not None:
         sizes = Sizes(**{**sizes.__dict__, "memory_seconds": args.duration})

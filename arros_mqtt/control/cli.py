@@ -64,10 +64,13 @@ def run_sub(args: argparse.Namespace) -> int:
     broker, prefix = _target(args)
     body = _request(args)
     try:
-        reply = ControlClient(broker, prefix, args.timeout).request(body)
+        answers = ControlClient(broker, prefix, args.timeout).request_all(body)
     except NoReply as exc:
         print(f"arros: {exc}", file=sys.stderr)
         return EXIT_NO_REPLY
+    if answers.replies[0].get("member") is not None:
+        return _print_group(args.action, answers, args.json)
+    reply = answers.replies[0]
     if args.json:
         print(orjson.dumps(reply, option=orjson.OPT_INDENT_2).decode())
     if not reply.get("ok"):
@@ -77,6 +80,32 @@ def run_sub(args: argparse.Namespace) -> int:
     if not args.json:
         print(render(args.action, reply.get("result")))
     return 0
+
+
+def _print_group(action: str, answers: Any, as_json: bool) -> int:
+    """A group's replies: one per member (`list` as one table with a MEMBER column); error if any member
+    refused or did not answer."""
+    replies = sorted(answers.replies, key=lambda r: str(r.get("member")))
+    if as_json:
+        print(orjson.dumps({"replies": replies, "missing": answers.missing}, option=orjson.OPT_INDENT_2).decode())
+    failed = [r for r in replies if not r.get("ok")]
+    for reply in failed:
+        error = reply.get("error") or {}
+        print(f"arros: error: member {reply['member']}: {error.get('code')}: {error.get('message')}", file=sys.stderr)
+    for member in answers.missing:
+        print(f"arros: error: member {member} did not answer", file=sys.stderr)
+    ok = [r for r in replies if r.get("ok")]
+    if not as_json and ok:
+        if action == "list":
+            rows = [(s["name"], r["member"], s["origin"], s["kind"], s["stream"], s["output"] or "-",
+                     "paused" if s["paused"] else "running", str(s["rows_out"]))
+                    for r in ok for s in r["result"]["subscriptions"]]
+            rows.sort()
+            print(_table(("NAME", "MEMBER", "ORIGIN", "KIND", "STREAM", "OUTPUT", "STATE", "ROWS_OUT"), rows))
+        else:
+            print(render(action, ok[0]["result"]))
+            print(f"members: {', '.join(str(r['member']) for r in ok)}")
+    return EXIT_ERROR_REPLY if failed or answers.missing else 0
 
 
 def _target(args: argparse.Namespace) -> tuple[BrokerConfig, str]:

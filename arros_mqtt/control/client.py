@@ -4,13 +4,17 @@ The reply topic is `{prefix}/control/replies/{client_id}` (so a broker ACL can g
 `{prefix}/control/replies/#` only). With MQTT 5 it is the request's Response Topic and the Correlation
 Data ties the reply to the request; with MQTT 3.1.1 (the embedded broker speaks nothing else) the
 request carries it as `reply_to` and a `request_id` that the reply echoes.
+
+In a `[cluster]` group every member answers, its reply carrying `member`. Before the request, the client
+reads the members' retained presence (`{prefix}/members/+`, control/membership.py); the request then
+waits for the reply of every member online, or the timeout.
 """
 
 from __future__ import annotations
 
 import threading
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -27,6 +31,25 @@ class NoReply(ExternalError):
     """The broker or the service did not answer in time."""
 
 
+@dataclass(frozen=True)
+class GroupReplies:
+    """The replies to one request: one per member in a group (each with `member`), else one."""
+
+    replies: list[dict[str, Any]]
+    missing: list[str]  # members online that did not answer within the timeout
+
+
+def _note_member(online: set[str], member: str, payload: bytes) -> None:
+    try:
+        presence = orjson.loads(payload) if payload else {}
+    except orjson.JSONDecodeError:
+        return
+    if isinstance(presence, dict) and presence.get("online") is True:
+        online.add(member)
+    else:
+        online.discard(member)
+
+
 class ControlClient:
     def __init__(self, broker: BrokerConfig, prefix: str, timeout: float = 10.0) -> None:
         self.v5 = broker.protocol != "3.1.1"
@@ -37,14 +60,24 @@ class ControlClient:
         self.reply_topic = f"{prefix}/control/replies/{self.broker.client_id}"
 
     def request(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Send one request and return the reply object; NoReply on timeout."""
+        """Send one request and return the (first) reply object; NoReply on timeout."""
+        return self.request_all(body).replies[0]
+
+    def request_all(self, body: dict[str, Any]) -> GroupReplies:
+        """Send one request; the replies of every member online (one reply outside a group). NoReply when
+        none came in time; members that did not answer in time are `missing`."""
         correlation = uuid.uuid4().bytes
         replies: list[dict[str, Any]] = []
+        online: set[str] = set()
         got_reply, subscribed = threading.Event(), threading.Event()
+        members_prefix = f"{self.prefix}/members/"
         if not self.v5:
             body = {**body, "request_id": correlation.hex(), "reply_to": self.reply_topic}
 
         def on_message(_client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
+            if message.topic.startswith(members_prefix):
+                _note_member(online, message.topic[len(members_prefix):], message.payload)
+                return
             if self.v5:
                 if getattr(message.properties, "CorrelationData", None) != correlation:
                     return
@@ -54,14 +87,22 @@ class ControlClient:
                 if not isinstance(reply, dict) or reply.get("request_id") != correlation.hex():
                     return
             replies.append(reply)
-            got_reply.set()
+            answered = {r.get("member") for r in replies}
+            if None in answered or online <= answered:
+                got_reply.set()
 
         client = new_client(self.broker, persistent=False)
         send_at_once(client)
         client.on_message = on_message
-        client.on_subscribe = lambda *_: subscribed.set()
-        connect(client, self.broker, persistent=False,
-                on_connect=lambda c, _present: c.subscribe(self.reply_topic, qos=1))
+        # the retained presences come before the SUBACK of the second SUBSCRIBE: the broker answers in order
+        client.on_subscribe = lambda _c, _u, mid, *_: subscribed.set() if mid == reply_mid[0] else None
+        reply_mid = [-1]
+
+        def on_connect(c: mqtt.Client, _present: bool) -> None:
+            c.subscribe(f"{members_prefix}+", qos=1)
+            reply_mid[0] = c.subscribe(self.reply_topic, qos=1)[1]
+
+        connect(client, self.broker, persistent=False, on_connect=on_connect)
         try:
             if not subscribed.wait(self.timeout):
                 raise NoReply(f"could not connect to and subscribe on {self.broker.url} within {self.timeout:g} s")
@@ -71,10 +112,12 @@ class ControlClient:
                 properties.ResponseTopic = self.reply_topic
                 properties.CorrelationData = correlation
             client.publish(f"{self.prefix}/control", orjson.dumps(body), qos=1, properties=properties)
-            if not got_reply.wait(self.timeout):
+            if not got_reply.wait(self.timeout) and not replies:
                 raise NoReply(f"no reply on {self.reply_topic} within {self.timeout:g} s: is `arros run` attached "
                               f"to {self.broker.url} with [control] prefix = \"{self.prefix}\"?")
-            return replies[0]
+            taken = list(replies)
+            answered = {r.get("member") for r in taken}
+            return GroupReplies(taken, sorted(online - answered) if None not in answered else [])
         finally:
             client.disconnect()
             client.loop_stop()

@@ -13,6 +13,7 @@ It also keeps the catalogue (`{prefix}/catalog/{name}`, retained), publishes sta
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -27,7 +28,14 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from arros_mqtt.config import BrokerConfig, Config, SubscriptionConfig, parse_subscription
+from arros_mqtt.config import (
+    GROUP_REFUSES_AGGREGATES,
+    BrokerConfig,
+    Config,
+    SubscriptionConfig,
+    member_name,
+    parse_subscription,
+)
 from arros_mqtt.control.catalog import (
     catalog_entry,
     catalog_topic,
@@ -39,6 +47,7 @@ from arros_mqtt.control.catalog import (
     stream_of,
 )
 from arros_mqtt.control.limits import Limits
+from arros_mqtt.control.membership import member_presence, member_status_topic, with_member
 from arros_mqtt.control.protocol import (
     ControlError,
     Envelope,
@@ -53,7 +62,7 @@ from arros_mqtt.control.protocol import (
 )
 from arros_mqtt.control.store import StoredSubscription, SubscriptionStore, definition_of, now_rfc3339
 from arros_mqtt.core.errors import ConfigError, SqlError
-from arros_mqtt.engine import Engine, Result, Subscription
+from arros_mqtt.engine import PER_ROW, Engine, Result, Subscription
 from arros_mqtt.transport.paho_client import connect, new_client, send_at_once
 
 log = logging.getLogger(__name__)
@@ -61,6 +70,7 @@ MAX_IN_FLIGHT = 1000  # requests waiting for the engine; past this the network t
 BUSY_SECONDS = 30.0  # ... at most this long, then the request is answered `limit_exceeded`
 CHECK_SECONDS = 0.5  # how often state-size limits are checked
 PAUSED_BY_REQUEST = "paused by request"
+ADOPTED_KEYS = ("sql", "output", "format", "qos", "retain", "batch", "timestamps", "archive", "late_output")
 
 
 @dataclass(frozen=True)
@@ -110,6 +120,14 @@ class ControlPlane:
         self._in_flight = threading.BoundedSemaphore(MAX_IN_FLIGHT)
         self._stopping = threading.Event()
         self._checker = threading.Thread(target=self._check_periodically, name="arros-control", daemon=True)
+        # [cluster]: every member takes every request (the control topic is not shared) and answers it,
+        # its reply carrying its name; its presence is retained under {prefix}/members/ (membership.py)
+        self.group = host.config.cluster.group
+        self.member = member_name(host.config) if self.group is not None else None
+        self._presence = member_presence(self.prefix, self.group, self.member) \
+            if self.group is not None and self.member is not None and not self._local else None
+        if self._presence is not None:
+            self.client.will_set(self._presence.topic, self._presence.offline, qos=1, retain=True)
         self._ops: dict[str, Callable[[Request], Any]] = {
             "create": self._create, "replace": self._replace, "drop": self._drop, "pause": self._pause,
             "resume": self._resume, "list": self._list, "describe": self._describe, "explain": self._explain,
@@ -138,6 +156,10 @@ class ControlPlane:
             taken += 1
         if self._checker.is_alive():
             self._checker.join(timeout)
+        if self._presence is not None:  # a clean stop sends no will
+            sent = self.client.publish(self._presence.topic, self._presence.offline, qos=1, retain=True)
+            with contextlib.suppress(RuntimeError, ValueError):  # not connected: the broker sends the will
+                sent.wait_for_publish(min(timeout, 2.0))
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -154,6 +176,11 @@ class ControlPlane:
                 log.warning("stored run-time subscription %s no longer runs (%s); it stays stored until dropped "
                             "or replaced", name, exc)
                 continue
+            added = self.engine.subscriptions.get(name)
+            if self.group is not None and added is not None and added.shape.kind != PER_ROW:
+                self.engine.remove(name)
+                log.warning("stored run-time subscription %s does not run: %s", name, GROUP_REFUSES_AGGREGATES)
+                continue
             self.created_at[name] = stored.created_at
             if stored.paused is not None:
                 self.engine.pause(name, stored.paused)
@@ -163,6 +190,8 @@ class ControlPlane:
 
     def _on_connect(self, client: mqtt.Client, _session_present: bool) -> None:
         client.subscribe([(self.topic, 1), (catalog_topic(self.prefix, "+"), 1)])
+        if self._presence is not None:
+            client.publish(self._presence.topic, self._presence.online, qos=1, retain=True)
         self.host.call_on_engine(self._publish_catalog)
 
     def _on_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
@@ -170,8 +199,12 @@ class ControlPlane:
             if not self._stopping.is_set():
                 self._on_request(message)
         elif message.payload:  # a retained catalogue entry: clear it if it names no live subscription
-            name = message.topic.rsplit("/", 1)[-1]
-            self.host.call_on_engine(lambda: self._clear_if_stale(name))
+            name, entry = message.topic.rsplit("/", 1)[-1], message.payload
+            if self.group is not None:  # in a group: another member's; run it too if it was there before us
+                if message.retain:
+                    self.host.call_on_engine(lambda: self._adopt(name, entry))
+            else:
+                self.host.call_on_engine(lambda: self._clear_if_stale(name))
 
     def _on_request(self, message: mqtt.MQTTMessage) -> None:
         properties = message.properties
@@ -232,6 +265,8 @@ class ControlPlane:
         """To the Response Topic, else `reply_to`, else `{prefix}/control/replies`; never to the control topic."""
         topic = next((t for t in (response_topic, to.reply_to)
                       if t is not None and valid_reply_topic(t) and t != self.topic), self.replies_topic)
+        if self.member is not None:
+            payload = with_member(payload, self.member)
         properties = None
         if self.v5 and correlation is not None:
             properties = Properties(PacketTypes.PUBLISH)
@@ -345,7 +380,8 @@ class ControlPlane:
             subscription = self._live(request.name)
         else:
             assert request.sql is not None
-            subscription = self._build(SubscriptionConfig(name="explain", sql=request.sql, origin="control"))
+            subscription = self._build(SubscriptionConfig(name="explain", sql=request.sql, origin="control"),
+                                       to_run=False)
         result = {"name": request.name, "sql": subscription.config.sql, **shape_of(subscription)}
         if request.name is not None:
             stats = subscription.stats
@@ -382,13 +418,18 @@ class ControlPlane:
         check_outputs(config, self.prefix)
         return config
 
-    def _build(self, config: SubscriptionConfig) -> Subscription:
+    def _build(self, config: SubscriptionConfig, to_run: bool = True) -> Subscription:
+        """`to_run`: it will run (in a group an aggregate is refused), else it is only explained."""
         try:
-            return self.engine.build(config)
+            subscription = self.engine.build(config)
         except SqlError as exc:
             code = exc.code if exc.code in ("invalid_sql", "forbidden", "unknown_stream") else "invalid_sql"
             code = "forbidden" if exc.code == "output_loop" else code
             raise ControlError(code, str(exc)) from None
+        if self.group is not None and subscription.shape.kind != PER_ROW and to_run:
+            self.engine.release(subscription)  # a group runs no aggregate whose tables it could share
+            raise ControlError("forbidden", GROUP_REFUSES_AGGREGATES)
+        return subscription
 
     def _store(self, entry: StoredSubscription) -> None:
         try:
@@ -426,7 +467,11 @@ class ControlPlane:
         return status
 
     def _publish_status(self, subscription: Subscription) -> None:
-        self.client.publish(status_topic(self.prefix, subscription.name), orjson.dumps(self._status(subscription)))
+        status = self._status(subscription)
+        topic = status_topic(self.prefix, subscription.name)
+        if self.member is not None:  # one status per member of a group: on its own topic, with its name
+            topic, status["member"] = member_status_topic(self.prefix, subscription.name, self.member), self.member
+        self.client.publish(topic, orjson.dumps(status))
 
     def _publish_entry(self, subscription: Subscription) -> dict[str, Any]:
         entry = catalog_entry(subscription, self.created_at.get(subscription.name))
@@ -436,6 +481,33 @@ class ControlPlane:
     def _publish_catalog(self) -> None:
         for subscription in list(self.engine.subscriptions.values()):
             self._publish_entry(subscription)
+
+    def _adopt(self, name: str, payload: bytes) -> None:
+        """A group's run-time subscription this member lacks (it joined, or was down, when the subscription
+        was created): created here from its retained catalogue entry, so every member runs it."""
+        if name in self.engine.subscriptions or name in self.engine.pending or name in self.store.entries:
+            return
+        try:
+            entry = orjson.loads(payload)
+            if not isinstance(entry, dict) or entry.get("origin") != "control":
+                return  # a config-file subscription: each member's config file has it, or not
+            config = parse_subscription({k: entry[k] for k in ADOPTED_KEYS if k in entry}, name, "catalogue")
+            check_outputs(config, self.prefix)
+            self.limits.check_create(len(self.engine.subscriptions))
+            subscription = self._build(config)
+        except (orjson.JSONDecodeError, ConfigError, ControlError) as exc:
+            log.warning("the group's run-time subscription %s does not run on this member: %s", name, exc)
+            return
+        created = entry.get("created_at") if isinstance(entry.get("created_at"), str) else now_rfc3339()
+        try:
+            self._store(StoredSubscription(name, definition_of(subscription.config), created))
+        except ControlError as exc:
+            self.engine.release(subscription)
+            log.warning("the group's run-time subscription %s does not run on this member: %s", name, exc)
+            return
+        self.engine.install(subscription)
+        self.created_at[name] = created
+        log.info("run-time subscription %s taken from the group's catalogue", name)
 
     def _clear_if_stale(self, name: str) -> None:
         if name not in self.engine.subscriptions:

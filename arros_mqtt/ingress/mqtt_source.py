@@ -30,11 +30,18 @@ __all__ = ["MqttSource", "Sink"]
 RECEIVE_MAXIMUM = 65_535  # MQTT 5: unacknowledged QoS 1 messages the broker may have in flight to us
 
 
+def shared_filter(group: str | None, topic_filter: str) -> str:
+    """The filter a member of `group` subscribes (MQTT 5 shared subscription), or `topic_filter` alone."""
+    return topic_filter if group is None else f"$share/{group}/{topic_filter}"
+
+
 class MqttSource:
     def __init__(
         self, broker: BrokerConfig, streams: list[StreamConfig], sink: Sink, presence: Presence | None = None,
-        ledger: AckLedger | None = None,
+        ledger: AckLedger | None = None, share_group: str | None = None,
     ) -> None:
+        """`share_group`: a `[cluster]` group; each filter is subscribed as `$share/{group}/{filter}`, so the
+        broker hands each message to one member. Routing still uses the message's own topic."""
         self.broker = broker
         self._ledger = ledger
         self._paused = False
@@ -43,7 +50,9 @@ class MqttSource:
         # a MicroBatcher's `add` as the sink: its `add_many` takes the bulk path's lists whole
         self._sink_many = getattr(getattr(sink, "__self__", None), "add_many", None) or self._sink_each
         self._router = StreamRouter(streams)
-        self._subscriptions = self._router.qos  # topic filter -> QoS
+        self._share_group = share_group
+        self._subscriptions = {shared_filter(share_group, topic_filter): qos  # what we subscribe -> QoS
+                               for topic_filter, qos in self._router.qos.items()}
         self._raw_routes: dict[bytes, tuple[str, tuple[str, ...]]] = {}  # topic bytes -> (topic, streams)
         self.subscribed = threading.Event()  # set once the broker acknowledged our SUBSCRIBE
         self.client = new_client(broker, client_class=BulkReadClient)
@@ -126,11 +135,15 @@ class MqttSource:
         route = self._raw_routes[raw] = (topic, self._router.streams_for(topic))
         return route
 
-    def _subscribe(self, client: mqtt.Client, _session_present: bool) -> None:
+    def _subscribe(self, client: mqtt.Client, session_present: bool) -> None:
         # Subscribing again to the same filters replaces them: never a duplicate subscription.
         if self._subscriptions:
             client.subscribe(list(self._subscriptions.items()))
             log.info("subscribed to %s", ", ".join(self._subscriptions))
+        if session_present and self._share_group is not None and self._router.qos:
+            # joined a group with the session of a lone instance: its unshared filters would go on delivering
+            # every message to this member too (after the shared SUBSCRIBE: an overlap repeats, a gap loses)
+            client.unsubscribe(list(self._router.qos))
         else:  # only connector-fed streams: nothing to wait for
             self.subscribed.set()
         if self._presence is not None:

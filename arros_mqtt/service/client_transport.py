@@ -23,8 +23,9 @@ class ClientTransport:
 
     def __init__(self, broker: BrokerConfig, streams: list[StreamConfig], presence: Presence | None = None,
                  durability: DurabilityConfig | None = None, state_dir: str | None = None,
-                 position: LogPosition | None = None) -> None:
+                 position: LogPosition | None = None, share_group: str | None = None) -> None:
         self.broker = broker
+        self._share_group = share_group  # [cluster] group: streams subscribed as $share/{group}/...
         self._streams = streams
         self._presence = presence
         durability = durability or DurabilityConfig()
@@ -61,7 +62,8 @@ class ClientTransport:
         return self.source is not None and self.source.client.is_connected()
 
     def start(self, deliver: Sink, connect_wait: float) -> None:
-        self.source = MqttSource(self.broker, self._streams, deliver, self._presence, self._ledger)
+        self.source = MqttSource(self.broker, self._streams, deliver, self._presence, self._ledger,
+                                  self._share_group)
         self.sink.start(wait=connect_wait)
         self.source.start()
 

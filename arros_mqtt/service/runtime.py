@@ -21,12 +21,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from arros_mqtt.config import Config
+from arros_mqtt.config import GROUP_REFUSES_AGGREGATES, Config, check_cluster, member_name
+from arros_mqtt.control.membership import members_topic
 from arros_mqtt.core.errors import ConfigError
 from arros_mqtt.core.log_position import LogPosition
 from arros_mqtt.durability.lock import StateDirLock
 from arros_mqtt.egress.archive import Archive
-from arros_mqtt.engine import Engine, RunBounds
+from arros_mqtt.engine import PER_ROW, Engine, RunBounds
 from arros_mqtt.ingress.acks import AckLedger
 from arros_mqtt.ingress.batcher import MicroBatcher
 from arros_mqtt.ops.health import HealthPublisher
@@ -51,15 +52,18 @@ CALLS_PER_ROUND = 100  # engine calls (control requests) run between two rounds 
 
 def build_engine(config: Config) -> Engine:
     """The engine with every config subscription planned (or pending, over a stream whose schema is
-    inferred at run time): what `arros check` validates."""
+    inferred at run time): what `arros check` validates. In a `[cluster]` group only per-row ones run."""
+    check_cluster(config)
     limits = config.engine
     engine = Engine(config.streams, config.tables, bounds=RunBounds(
         limits.max_result_rows, limits.max_result_bytes, limits.max_batch_seconds, limits.sql_memory))
     for name, subscription in config.subscriptions.items():
         try:
-            engine.add_when_ready(subscription)
+            added = engine.add_when_ready(subscription)
         except Exception as exc:
             raise ConfigError(config.source, f"subscriptions.{name}.sql", str(exc)) from None
+        if config.cluster.group is not None and added is not None and added.shape.kind != PER_ROW:
+            raise ConfigError(config.source, f"subscriptions.{name}.sql", GROUP_REFUSES_AGGREGATES)
     return engine
 
 
@@ -92,7 +96,9 @@ class Service:
                                    getattr(self.transport, "outputs", None),
                                    getattr(self.transport, "receiving", lambda: True))
         self.add_closer(self.journal.close)
-        self.pipeline.add_ticker(HealthPublisher(health_sources(self), self.transport.publish, config.control.prefix,
+        health_prefix = config.control.prefix if config.cluster.group is None \
+            else members_topic(config.control.prefix, member_name(config))  # one health per member of a group
+        self.pipeline.add_ticker(HealthPublisher(health_sources(self), self.transport.publish, health_prefix,
                                                  config.control.status_interval).tick)
         self._lock = StateDirLock(config.engine.state_dir, config.source) if config.durability.wal else None
         self._tables: queue.Queue[tuple[str, pa.Table]] = queue.Queue(MAX_PENDING_TABLES)

@@ -60,7 +60,7 @@ def default_transport(config: Config, position: LogPosition | None = None) -> Tr
     from arros_mqtt.service.client_transport import ClientTransport
 
     return ClientTransport(config.broker, streams, host_presence(streams), config.durability,
-                           config.engine.state_dir, position)
+                           config.engine.state_dir, position, share_group=config.cluster.group)
 
 
 def control_plane(service: Parts) -> ControlPlane | None:

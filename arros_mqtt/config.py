@@ -104,6 +104,11 @@ class EngineConfig:
     batch_max_bytes: int = 1024 * 1024  # payload bytes per micro-batch (arrays of readings stay bounded)
     batching: str = "adaptive"  # "adaptive": a batch closes when the engine is free; "delay": after batch_max_delay
     batch_linger: float = 0.002  # adaptive: ... and its oldest message has waited this long (fewer, larger rounds)
+    # what one subscription may cost per micro-batch (engine/run_bounds.py); over them it is paused; 0 = no limit
+    max_result_rows: int = 250_000
+    max_result_bytes: int = 256 * 1024 * 1024
+    max_batch_seconds: float = 10.0
+    sql_memory: int = 1024 * 1024 * 1024  # DataFusion's memory pool: joins, sorts, aggregates
     workers: int = 1  # member processes `arros run` starts on this machine (docs/cluster.md)
 
 
@@ -644,7 +649,7 @@ def _embedded(sec: _Section) -> EmbeddedConfig:
 
 def _engine(sec: _Section) -> EngineConfig:
     sec.only("batch_max_rows", "batch_max_delay", "batch_max_bytes", "batching", "batch_linger", "state_dir",
-             "workers")
+             "max_result_rows", "max_result_bytes", "max_batch_seconds", "sql_memory", "workers")
     defaults = EngineConfig()
     batching = sec.string("batching", defaults.batching)
     if batching not in ("adaptive", "delay"):
@@ -659,6 +664,10 @@ def _engine(sec: _Section) -> EngineConfig:
         batch_max_bytes=max_bytes,
         batching=batching,
         batch_linger=sec.duration("batch_linger", defaults.batch_linger),
+        max_result_rows=sec.integer("max_result_rows", defaults.max_result_rows, minimum=0),
+        max_result_bytes=sec.size("max_result_bytes", defaults.max_result_bytes),
+        max_batch_seconds=sec.duration("max_batch_seconds", defaults.max_batch_seconds),
+        sql_memory=sec.size("sql_memory", defaults.sql_memory),
         workers=sec.integer("workers", defaults.workers, minimum=1),
     )
 

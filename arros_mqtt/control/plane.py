@@ -271,7 +271,12 @@ class ControlPlane:
         if self.v5 and correlation is not None:
             properties = Properties(PacketTypes.PUBLISH)
             properties.CorrelationData = correlation
-        self.client.publish(topic, payload, qos=1, properties=properties)
+        try:
+            self.client.publish(topic, payload, qos=1, properties=properties)
+        except Exception as exc:  # paho refuses it (too large for MQTT): the request still gets its one reply
+            log.error("control reply to %s could not be published: %r", topic, exc)
+            failure = ControlError("internal_error", f"the reply could not be published: {type(exc).__name__}")
+            self.client.publish(topic, error_reply(to.request_id, failure), qos=1, properties=properties)
 
     # -- engine thread --
 

@@ -23,6 +23,8 @@ from arros_mqtt.core.topics import reserved_output
 
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_REQUEST_ID_CHARS = 200
+MAX_REPLY_BYTES = 256 * 1024  # a reply never goes past this: long texts (plans) are cut with a marker
+TRUNCATED = " ... [truncated: {shown} of {total} characters]"
 DEFINITION_KEYS = ("sql", "output", "format", "qos", "retain", "batch", "timestamps", "archive", "late_output")
 COMMON_KEYS = ("op", "request_id", "reply_to")
 OP_KEYS: dict[str, tuple[str, ...]] = {
@@ -154,8 +156,40 @@ def valid_reply_topic(topic: str) -> bool:
             and len(topic.encode("utf-8", "surrogatepass")) <= 65535)
 
 
-def ok_reply(request_id: str | int | None, result: Any) -> bytes:
-    return orjson.dumps({"request_id": request_id, "ok": True, "result": result})
+def ok_reply(request_id: str | int | None, result: Any, limit: int = MAX_REPLY_BYTES) -> bytes:
+    """The reply, at most `limit` bytes: long strings (an explained plan) are cut to a share of it with a
+    marker saying how much was left out; a reply still too large (many fields) is `limit_exceeded`."""
+    reply = orjson.dumps({"request_id": request_id, "ok": True, "result": result})
+    if len(reply) <= limit:
+        return reply
+    keep = (limit // 2) // max(1, len(_long_strings(result)))
+    while keep >= 256:  # JSON escapes may take a character to 6 bytes: cut shorter until it fits
+        reply = orjson.dumps({"request_id": request_id, "ok": True, "result": _truncated(result, keep)})
+        if len(reply) <= limit:
+            return reply
+        keep //= 2
+    return error_reply(request_id, ControlError("limit_exceeded", f"the reply would be {len(reply):,} bytes; "
+                                                f"replies are at most {limit:,}"))
+
+
+def _long_strings(value: Any, at_least: int = 256) -> list[str]:
+    if isinstance(value, str):
+        return [value] if len(value) > at_least else []
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _long_strings(v, at_least)]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in _long_strings(v, at_least)]
+    return []
+
+
+def _truncated(value: Any, keep: int) -> Any:
+    if isinstance(value, str) and len(value) > keep:
+        return value[:keep] + TRUNCATED.format(shown=keep, total=len(value))
+    if isinstance(value, dict):
+        return {k: _truncated(v, keep) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_truncated(v, keep) for v in value]
+    return value
 
 
 def error_reply(request_id: str | int | None, error: ControlError) -> bytes:

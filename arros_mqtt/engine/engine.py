@@ -34,6 +34,7 @@ from arros_mqtt.engine.lookup import LookupTable
 from arros_mqtt.engine.micro_batch import MicroBatch
 from arros_mqtt.engine.output_loops import output_loop
 from arros_mqtt.engine.readonly_sql import RUNNING, WINDOWED, analyze
+from arros_mqtt.engine.run_bounds import OverBound, RunBounds
 from arros_mqtt.engine.sql_session import SqlSession
 from arros_mqtt.engine.sql_text import tokenize
 from arros_mqtt.engine.stream_index import StreamReaders
@@ -47,9 +48,10 @@ log = logging.getLogger(__name__)
 
 class Engine:
     def __init__(self, streams: dict[str, StreamConfig], tables: dict[str, TableConfig] | None = None,
-                 kernel: str | None = None) -> None:
+                 kernel: str | None = None, bounds: RunBounds | None = None) -> None:
         """`kernel` ("datafusion" or "pyarrow") forces every subscription onto that kernel (tests compare
-        them); None: each runs on pyarrow kernels where they can run it, else on DataFusion."""
+        them); None: each runs on pyarrow kernels where they can run it, else on DataFusion. `bounds`:
+        what one subscription may cost per micro-batch (run_bounds.py); over them it is paused."""
         self.kernel = kernel
         self.streams = dict(streams)
         self.tables = dict(tables or {})
@@ -61,7 +63,7 @@ class Engine:
         self._paused_while_replanned: dict[str, str] = {}  # paused ones waiting for a stream's new schema
         self._readers: dict[str, StreamReaders] = {}  # per stream; rebuilt after any change (`_changed`)
         self._next_close: dict[str, float] = {}  # per stream: no window of its subscriptions ends before this
-        self._session = SqlSession()
+        self._session = SqlSession(bounds)
         self._empty: dict[str, pa.Table] = {}  # per stream: what its table holds between micro-batches
         self.watermarks = {name: Watermark(round(s.watermark * 1000), s.idle_timeout, round(s.max_future * 1000))
                            for name, s in streams.items()}
@@ -238,8 +240,12 @@ class Engine:
                     if subscription.plan.aggregate is not None:  # a window still reports the batch's late rows
                         results += self._late(subscription, current.split(subscription.operator)[1])
                     continue
-                results += self._run(subscription, current, readers)
-            except Exception as exc:  # a runtime SQL error (cast, overflow) in one batch
+                started = time.monotonic()
+                out = self._run(subscription, current, readers)
+                self._session.bounds.check(sum(r.table.num_rows for r in out),
+                                           sum(r.table.get_total_buffer_size() for r in out), started)
+                results += out
+            except Exception as exc:  # a runtime SQL error (cast, overflow) in one batch, or a bound
                 self._failed(subscription, exc)
         arrival = _arrival(batch)
         watermark.observe(self._max_event_ms(stream, batch, arrival), arrival)
@@ -375,9 +381,15 @@ class Engine:
         return None
 
     def _failed(self, subscription: Subscription, exc: Exception) -> None:
+        """Counted; over a `RunBounds` limit the subscription is also paused (its results of the batch
+        are not published) with the reason, so it cannot take the memory or the time of every stream."""
         stats = subscription.stats
         stats.errors += 1
         stats.last_error = str(exc).splitlines()[0][:300]
+        if isinstance(exc, OverBound):
+            self.pause(subscription.name, stats.last_error)
+            log.warning("subscription %s paused: %s", subscription.name, stats.last_error)
+            return
         log.warning("subscription %s failed on a batch of %s: %s", subscription.name, subscription.shape.stream,
                     stats.last_error)
 

@@ -5,7 +5,8 @@ A step (a per-row select, an aggregate's partial or final) runs over a whole tab
 of the rows that failed, and halves of those, until the failing rows stand alone: the other rows give
 their results, the failing ones come back with the error, to be dead-lettered. Finding f failing rows
 among n takes about 2 f log2(n) runs; past `MAX_RUNS` the failing parts left are returned whole (still
-dead-lettered, never dropped), so the work per batch stays bounded. Parts are halved breadth first,
+dead-lettered, never dropped), so the work per batch stays bounded. An `OverBound` (run_bounds.py) is
+not a failing row and is never isolated: the engine pauses the subscription instead. Parts are halved breadth first,
 so the parts left then are small and even.
 
 Aggregate state rows are split by group (`groups`), never inside one: a final over part of a group's
@@ -22,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from arros_mqtt.engine.incremental import WINDOW_END, WINDOW_START
+from arros_mqtt.engine.run_bounds import OverBound, python_error
 from arros_mqtt.engine.subscription import Result, Subscription
 
 T = TypeVar("T")
@@ -43,7 +45,7 @@ class Isolated(Generic[T]):
 
 def error_text(exc: BaseException) -> str:
     """The first line of an error, short enough for a status field and a dead letter."""
-    text = str(exc).strip().splitlines()
+    text = python_error(str(exc)).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
 
 
@@ -76,6 +78,8 @@ def isolate(rows: pa.Table, step: Callable[[pa.Table], T], error: BaseException,
             runs += 1
             try:
                 done.append((a, step(take(a, b))))
+            except OverBound:
+                raise
             except Exception as part_error:
                 failing.append((a, b, part_error))
     out.results = [result for _, result in sorted(done, key=lambda item: item[0])]
@@ -94,6 +98,8 @@ def select_isolating(subscription: Subscription, rows: pa.Table) -> tuple[pa.Tab
     operator = subscription.operator
     try:
         return operator.process(rows), []
+    except OverBound:  # a bound, not a failing row: halving would only run it again
+        raise
     except Exception as exc:
         found = isolate(rows, operator.process, exc)
     out = pa.concat_tables(found.results) if found.results else subscription.shape.output_schema.empty_table()
@@ -106,6 +112,8 @@ def partial_isolating(subscription: Subscription, rows: pa.Table) -> tuple[pa.Ta
     kernel = subscription.operator.kernel
     try:
         return kernel.partial(rows), []
+    except OverBound:  # a bound, not a failing row: halving would only run it again
+        raise
     except Exception as exc:
         found = isolate(rows, kernel.partial, exc)
     return (pa.concat_tables(found.results) if found.results else None), _failed_rows(subscription, found)
@@ -117,6 +125,8 @@ def final_isolating(subscription: Subscription, state: pa.Table) -> tuple[pa.Tab
     kernel = subscription.operator.kernel
     try:
         return kernel.final(state), []
+    except OverBound:  # a bound, not a failing row: halving would only run it again
+        raise
     except Exception as exc:
         spec = subscription.plan.aggregate
         keys = list(spec.query.keys) if spec is not None else []

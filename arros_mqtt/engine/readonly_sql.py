@@ -16,6 +16,7 @@ from datafusion import DataFrame, SessionContext, SQLOptions
 
 from arros_mqtt.core.errors import SqlError
 from arros_mqtt.engine.logical_plan import facts_of, read_plan, top_kind
+from arros_mqtt.engine.run_bounds import check_literal_sizes, python_error
 from arros_mqtt.engine.window_functions import WINDOW_FUNCTIONS
 
 PER_ROW = "per_row"
@@ -50,6 +51,7 @@ def plan(ctx: SessionContext, sql: str) -> DataFrame:
     first = words[0].upper().rstrip(";(") if words else ""
     if first in _WRITE_KEYWORDS:
         raise SqlError(f"{first} is not allowed: a subscription is one read-only SELECT query", code="forbidden")
+    check_literal_sizes(sql)
     try:
         return ctx.sql_with_options(sql, read_only_options())
     except Exception as exc:  # DataFusion raises ValueError/Exception with the reason as text
@@ -106,6 +108,7 @@ def _code_for(message: str) -> str:
 
 def _clean(message: str) -> str:
     """DataFusion's message without its error-type prefixes, first lines only."""
+    message = python_error(message)
     for prefix in ("DataFusion error: ", "Error during planning: ", "Schema error: ", "SQL error: ",
                    "This feature is not implemented: "):
         message = message.replace(prefix, "")
@@ -113,6 +116,8 @@ def _clean(message: str) -> str:
     message = message.replace("DDL not supported:", "DDL is not allowed (subscriptions are read-only):")
     message = message.replace("DML not supported:", "DML is not allowed (subscriptions are read-only):")
     message = message.replace("Statement not supported:", "statements are not allowed:")
+    message = message.replace("Recursive CTEs are not enabled", "recursive CTEs (WITH RECURSIVE) are not supported "
+                              "in a continuous subscription")
     if "table 'datafusion.public." in message:
         message = message.replace("table 'datafusion.public.", "unknown stream or table '").replace("' not found", "'")
     return " ".join(message.split())[:500]

@@ -12,16 +12,25 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pyarrow as pa
-from datafusion import DataFrame, SessionConfig, SessionContext
+from datafusion import DataFrame, RuntimeEnvBuilder, SessionConfig, SessionContext
 
 from arros_mqtt.engine.readonly_sql import plan
+from arros_mqtt.engine.run_bounds import RunBounds, bounded_settings, register_bounded_functions
 from arros_mqtt.engine.window_functions import register_window_functions
 
 
 class SqlSession:
-    def __init__(self) -> None:
-        self.ctx = SessionContext(SessionConfig().with_target_partitions(1).with_information_schema(False))
+    def __init__(self, bounds: RunBounds | None = None) -> None:
+        self.bounds = bounds or RunBounds()
+        config = SessionConfig().with_target_partitions(1).with_information_schema(False)
+        for key, value in bounded_settings():
+            config = config.set(key, value)
+        runtime = RuntimeEnvBuilder()
+        if self.bounds.memory:
+            runtime = runtime.with_greedy_memory_pool(self.bounds.memory)
+        self.ctx = SessionContext(config, runtime)
         register_window_functions(self.ctx)
+        register_bounded_functions(self.ctx)
         # every aggregate function DataFusion knows, by name (so the rewrite can find aggregate calls): the
         # names information_schema.routines lists, without building that table (~30 MB RSS for good)
         self.aggregate_names = {name.lower() for name in self.ctx.udafs()}
@@ -33,7 +42,11 @@ class SqlSession:
 
     def collect(self, sql: str, schema: pa.Schema) -> pa.Table:
         """`sql`'s result in `schema` (its columns in that order, cast to its types)."""
-        return self.plan(sql).to_arrow_table().select(schema.names).cast(schema)
+        return self.run(sql).select(schema.names).cast(schema)
+
+    def run(self, sql: str) -> pa.Table:
+        """`sql`'s result, within the session's `RunBounds` (OverBound past them)."""
+        return self.bounds.collect(self.plan(sql))
 
     def register(self, name: str, table: pa.Table) -> None:
         if self.ctx.table_exist(name):

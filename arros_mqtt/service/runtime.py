@@ -27,7 +27,7 @@ from arros_mqtt.core.errors import ConfigError
 from arros_mqtt.core.log_position import LogPosition
 from arros_mqtt.durability.lock import StateDirLock
 from arros_mqtt.egress.archive import Archive
-from arros_mqtt.engine import PER_ROW, Engine
+from arros_mqtt.engine import PER_ROW, Engine, RunBounds
 from arros_mqtt.ingress.acks import AckLedger
 from arros_mqtt.ingress.batcher import MicroBatcher
 from arros_mqtt.ops.health import HealthPublisher
@@ -55,7 +55,9 @@ def build_engine(config: Config) -> Engine:
     """The engine with every config subscription planned (or pending, over a stream whose schema is
     inferred at run time): what `arros check` validates. In a `[cluster]` group only per-row ones run."""
     check_cluster(config)
-    engine = Engine(config.streams, config.tables)
+    limits = config.engine
+    engine = Engine(config.streams, config.tables, bounds=RunBounds(
+        limits.max_result_rows, limits.max_result_bytes, limits.max_batch_seconds, limits.sql_memory))
     for name, subscription in config.subscriptions.items():
         try:
             added = engine.add_when_ready(subscription)

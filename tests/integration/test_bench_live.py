@@ -68,7 +68,8 @@ def _check_ingest_runs(runs: list[dict]) -> None:
     for run in runs:
         assert run["zero_loss"] and run["lost_rows"] == 0 and run["problems"] == []
         assert run["rows"] == 5000 and run["msgs_per_s"] > 0 and run["rows_per_s"] >= run["msgs_per_s"]
-        assert run["rss_peak_mb"] >= run["rss_idle_mb"] > 0 and run["cpu_s_per_1k_msgs_per_s"] > 0
+        # >= 0: a quick run of 5,000 rows in arrays (50 messages) can cost less than one clock tick of CPU
+        assert run["rss_peak_mb"] >= run["rss_idle_mb"] > 0 and run["cpu_s_per_1k_msgs_per_s"] >= 0
         assert run["ratio_to_qos0_ceiling"] > 0 and run["ratio_to_qos1_ceiling"] > 0
         assert run["ratio_to_ceiling"] == run[f"ratio_to_{run['ceiling']}_ceiling"]
         assert run["ceiling"] == ("qos1" if run["group"] == "defaults" else "qos0")

@@ -26,7 +26,7 @@ class DataFusionSelect:
 
     def select(self, rows: pa.Table) -> pa.Table:
         self.session.bind(self.stream, rows)
-        return pa.Table.from_batches(self.session.plan(self.sql).collect(), schema=self.output_schema)
+        return self.session.run(self.sql).cast(self.output_schema)
 
 
 class DataFusionAggregate:
@@ -72,7 +72,7 @@ class DataFusionAggregate:
 
     def final(self, state: pa.Table) -> pa.Table:
         with self.session.holding(self.final_table, state, self.state_schema):
-            result = self.session.plan(self.query.final(self.final_table)).to_arrow_table()
+            result = self.session.run(self.query.final(self.final_table))
         if result.num_rows == 0:
             return self.output_schema.empty_table()
         try:

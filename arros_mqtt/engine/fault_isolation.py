@@ -93,15 +93,23 @@ def _group_indices(rows: pa.Table, keys: list[str]) -> pa.ListArray:
     return grouped.column(f"{ROW_INDEX}_list").combine_chunks()
 
 
-def select_isolating(subscription: Subscription, rows: pa.Table) -> tuple[pa.Table, list[Result]]:
-    """A per-row subscription's result rows; the rows it fails on as dead-letter results."""
-    operator = subscription.operator
+def run_isolating(step: Callable[[pa.Table], T], rows: pa.Table,
+                  groups: list[str] | None = None) -> tuple[T | None, Isolated[T] | None]:
+    """`step(rows)` and None when it runs; else None and what `isolate` found. A bound (`OverBound`) is
+    raised: it is not a failing row, and halving would only run it again."""
     try:
-        return operator.process(rows), []
-    except OverBound:  # a bound, not a failing row: halving would only run it again
+        return step(rows), None
+    except OverBound:
         raise
     except Exception as exc:
-        found = isolate(rows, operator.process, exc)
+        return None, isolate(rows, step, exc, groups=groups)
+
+
+def select_isolating(subscription: Subscription, rows: pa.Table) -> tuple[pa.Table, list[Result]]:
+    """A per-row subscription's result rows; the rows it fails on as dead-letter results."""
+    out, found = run_isolating(subscription.operator.process, rows)
+    if found is None:
+        return out, []
     out = pa.concat_tables(found.results) if found.results else subscription.shape.output_schema.empty_table()
     return out, _failed_rows(subscription, found)
 
@@ -109,28 +117,20 @@ def select_isolating(subscription: Subscription, rows: pa.Table) -> tuple[pa.Tab
 def partial_isolating(subscription: Subscription, rows: pa.Table) -> tuple[pa.Table | None, list[Result]]:
     """An aggregate's partial rows of `rows` (None when none ran); the rows it fails on as dead letters, so
     the aggregate is what it would be without them."""
-    kernel = subscription.operator.kernel
-    try:
-        return kernel.partial(rows), []
-    except OverBound:  # a bound, not a failing row: halving would only run it again
-        raise
-    except Exception as exc:
-        found = isolate(rows, kernel.partial, exc)
+    partial, found = run_isolating(subscription.operator.kernel.partial, rows)
+    if found is None:
+        return partial, []
     return (pa.concat_tables(found.results) if found.results else None), _failed_rows(subscription, found)
 
 
 def final_isolating(subscription: Subscription, state: pa.Table) -> tuple[pa.Table | None, list[Result]]:
     """An aggregate's result rows of the state rows `state`; groups whose result fails (a poison group)
     come back as dead-letter results of their keys instead, and the other groups still give theirs."""
-    kernel = subscription.operator.kernel
-    try:
-        return kernel.final(state), []
-    except OverBound:  # a bound, not a failing row: halving would only run it again
-        raise
-    except Exception as exc:
-        spec = subscription.plan.aggregate
-        keys = list(spec.query.keys) if spec is not None else []
-        found = isolate(state, kernel.final, exc, groups=keys or None)
+    spec = subscription.plan.aggregate
+    keys = list(spec.query.keys) if spec is not None else []
+    final, found = run_isolating(subscription.operator.kernel.final, state, groups=keys or None)
+    if found is None:
+        return final, []
     failed = []
     for rows, error in found.failed:
         subscription.stats.rows_failed += _group_count(rows, keys)

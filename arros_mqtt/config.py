@@ -75,6 +75,7 @@ class BrokerConfig:
     keepalive: int = 30
     session_expiry: float = 3600.0
     clean_start: bool = False
+    max_packet_size: int = 0  # bytes of a PUBLISH Arros sends at most (0: the broker's CONNACK limit, or MQTT's)
 
     @property
     def host(self) -> str:
@@ -585,7 +586,7 @@ class _Section:
 def _broker(sec: _Section) -> BrokerConfig:
     sec.only(
         "url", "client_id", "protocol", "username", "password", "tls_ca", "tls_cert", "tls_key",
-        "keepalive", "session_expiry", "clean_start",
+        "keepalive", "session_expiry", "clean_start", "max_packet_size",
     )
     defaults = BrokerConfig()
     protocol = str(sec.get("protocol", (str, int, float), "5"))
@@ -602,6 +603,7 @@ def _broker(sec: _Section) -> BrokerConfig:
         keepalive=sec.integer("keepalive", 30, minimum=1),
         session_expiry=sec.duration("session_expiry", 3600.0),
         clean_start=sec.boolean("clean_start", False),
+        max_packet_size=sec.size("max_packet_size", 0),
     )
     for key in ("tls_ca", "tls_cert", "tls_key"):
         value = getattr(broker, key)

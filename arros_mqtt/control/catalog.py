@@ -82,6 +82,7 @@ def status_of(subscription: Subscription, paused_reason: str | None) -> dict[str
         "rows_in": stats.rows_in,
         "rows_out": stats.rows_out,
         "messages_out": stats.messages_out,
+        "messages_too_large": stats.messages_too_large,
         "late_rows": stats.late_rows,
         "errors": stats.errors,
         "last_error": stats.last_error,

@@ -41,3 +41,21 @@ def deadletter_rows(rows: pa.Table, stream: str, subscription: str | None, error
     return orjson.dumps({"stream": stream, "subscription": subscription, "error": error,
                          "rows_total": rows.num_rows, "rows": listed},
                         default=str, option=orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS)
+
+
+OVERSIZED_SAMPLE = 1024  # bytes of an oversized result kept in its dead letter
+
+
+def deadletter_oversized(stream: str, subscription: str, topic: str, payload: bytes, limit: int) -> bytes:
+    """A result whose PUBLISH would exceed the broker's Maximum Packet Size (the broker would drop the
+    connection): `{"stream", "subscription", "topic", "error", "bytes", "payload_b64"}` with the first
+    OVERSIZED_SAMPLE bytes only, so the letter itself fits."""
+    return orjson.dumps({
+        "stream": stream,
+        "subscription": subscription,
+        "topic": topic,
+        "error": f"result of {len(payload)} bytes is over the broker's maximum packet size ({limit} bytes)",
+        "bytes": len(payload),
+        "payload_b64": base64.b64encode(payload[:OVERSIZED_SAMPLE]).decode(),
+        "truncated": len(payload) > OVERSIZED_SAMPLE,
+    })

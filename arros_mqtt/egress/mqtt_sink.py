@@ -20,6 +20,7 @@ from arros_mqtt.core.log_position import LogPosition
 from arros_mqtt.egress.exactly_once_client import ExactlyOnceClient, Releaser
 from arros_mqtt.egress.output_journal import OutputJournal
 from arros_mqtt.egress.output_queue import OutputQueue
+from arros_mqtt.egress.packet_size import packet_limit
 from arros_mqtt.transport.bulk_ack import BulkAckClient
 from arros_mqtt.transport.bulk_write import BulkWriteClient
 from arros_mqtt.transport.paho_client import connect, new_client, send_at_once
@@ -59,6 +60,12 @@ class MqttSink:
         self.client.on_publish = lambda _client, _userdata, mid, _reason, _properties: self.outputs.acked(mid)
         self.client.on_pubacks = self.outputs.acked_many
         self.connected = threading.Event()
+        self.outputs.packet_limit = packet_limit(broker.max_packet_size, None)
+
+    @property
+    def packet_limit(self) -> int:
+        """The largest PUBLISH the broker takes (its CONNACK's Maximum Packet Size, `[broker] max_packet_size`)."""
+        return self.outputs.packet_limit
 
     @property
     def sent(self) -> int:
@@ -72,7 +79,8 @@ class MqttSink:
         """Connect, waiting up to `wait` seconds so the first results are not queued needlessly."""
         if self.releaser is not None:
             self.releaser.start()
-        connect(self.client, self.broker, persistent=self.persistent, on_connect=self._connected)
+        connect(self.client, self.broker, persistent=self.persistent, on_connect=self._connected,
+                on_connack=self._connack)
         self.connected.wait(wait)
 
     def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
@@ -91,6 +99,10 @@ class MqttSink:
             self.releaser.stop()
         if self.journal is not None:
             self.journal.close()
+
+    def _connack(self, properties) -> None:
+        announced = getattr(properties, "MaximumPacketSize", None) if properties is not None else None
+        self.outputs.packet_limit = packet_limit(self.broker.max_packet_size, announced)
 
     def _connected(self, _client, _session_present: bool) -> None:
         self.connected.set()

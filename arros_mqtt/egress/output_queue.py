@@ -38,6 +38,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 
 from arros_mqtt.egress.output_journal import Entry, OutputJournal
+from arros_mqtt.egress.packet_size import MQTT_MAX_PACKET, publish_packet_size
 from arros_mqtt.transport.paho_internals import out_message_lock
 
 log = logging.getLogger(__name__)
@@ -151,6 +152,8 @@ class OutputQueue:
         self.sent = 0  # handed to the client
         self.acknowledged = 0  # QoS 1 PUBACKs (QoS 0: counted when sent)
         self.spilled = 0  # messages that went through the spill files
+        self.packet_limit = MQTT_MAX_PACKET  # the largest PUBLISH the broker takes (set by the sink at CONNACK)
+        self.too_large = 0  # messages refused because their PUBLISH would exceed `packet_limit`
         self.suppress_through = 0  # outputs of records up to this seq were published before a crash
         self.on_change: Callable[[], None] | None = None  # called (network thread) when messages were confirmed
         self._deferring = False  # inside `batched()`: `put` queues, the block's end pumps
@@ -301,6 +304,8 @@ class OutputQueue:
                 if not self._memory or len(self._inflight) >= self.max_inflight:
                     break
                 seq, topic, payload, qos, retain = self._memory[0]
+                if len(payload) + len(topic) >= self.packet_limit - 64 and self._refuse_too_large():
+                    continue
                 if qos == 0 and self._unwritten >= self.max_inflight:
                     break  # `acked` pumps again once paho has written half of them
                 if qos == 2 and self.journal is not None:
@@ -323,6 +328,22 @@ class OutputQueue:
             if not self._memory and not self._inflight and not (self.spill and self.spill.messages):
                 self._idle.notify_all()
 
+    def _refuse_too_large(self) -> bool:
+        """Drop the front message if its PUBLISH exceeds the broker's limit (the broker would disconnect us).
+        Results are checked before they are queued (a dead letter each); this catches the rest (a reply, a
+        limit lowered by a reconnect). Called by `pump`, holding its locks."""
+        seq, topic, payload, qos, retain = self._memory[0]
+        size = publish_packet_size(topic, payload, qos)
+        if size <= self.packet_limit:
+            return False
+        self._memory.popleft()
+        self._memory_size -= _size((seq, topic, payload, qos, retain))
+        self._taken += 1
+        self.too_large += 1
+        log.error("not publishing %d bytes to %s: over the broker's maximum packet size (%d bytes)",
+                  size, topic, self.packet_limit)
+        return True
+
     def _publish_journaled(self, group: int) -> bool:
         """The run of QoS 2 messages at the front (as many as may be in flight): journaled with one fsync,
         then published with the packet ids recorded. Called by `pump`, holding its locks. False if fewer
@@ -331,7 +352,8 @@ class OutputQueue:
         room = self.max_inflight - len(self._inflight)
         waiting = 0
         for message in self._memory:
-            if message[3] != 2 or waiting >= max(room, group):
+            if message[3] != 2 or waiting >= max(room, group) or \
+                    publish_packet_size(message[1], message[2], 2) > self.packet_limit:
                 break
             waiting += 1
         if room < min(group, waiting):

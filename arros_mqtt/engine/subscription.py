@@ -26,6 +26,7 @@ class SubscriptionStats:
     state_rows: int = 0  # rows held in the aggregate state (partials or, for raw aggregates, input rows)
     state_bytes: int = 0
     messages_out: int = 0  # MQTT messages published (rows, or arrays with batch = true)
+    messages_too_large: int = 0  # results over the broker's Maximum Packet Size: dead letters, not published
     last_emit: float | None = None  # epoch seconds of the last published result
 
 

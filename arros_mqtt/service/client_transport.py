@@ -49,6 +49,11 @@ class ClientTransport:
     def outputs(self) -> OutputQueue:
         return self.sink.outputs
 
+    @property
+    def packet_limit(self) -> int:
+        """The largest PUBLISH the broker takes (its CONNACK's Maximum Packet Size, `[broker] max_packet_size`)."""
+        return self.sink.packet_limit
+
     def use_ack_ledger(self, ledger: AckLedger) -> None:
         """Acknowledge messages when the ledger says (their rows are durable), not on receipt."""
         self._ledger = ledger

@@ -19,8 +19,14 @@ import pyarrow as pa
 from arros_mqtt.config import Config, StreamConfig
 from arros_mqtt.decode import InferringStreamDecoder, build_decoder
 from arros_mqtt.decode.stream_decoder import BadMessage
-from arros_mqtt.egress.deadletter import deadletter_payload, deadletter_rows, deadletter_topic
+from arros_mqtt.egress.deadletter import (
+    deadletter_oversized,
+    deadletter_payload,
+    deadletter_rows,
+    deadletter_topic,
+)
 from arros_mqtt.egress.encode import encode_results
+from arros_mqtt.egress.packet_size import MQTT_MAX_PACKET, publish_packet_size
 from arros_mqtt.engine import WINDOWED, Engine, Result
 from arros_mqtt.ingress.batcher import RawBatch
 
@@ -47,6 +53,7 @@ class Pipeline:
         self.config = config
         self.engine = engine
         self.publish = publish
+        self.packet_limit: Callable[[], int] = lambda: MQTT_MAX_PACKET  # the broker's (client mode: the sink's)
         # subscriptions without `qos`: windows go exactly once (QoS 2 through the output journal) where
         # that holds (client mode with the log), everything else QoS 1
         self.window_qos = 2 if config.durability.wal and config.broker is not None else 1
@@ -189,10 +196,28 @@ class Pipeline:
         qos = sub.qos
         if qos is None:
             qos = self.window_qos if result.subscription.shape.kind == WINDOWED else 1
+        limit = self.packet_limit()
+        published = 0
         for topic, payload in messages:
+            if len(payload) + len(topic) + 64 >= limit and publish_packet_size(topic, payload, qos) > limit:
+                self._deadletter_oversized(result, topic, payload, limit)
+                continue
             self.publish(topic, payload, qos, sub.retain)
-        result.subscription.stats.messages_out += len(messages)
+            published += 1
+        result.subscription.stats.messages_out += published
         result.subscription.stats.last_emit = time.time()
+
+    def _deadletter_oversized(self, result: Result, topic: str, payload: bytes, limit: int) -> None:
+        """A result the broker would refuse (and drop our connection for): a dead letter with its head."""
+        subscription = result.subscription
+        stream = subscription.shape.stream
+        subscription.stats.messages_too_large += 1
+        subscription.stats.errors += 1
+        subscription.stats.last_error = f"a result of {len(payload)} bytes to {topic} is over the broker's " \
+                                        f"maximum packet size ({limit} bytes): dead-lettered"
+        letter = deadletter_oversized(stream, subscription.name, topic, payload, limit)
+        self.publish(deadletter_topic(self.config.control.prefix, stream), letter, 0, False)
+        log.warning("subscription %s: %s", subscription.name, subscription.stats.last_error)
 
     def deadletter(self, stream: str, bad: list[BadMessage]) -> None:
         if not bad:

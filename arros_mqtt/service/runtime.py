@@ -75,6 +75,8 @@ class Service:
         self.position = LogPosition()  # the write-ahead log record being processed
         self.transport = transport or default_transport(config, self.position)
         self.pipeline = Pipeline(config, self.engine, self.transport.publish)
+        if hasattr(self.transport, "packet_limit"):
+            self.pipeline.packet_limit = lambda: self.transport.packet_limit
         self.archive = Archive(config, self.position)
         self.pipeline.add_row_sink(self.archive.write_rows)
         self.pipeline.add_result_sink(self.archive.write_result)

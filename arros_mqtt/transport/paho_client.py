@@ -63,16 +63,21 @@ def send_at_once(client: mqtt.Client) -> None:
 def connect(
     client: mqtt.Client, broker: BrokerConfig, persistent: bool = True,
     on_connect: Callable[[mqtt.Client, bool], None] | None = None, receive_maximum: int | None = None,
+    on_connack: Callable[[Properties | None], None] | None = None,
 ) -> None:
     """Start the network thread; it keeps (re)connecting with jittered backoff until `disconnect`.
 
     `receive_maximum` (MQTT 5): how many QoS 1 messages the broker may send before we acknowledge them.
+    `on_connack`: called with the CONNACK's properties (MQTT 5: e.g. the broker's Maximum Packet Size;
+    None for MQTT 3.1.1) before `on_connect`.
     """
 
-    def connected(client, _userdata, flags, reason_code, _properties) -> None:
+    def connected(client, _userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             log.warning("broker %s refused %s: %s", broker.url, client_id_of(client), reason_code)
             return
+        if on_connack is not None:
+            on_connack(properties)
         log.info("connected to %s as %s (session present: %s)", broker.url, client_id_of(client),
                  flags.session_present)
         if on_connect is not None:

@@ -108,6 +108,7 @@ class ControlPlane:
         self.store = SubscriptionStore(host.config.engine.state_dir)
         self.created_at: dict[str, str] = {}
         self.limits = Limits(self.config, self._pause_for_limit)
+        self.engine.on_bound_pause = self._pause_for_limit  # a run bound's pause is stored like a limit's
         self.requests: Counter[tuple[str, str]] = Counter()  # (op, "ok" or error code) -> count
         self.subscribed = threading.Event()  # set once the broker acknowledged our SUBSCRIBE
         self._local = local_client is not None
@@ -185,6 +186,20 @@ class ControlPlane:
             if stored.paused is not None:
                 self.engine.pause(name, stored.paused)
         log.info("%d run-time subscriptions restored from %s", len(self.created_at), self.store.path)
+        self._restore_config_pauses()
+
+    def _restore_config_pauses(self) -> None:
+        """Config-file subscriptions paused before the restart stay paused while their SQL is the same."""
+        for name, (sql, reason) in list(self.store.config_paused.items()):
+            subscription = self.engine.subscriptions.get(name)
+            if subscription is None or subscription.config.origin != "config" or subscription.config.sql != sql:
+                log.info("config-file subscription %s was paused (%s); its definition changed: it runs", name,
+                         reason)
+                with contextlib.suppress(OSError):
+                    self.store.pause_config(name, sql, None)
+                continue
+            self.engine.pause(name, reason)
+            log.warning("subscription %s stays paused from the last run: %s (resume it to run it)", name, reason)
 
     # -- network thread --
 
@@ -444,6 +459,11 @@ class ControlPlane:
             stored = self.store.entries.get(name)
             if stored is not None and stored.paused != reason:
                 self._store(StoredSubscription(name, stored.definition, stored.created_at, reason))
+        elif self.store.config_paused.get(name, (None, None))[1] != reason:
+            try:
+                self.store.pause_config(name, subscription.config.sql, reason)
+            except OSError as exc:
+                raise ControlError("internal_error", f"cannot write {self.store.path}: {exc}") from None
         if reason is None:
             self.engine.resume(name)
         else:

@@ -58,6 +58,9 @@ class SubscriptionStore:
     def __init__(self, state_dir: str | Path) -> None:
         self.path = Path(state_dir) / FILE_NAME
         self.entries: dict[str, StoredSubscription] = {}
+        # config-file subscriptions paused (by request, a limit or a run bound): name -> (its SQL, reason); a
+        # restart keeps the pause while the config file still has the same SQL under that name
+        self.config_paused: dict[str, tuple[str, str]] = {}
 
     def load(self) -> dict[str, StoredSubscription]:
         """Read the file; a missing file is an empty store, an unreadable one is logged and kept aside."""
@@ -66,16 +69,19 @@ class SubscriptionStore:
             entries = {item["name"]: StoredSubscription(item["name"], dict(item["definition"]), item["created_at"],
                                                         item.get("paused"))
                        for item in data["subscriptions"]}
+            config_paused = {item["name"]: (str(item["sql"]), str(item["paused"]))
+                             for item in data.get("config_paused", [])}
         except FileNotFoundError:
-            entries = {}
+            entries, config_paused = {}, {}
         except (OSError, ValueError, KeyError, TypeError) as exc:
             aside = self.path.with_name(f"{FILE_NAME}.unreadable-{int(dt.datetime.now().timestamp())}")
             log.error("cannot read %s (%s); moved it to %s and starting without run-time subscriptions",
                       self.path, exc, aside)
             with contextlib.suppress(OSError):
                 os.replace(self.path, aside)
-            entries = {}
+            entries, config_paused = {}, {}
         self.entries = entries
+        self.config_paused = config_paused
         return dict(entries)
 
     def put(self, entry: StoredSubscription) -> None:
@@ -84,13 +90,26 @@ class SubscriptionStore:
     def remove(self, name: str) -> None:
         self._save({k: v for k, v in self.entries.items() if k != name})
 
-    def _save(self, entries: dict[str, StoredSubscription]) -> None:
-        """Write atomically, then adopt `entries`; OSError leaves memory and disk as they were."""
+    def pause_config(self, name: str, sql: str, reason: str | None) -> None:
+        """Store (reason) or clear (None) the pause of a config-file subscription."""
+        paused = {k: v for k, v in self.config_paused.items() if k != name}
+        if reason is not None:
+            paused[name] = (sql, reason)
+        self._save(self.entries, paused)
+
+    def _save(self, entries: dict[str, StoredSubscription],
+              config_paused: dict[str, tuple[str, str]] | None = None) -> None:
+        """Write atomically, then adopt `entries` (and `config_paused`, default: the current ones); OSError
+        leaves memory and disk as they were."""
+        if config_paused is None:
+            config_paused = self.config_paused
         self.path.parent.mkdir(parents=True, exist_ok=True)
         payload = orjson.dumps({
             "version": VERSION,
             "subscriptions": [{"name": e.name, "definition": e.definition, "created_at": e.created_at,
                                "paused": e.paused} for e in entries.values()],
+            "config_paused": [{"name": name, "sql": sql, "paused": reason}
+                              for name, (sql, reason) in config_paused.items()],
         }, option=orjson.OPT_INDENT_2)
         fd, temp = tempfile.mkstemp(prefix=f".{FILE_NAME}.", dir=self.path.parent)
         try:
@@ -109,3 +128,4 @@ class SubscriptionStore:
         finally:
             os.close(directory)
         self.entries = entries
+        self.config_paused = dict(config_paused)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 import pyarrow as pa
@@ -57,6 +58,7 @@ class Engine:
         self.tables = dict(tables or {})
         self.subscriptions: dict[str, Subscription] = {}
         self.paused: dict[str, str] = {}  # name -> reason; paused subscriptions skip micro-batches
+        self.on_bound_pause: Callable[[str, str], None] | None = None  # (name, reason): store the pause
         self.pending: dict[str, SubscriptionConfig] = {}  # waiting for a stream's inferred schema
         self.rejected: dict[str, str] = {}  # pending ones whose SQL failed once the schema was known
         self._rejected_configs: dict[str, SubscriptionConfig] = {}  # tried again when the schema changes
@@ -388,7 +390,10 @@ class Engine:
         stats.last_error = str(exc).splitlines()[0][:300]
         if isinstance(exc, OverBound):
             self.pause(subscription.name, stats.last_error)
-            log.warning("subscription %s paused: %s", subscription.name, stats.last_error)
+            if self.on_bound_pause is not None:
+                self.on_bound_pause(subscription.name, stats.last_error)
+            else:
+                log.warning("subscription %s paused: %s", subscription.name, stats.last_error)
             return
         log.warning("subscription %s failed on a batch of %s: %s", subscription.name, subscription.shape.stream,
                     stats.last_error)

@@ -59,6 +59,7 @@ class HealthSources:
     receiving: Callable[[], bool] | None  # None: the transport cannot tell (then it counts as connected)
     lagging_after: float = 1.0  # seconds of lag past which the status is "lagging"
     uplinks: Callable[[], dict[str, dict[str, Any]]] | None = None  # each uplink's status (uplink/forwarder.py)
+    sparkplug: Callable[[], dict[str, dict[str, int]]] | None = None  # per Sparkplug stream: its decoder's counters
 
 
 def health(sources: HealthSources) -> dict[str, Any]:
@@ -103,6 +104,7 @@ def health(sources: HealthSources) -> dict[str, Any]:
         "outputs": None if outputs is None else {"queued": outputs.queued, "queued_bytes": outputs.queued_bytes,
                                                  "spilled_bytes": outputs.spilled_bytes, "inflight": outputs.inflight},
         "uplinks": sources.uplinks() if sources.uplinks is not None else {},
+        "sparkplug": sources.sparkplug() if sources.sparkplug is not None else {},
     }
 
 

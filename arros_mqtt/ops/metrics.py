@@ -114,6 +114,7 @@ class ServiceCollector(Collector):
         yield GaugeMetricFamily("arros_subscriptions", "Live subscriptions", value=len(subscriptions))
         yield from durability_metrics(self.sources.health)
         yield from uplink_metrics(self.sources.health)
+        yield from sparkplug_metrics(self.sources.health)
 
         if self.sources.control_requests is not None:
             family = CounterMetricFamily("arros_control_requests", "Control requests by op and outcome",
@@ -134,6 +135,30 @@ UPLINK_COUNTERS = (
     ("arros_uplink_dropped", "Messages dropped unsent because the buffer was full (drop_oldest)", "dropped"),
     ("arros_uplink_sent", "Messages the cloud broker confirmed", "sent"),
 )
+
+
+SPARKPLUG_GAUGES = ("nodes", "state_bytes", "rebirths_waiting")  # the other SparkplugStats fields count up
+SPARKPLUG_HELP = {
+    "ignored": "NCMD, DCMD and STATE messages seen on the stream's topics", "rebirth_requests": "Rebirth NCMDs sent",
+    "seq_gaps": "Sequence-number gaps", "unknown_aliases": "Metrics whose alias no birth defined",
+    "stale_deaths": "NDEATHs whose bdSeq does not match the NBIRTH", "refused_births": "Births giving one alias "
+    "to two metrics (dead letters)", "evicted_nodes": "Edge nodes forgotten past max_state_bytes",
+    "nodes": "Edge nodes the host keeps state for", "state_bytes": "Estimated bytes of that state",
+    "rebirths_waiting": "Rebirth requests queued behind the rate limit",
+}
+
+
+def sparkplug_metrics(sources: HealthSources) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    """Each Sparkplug stream's decoder counters, labelled `stream`: `arros_sparkplug_{field}` (docs/operations.md)."""
+    if sources.sparkplug is None:
+        return
+    counters = sources.sparkplug()
+    for field, help_text in SPARKPLUG_HELP.items():
+        kind = GaugeMetricFamily if field in SPARKPLUG_GAUGES else CounterMetricFamily
+        family = kind(f"arros_sparkplug_{field}", help_text, labels=["stream"])
+        for stream, values in counters.items():
+            family.add_metric([stream], float(values.get(field, 0)))
+        yield family
 
 
 def uplink_metrics(sources: HealthSources) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -85,7 +86,15 @@ def health_sources(service: Parts) -> HealthSources:
                          archive_failed_seq=service.archive.failed_seq,
                          receiving=getattr(service.transport, "receiving", None),
                          lagging_after=service.config.control.lagging_after,
-                         uplinks=lambda: {u.name: u.status() for u in getattr(service, "uplinks", ())})
+                         uplinks=lambda: {u.name: u.status() for u in getattr(service, "uplinks", ())},
+                         sparkplug=lambda: sparkplug_counters(service.config, service.pipeline))
+
+
+def sparkplug_counters(config: Config, pipeline: Pipeline) -> dict[str, dict[str, int]]:
+    """Each Sparkplug stream's decoder counters (births refused, rebirths asked and waiting, nodes, ...); read
+    by format, so the Sparkplug decoder (protobuf) is not imported where no such stream runs."""
+    return {stream: asdict(decoder.stats) for stream, decoder in pipeline.decoders.items()
+            if config.streams[stream].format == "sparkplug"}
 
 
 def metrics_server(service: Parts) -> MetricsServer | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+import time
 
 import orjson
 import pytest
@@ -155,6 +156,7 @@ def test_alias_scopes_refused_births_and_bounded_rebirths_through_mosquitto(mosq
 
     group, host = unique("g"), unique("host")
     text = config(group, host).replace("message_type = 'DDATA'", "message_type IN ('NDATA', 'DDATA')")
+    text = text.replace('prefix = "', 'status_interval = "200ms"\nprefix = "')
     nbirth = pb.Payload(timestamp=1_764_000_000_000, seq=0)
     nbirth.metrics.add(name="bdSeq", datatype=4, long_value=0)
     nbirth.metrics.add(name="speed", alias=1, datatype=10, double_value=1.0)
@@ -184,11 +186,34 @@ def test_alias_scopes_refused_births_and_bounded_rebirths_through_mosquitto(mosq
         while service.pipeline.stats["plc"].messages < 3004:
             out.wait_for(len(out.messages) + 1, timeout=0.5)
         sent = len(commands.wait_for(REBIRTH_BURST, timeout=5))
+        counters = _sparkplug_health(mosquitto.port, group, lambda c: c["rebirth_requests"] >= sent)
         for collector in (out, dead, commands):
             collector.close()
     assert [(r["metric"], r["value_double"]) for r in got] == [("speed", 7.5)]
     assert len(letters) == 1 and "alias 5 is given to both 'a' and 'b'" in letters[0]["error"]
     assert REBIRTH_BURST <= sent <= REBIRTH_BURST + 10 * REBIRTHS_PER_SECOND, sent
+    # the decoder's counters in {prefix}/health: one refused birth, the rebirths asked (and those waiting
+    # behind the rate limit), state for the born node and the never-born ones
+    assert counters["refused_births"] == 1
+    assert sent <= counters["rebirth_requests"] <= sent + 10 * REBIRTHS_PER_SECOND
+    assert counters["rebirth_requests"] + counters["rebirths_waiting"] <= 3000
+    assert counters["nodes"] >= 1 and counters["state_bytes"] > 0
+
+
+def _sparkplug_health(port: int, group: str, ready, timeout: float = 10.0) -> dict:
+    """The `plc` stream's Sparkplug counters from the first `{group}/arros/health` for which `ready` holds."""
+    health = Collector(port, [f"{group}/arros/health"])
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            health.wait_for(len(health.messages) + 1, timeout=1.0)
+            if health.messages:
+                counters = orjson.loads(health.messages[-1][1])["sparkplug"]["plc"]
+                if ready(counters):
+                    return counters
+        raise AssertionError(f"no health with the expected Sparkplug counters: {health.messages[-1:]}")
+    finally:
+        health.close()
 
 
 def test_an_edge_node_lost_without_disconnect_is_dead_through_its_will(broker, tmp_path):

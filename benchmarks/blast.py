@@ -5,9 +5,11 @@ packets built ahead of time: at QoS 0 written in 1 MB chunks, at QoS 1 through `
 (a window of unacknowledged packets, PUBACKs counted by size), as a device publishing to a QoS 1
 subscription would. It connects and builds every packet first, prints `ready`, waits for `go` on
 stdin (the measuring process starts its clock when it writes it), publishes, waits for every PUBACK
-and prints one JSON line: sent, unacknowledged, seconds.
+and prints one JSON line: sent, unacknowledged, seconds, and `send_seconds` (until the last packet was
+written). With RATE (messages/s) it is paced: what is due is written every ~1 ms, as `paced.py` does, for
+the sustained-rate searches.
 
-    python benchmarks/blast.py PORT FORMAT PER ROWS QOS
+    python benchmarks/blast.py PORT FORMAT PER ROWS QOS [RATE]
 """
 
 from __future__ import annotations
@@ -34,24 +36,36 @@ def packets(fmt: str, rows_per_message: int, rows: int, qos: int) -> list[bytes]
             for i, (topic, payload) in enumerate(workload.payloads(data, fmt))]
 
 
-def publish(port: int, fmt: str, rows_per_message: int, rows: int, qos: int) -> dict:
+def publish(port: int, fmt: str, rows_per_message: int, rows: int, qos: int, rate: float = 0.0) -> dict:
     client = mqtt_wire.WireClient(HOST, port, f"bench-blast-{time.monotonic_ns()}")
     built = packets(fmt, rows_per_message, rows, qos)
     print("ready", flush=True)
     if sys.stdin.readline().strip() != "go":  # the measuring process gave up before the start
         client.close()
-        return {"sent": 0, "unacknowledged": 0, "seconds": 0.0}
+        return {"sent": 0, "unacknowledged": 0, "seconds": 0.0, "send_seconds": 0.0}
     start = time.perf_counter()
-    unacknowledged = 0
-    if qos:
-        sender = mqtt_wire.QosOneSender(client)
-        sender.send(built)
-        unacknowledged = sender.wait_acked(ACK_TIMEOUT)
+    sender = mqtt_wire.QosOneSender(client) if qos else None
+    write = sender.send if sender is not None else (lambda chunk: client.send(b"".join(chunk)))
+    if rate:
+        _paced(write, built, rate, start)
     else:
-        client.send(b"".join(built))
+        write(built)
+    send_seconds = time.perf_counter() - start
+    unacknowledged = sender.wait_acked(ACK_TIMEOUT) if sender is not None else 0
     seconds = time.perf_counter() - start
     client.close()
-    return {"sent": len(built), "unacknowledged": unacknowledged, "seconds": seconds}
+    return {"sent": len(built), "unacknowledged": unacknowledged, "seconds": seconds, "send_seconds": send_seconds}
+
+
+def _paced(write, built: list[bytes], rate: float, start: float) -> None:
+    """Write what is due at `rate` messages/s every ~1 ms (a gateway's bursts), never ahead of time."""
+    sent = 0
+    while sent < len(built):
+        due = min(len(built), int((time.perf_counter() - start) * rate) + 1)
+        if due > sent:
+            write(built[sent:due])
+            sent = due
+        time.sleep(0.001)
 
 
 class Blast:
@@ -59,9 +73,10 @@ class Blast:
     the caller starts what it measures), `ready` once it is connected with its packets built, `go` starts
     the publishing, `finish` collects its report (and, without `go`, lets it exit unpublished)."""
 
-    def __init__(self, port: int, fmt: str, rows_per_message: int, rows: int, qos: int) -> None:
+    def __init__(self, port: int, fmt: str, rows_per_message: int, rows: int, qos: int, rate: float = 0.0) -> None:
         self.process = subprocess.Popen([sys.executable, __file__, str(port), fmt, str(rows_per_message), str(rows),
-                                         str(qos)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                                         str(qos), str(rate)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        text=True)
         self.report: dict | None = None
 
     def ready(self) -> None:
@@ -92,4 +107,5 @@ class Blast:
 
 if __name__ == "__main__":
     port, fmt, per, rows, qos = sys.argv[1:6]
-    print(json.dumps(publish(int(port), fmt, int(per), int(rows), int(qos))), flush=True)
+    pace = float(sys.argv[6]) if len(sys.argv) > 6 else 0.0
+    print(json.dumps(publish(int(port), fmt, int(per), int(rows), int(qos), pace)), flush=True)

@@ -55,6 +55,7 @@ class Sizes:
     flight_rows: int = 10_000_000  # the archive scanned through Flight SQL
     workers_rows: int = 1_000_000  # readings per run of the workers section (arrays of 100) ...
     workers_messages: int = 200_000  # ... and messages of one reading each
+    workers_sustained_seconds: float = workers.SUSTAINED_SECONDS  # paced load per rate of the sustained search
 
 
 FULL = Sizes(messages=500_000, results_messages=100_000, tuned_cases=tuple(ingest.TUNED_CASES), ceiling_runs=3,
@@ -66,7 +67,7 @@ QUICK = Sizes(messages=20_000, results_messages=20_000, ceiling_runs=1,
               latency_seconds=2.0, latency_variants=("defaults", "QoS 0 (tuned)"), memory_seconds=8.0,
               memory_rate=2_000, subscription_counts=(10, 100), subscription_rate=1_000, subscription_seconds=3.0,
               replay_events=100_000, flight_rows=1_000_000, workers_rows=100_000,
-              workers_messages=20_000)
+              workers_messages=20_000, workers_sustained_seconds=3.0)
 
 
 class Progress:
@@ -158,7 +159,8 @@ def run(sections: list[str], sizes: Sizes, json_path: Path | None) -> int:
             elif name == "flight":
                 report[name] = flight_scan.run(sizes.flight_rows, progress, directory)
             elif name == "workers":
-                report[name] = workers.run(sizes.workers_rows, sizes.workers_messages, progress, directory)
+                report[name] = workers.run(sizes.workers_rows, sizes.workers_messages, progress, directory,
+                                           sizes.workers_sustained_seconds)
     progress.done()
     report["targets"] = targets(report)
     report["zero_loss"] = zero_loss(report)

@@ -36,6 +36,10 @@ from benchmarks.blast import Blast  # noqa: E402
 
 PER_MESSAGE = 100
 STALL_SECONDS = 30.0
+LAG_BOUND = 1.0  # a sustained rate: everything decoded within this of the last message sent
+STEP = 1.25  # the sustained search's step between rates
+TRIALS = 10
+SUSTAINED_SECONDS = 8.0
 OUTPUT = "bench-out/{machine}"
 
 
@@ -125,14 +129,15 @@ def _in_use(port: int) -> bool:
         return sock.connect_ex((HOST, port)) == 0
 
 
-def measure(count: int, rows: int, per_message: int, directory: Path, progress=print) -> dict:
-    run_dir = directory / f"workers-{count}-per-{per_message}"
+def measure(count: int, rows: int, per_message: int, directory: Path, progress=print, rate: float = 0.0) -> dict:
+    """One run: a burst (`rate` 0), or `rows` readings paced at `rate` messages/s, into `count` workers."""
+    run_dir = directory / (f"workers-{count}-per-{per_message}" + (f"-at-{rate:.0f}" if rate else ""))
     run_dir.mkdir()
     broker = start_mosquitto(run_dir, extra="max_queued_messages 0\nmax_inflight_messages 0\n")
     workers = None
     try:
         data = workload.readings(rows, rows_per_message=per_message)
-        publisher = Blast(broker.port, "json", per_message, rows, qos=1)
+        publisher = Blast(broker.port, "json", per_message, rows, qos=1, rate=rate)
         workers = Workers(run_dir, broker.port, count)
         workers.wait_ready(broker.port)
         receiver = mqtt_wire.Receiver(HOST, broker.port, ["bench-out/#"], client_id=f"bench-out-{count}")
@@ -140,41 +145,28 @@ def measure(count: int, rows: int, per_message: int, directory: Path, progress=p
         cpu_start = workers.cpu_seconds()
         start_ns = time.time_ns()
         publisher.go()
-        decoded_ns, seen, changed = None, -1.0, time.monotonic()
         expected = workload.expected_hot(data)
-        while True:
-            time.sleep(0.1)
-            done = sum(workers.rows())
-            if decoded_ns is None and done >= rows:
-                decoded_ns = time.time_ns()
-            if decoded_ns is not None and len(receiver.messages) >= expected:
-                break
-            if done != seen:
-                seen, changed = done, time.monotonic()
-            elif time.monotonic() - changed > STALL_SECONDS:
-                break
+        decoded_ns = _until_decoded(workers, receiver, rows, expected)
         cpu = workers.cpu_seconds() - cpu_start
         receiver.wait_for(expected, timeout=10)
         time.sleep(0.3)  # a duplicate would arrive now
         per_worker = workers.rows()
         seqs = [json.loads(payload)["seq"] for _, _, payload in receiver.messages]
         receiver.close()
-        publisher.finish()
+        sent = publisher.finish()
         seconds = ((decoded_ns or time.time_ns()) - start_ns) / 1e9
         last = receiver.messages[-1][0] if receiver.messages else time.time_ns()
-        problems = []
-        if sum(per_worker) != rows:
-            problems.append(f"{sum(per_worker):.0f} of {rows} rows decoded")
-        if len(seqs) != len(set(seqs)):
-            problems.append(f"{len(seqs) - len(set(seqs))} duplicate results")
-        if len(set(seqs)) != expected:
-            problems.append(f"{len(set(seqs))} of {expected} results")
+        problems = _losses(per_worker, rows, seqs, expected)
         result = {"workers": count, "rows": rows, "messages": data.messages, "seconds": seconds,
                   "rows_per_s": rows / seconds, "msgs_per_s": data.messages / seconds,
                   "results_seconds": (last - start_ns) / 1e9, "rows_per_worker": per_worker,
                   "cores_used": cpu / seconds if seconds else None,
                   "zero_loss": not problems, "problems": problems}
-        progress(f"{count} worker(s): {result['rows_per_s']:,.0f} rows/s, zero loss: {result['zero_loss']}")
+        if rate:  # how long after the last message was written the workers had decoded everything
+            result.update(offered_msgs_per_s=rate, send_seconds=sent.get("send_seconds"),
+                          lag_seconds=seconds - sent["send_seconds"] if sent.get("send_seconds") else None)
+        else:
+            progress(f"{count} worker(s): {result['rows_per_s']:,.0f} rows/s, zero loss: {result['zero_loss']}")
         return result
     finally:
         if workers is not None:
@@ -182,9 +174,66 @@ def measure(count: int, rows: int, per_message: int, directory: Path, progress=p
         broker.stop()
 
 
-def run(rows: int, single_messages: int, progress=print, directory: Path | None = None) -> dict:
+def _until_decoded(workers: Workers, receiver: mqtt_wire.Receiver, rows: int, expected: int) -> int | None:
+    """The time (ns) at which every row was decoded, once the results are in too; None after a stall."""
+    decoded_ns, seen, changed = None, -1.0, time.monotonic()
+    while True:
+        time.sleep(0.1)
+        done = sum(workers.rows())
+        if decoded_ns is None and done >= rows:
+            decoded_ns = time.time_ns()
+        if decoded_ns is not None and len(receiver.messages) >= expected:
+            return decoded_ns
+        if done != seen:
+            seen, changed = done, time.monotonic()
+        elif time.monotonic() - changed > STALL_SECONDS:
+            return decoded_ns
+
+
+def _losses(per_worker: list[float], rows: int, seqs: list[int], expected: int) -> list[str]:
+    problems = []
+    if sum(per_worker) != rows:
+        problems.append(f"{sum(per_worker):.0f} of {rows} rows decoded")
+    if len(seqs) != len(set(seqs)):
+        problems.append(f"{len(seqs) - len(set(seqs))} duplicate results")
+    if len(set(seqs)) != expected:
+        problems.append(f"{len(set(seqs))} of {expected} results")
+    return problems
+
+
+def sustained(count: int, per_message: int, start_rate: float, seconds: float, directory: Path,
+              progress=print, step: float = STEP, trials: int = TRIALS) -> dict:
+    """The highest paced rate (messages/s) that `count` workers keep up with: `seconds` of load at QoS 1, every
+    row decoded within `LAG_BOUND` s of the last message written, zero loss, the publisher on pace. From
+    `start_rate` up by `step` until a rate fails (or `trials` rates passed)."""
+    tried, best = [], None
+    rate = start_rate
+    for _ in range(trials):
+        rows = int(rate * seconds) * per_message
+        run = measure(count, rows, per_message, directory, progress, rate=rate)
+        on_pace = run["send_seconds"] is not None and run["send_seconds"] <= seconds * 1.1 + 0.5
+        run["publisher_on_pace"] = on_pace
+        run["kept_up"] = bool(run["zero_loss"] and on_pace and run["lag_seconds"] is not None
+                              and run["lag_seconds"] <= LAG_BOUND)
+        tried.append(run)
+        progress(f"{count} worker(s) at {rate:,.0f} msg/s x {per_message}: lag {run['lag_seconds'] or 0:.2f}s, "
+                 f"zero loss {run['zero_loss']}, publisher on pace {on_pace}: "
+                 f"{'kept up' if run['kept_up'] else 'fell behind'}")
+        if not run["kept_up"]:
+            break
+        best = rate
+        rate *= step
+    return {"workers": count, "per_message": per_message, "highest_msgs_per_s": best,
+            "highest_rows_per_s": best * per_message if best else None, "trials": tried,
+            "zero_loss": all(t["zero_loss"] for t in tried)}
+
+
+def run(rows: int, single_messages: int, progress=print, directory: Path | None = None,
+        sustained_seconds: float = SUSTAINED_SECONDS) -> dict:
     """Both workloads, 1 then 2 workers each: arrays of 100 readings (`rows` readings, CPU-bound) and one
-    reading per message (`single_messages`, where the broker's per-message work is what limits)."""
+    reading per message (`single_messages`, where the broker's per-message work is what limits); a burst
+    each, then (unless `sustained_seconds` is 0) the highest sustained rate of each, both worker counts on
+    one ladder of rates from 0.8x the 1-worker burst rate."""
     import tempfile
 
     workloads = []
@@ -194,12 +243,21 @@ def run(rows: int, single_messages: int, progress=print, directory: Path | None 
                                         ("one reading per message", 1, single_messages)):
             runs = [measure(count, size, per_message, base, progress) for count in (1, 2)]
             speedup = runs[1]["rows_per_s"] / runs[0]["rows_per_s"] if runs[0]["rows_per_s"] else None
-            workloads.append({"name": name, "per_message": per_message, "runs": runs, "speedup_2_vs_1": speedup})
-    return {"workloads": workloads, "cpus": os.cpu_count()}
+            result = {"name": name, "per_message": per_message, "runs": runs, "speedup_2_vs_1": speedup}
+            if sustained_seconds:
+                start = max(100.0, round(0.8 * runs[0]["msgs_per_s"], -2))
+                found = [sustained(count, per_message, start, sustained_seconds, base, progress) for count in (1, 2)]
+                one, two = (f["highest_msgs_per_s"] for f in found)
+                result.update(sustained=found, sustained_speedup_2_vs_1=two / one if one and two else None)
+            workloads.append(result)
+    return {"workloads": workloads, "cpus": os.cpu_count(), "sustained_seconds": sustained_seconds,
+            "lag_bound": LAG_BOUND}
 
 
 def all_runs(result: dict) -> list[dict]:
-    return [r for workload_result in result["workloads"] for r in workload_result["runs"]]
+    """Every run, bursts and sustained trials: each must have lost nothing."""
+    return [r for w in result["workloads"]
+            for r in w["runs"] + [t for found in w.get("sustained", []) for t in found["trials"]]]
 
 
 def print_table(result: dict) -> None:
@@ -208,6 +266,23 @@ def print_table(result: dict) -> None:
         _print_runs(workload_result)
         if workload_result["speedup_2_vs_1"]:
             print(f"2 workers vs 1: {workload_result['speedup_2_vs_1']:.2f}x on {result['cpus']} CPUs")
+        for found in workload_result.get("sustained", []):
+            best = found["highest_msgs_per_s"]
+            tried = ", ".join(f"{t['offered_msgs_per_s']:,.0f}{_why_not(t)}" for t in found["trials"])
+            highest = f"{best:,.0f} msg/s = {found['highest_rows_per_s']:,.0f} rows/s" if best else "none"
+            print(f"  sustained, {found['workers']} worker(s): {highest} (tried {tried}; "
+                  f"{result['sustained_seconds']:.0f} s each, lag <= {result['lag_bound']:.0f} s)")
+        if workload_result.get("sustained_speedup_2_vs_1"):
+            print(f"sustained, 2 workers vs 1: {workload_result['sustained_speedup_2_vs_1']:.2f}x")
+
+
+def _why_not(trial: dict) -> str:
+    """Why a sustained trial failed, for the table: the workers, or the publisher (or broker) itself."""
+    if trial["kept_up"]:
+        return ""
+    if not trial["zero_loss"]:
+        return " (LOSS)"
+    return " (publisher fell behind)" if not trial["publisher_on_pace"] else f" (lag {trial['lag_seconds']:.1f} s)"
 
 
 def _print_runs(result: dict) -> None:
@@ -225,9 +300,11 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000, help="readings per run of arrays (100 per message)")
     parser.add_argument("--messages", type=int, default=200_000, help="messages per run of one reading each")
+    parser.add_argument("--sustained-seconds", type=float, default=SUSTAINED_SECONDS,
+                        help="seconds of paced load per rate of the sustained search (0: bursts only)")
     parser.add_argument("--json", type=Path, help="also write the result as JSON")
     args = parser.parse_args()
-    result = run(args.rows, args.messages)
+    result = run(args.rows, args.messages, sustained_seconds=args.sustained_seconds)
     print_table(result)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

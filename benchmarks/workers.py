@@ -39,6 +39,7 @@ STALL_SECONDS = 30.0
 LAG_BOUND = 1.0  # a sustained rate: everything decoded within this of the last message sent
 STEP = 1.25  # the sustained search's step between rates
 TRIALS = 10
+REFINE = 2  # bisections between the last rate kept up with and the first not
 SUSTAINED_SECONDS = 8.0
 OUTPUT = "bench-out/{machine}"
 
@@ -202,30 +203,43 @@ def _losses(per_worker: list[float], rows: int, seqs: list[int], expected: int) 
 
 
 def sustained(count: int, per_message: int, start_rate: float, seconds: float, directory: Path,
-              progress=print, step: float = STEP, trials: int = TRIALS) -> dict:
+              progress=print, step: float = STEP, trials: int = TRIALS, refine: int = REFINE) -> dict:
     """The highest paced rate (messages/s) that `count` workers keep up with: `seconds` of load at QoS 1, every
     row decoded within `LAG_BOUND` s of the last message written, zero loss, the publisher on pace. From
-    `start_rate` up by `step` until a rate fails (or `trials` rates passed)."""
-    tried, best = [], None
-    rate = start_rate
+    `start_rate` up by `step` until a rate fails (or `trials` rates passed), then `refine` bisections
+    (geometric) between the highest that passed and the lowest that failed."""
+    tried: list[dict] = []
+    best, failed, rate = None, None, start_rate
     for _ in range(trials):
-        rows = int(rate * seconds) * per_message
-        run = measure(count, rows, per_message, directory, progress, rate=rate)
-        on_pace = run["send_seconds"] is not None and run["send_seconds"] <= seconds * 1.1 + 0.5
-        run["publisher_on_pace"] = on_pace
-        run["kept_up"] = bool(run["zero_loss"] and on_pace and run["lag_seconds"] is not None
-                              and run["lag_seconds"] <= LAG_BOUND)
-        tried.append(run)
-        progress(f"{count} worker(s) at {rate:,.0f} msg/s x {per_message}: lag {run['lag_seconds'] or 0:.2f}s, "
-                 f"zero loss {run['zero_loss']}, publisher on pace {on_pace}: "
-                 f"{'kept up' if run['kept_up'] else 'fell behind'}")
-        if not run["kept_up"]:
+        if _trial(count, per_message, rate, seconds, directory, progress, tried):
+            best, rate = rate, rate * step
+        else:
+            failed = rate
             break
-        best = rate
-        rate *= step
+    for _ in range(refine if best and failed else 0):
+        rate = round((best * failed) ** 0.5, -1)
+        if _trial(count, per_message, rate, seconds, directory, progress, tried):
+            best = rate
+        else:
+            failed = rate
     return {"workers": count, "per_message": per_message, "highest_msgs_per_s": best,
             "highest_rows_per_s": best * per_message if best else None, "trials": tried,
             "zero_loss": all(t["zero_loss"] for t in tried)}
+
+
+def _trial(count: int, per_message: int, rate: float, seconds: float, directory: Path, progress,
+           tried: list[dict]) -> bool:
+    """One paced run at `rate`, appended to `tried`: did the workers keep up?"""
+    run = measure(count, int(rate * seconds) * per_message, per_message, directory, progress, rate=rate)
+    on_pace = run["send_seconds"] is not None and run["send_seconds"] <= seconds * 1.1 + 0.5
+    run["publisher_on_pace"] = on_pace
+    run["kept_up"] = bool(run["zero_loss"] and on_pace and run["lag_seconds"] is not None
+                          and run["lag_seconds"] <= LAG_BOUND)
+    tried.append(run)
+    progress(f"{count} worker(s) at {rate:,.0f} msg/s x {per_message}: lag {run['lag_seconds'] or 0:.2f}s, "
+             f"zero loss {run['zero_loss']}, publisher on pace {on_pace}: "
+             f"{'kept up' if run['kept_up'] else 'fell behind'}")
+    return run["kept_up"]
 
 
 def run(rows: int, single_messages: int, progress=print, directory: Path | None = None,

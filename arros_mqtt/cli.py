@@ -62,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
                        'GROUP BY machine"')
     query.add_argument("-c", "--config", help="config file whose [archive] dir to read (default ./archive)")
     query.add_argument("--dir", help="archive folder (overrides the config's [archive] dir)")
+    query.add_argument("--archive", metavar="URL", help="read the uploaded archive at s3://bucket/prefix instead "
+                       "(endpoint_override, region and keys from the config's [archive])")
     query.add_argument("--format", choices=("table", "csv", "json", "parquet"), default="table",
                        help="output format (json: one object per line)")
     query.add_argument("--output", help="write to this file instead of stdout (required for parquet)")
@@ -150,8 +152,9 @@ def _query(args: argparse.Namespace) -> int:
         result = flight_query(args.flight, args.sql, args.username, os.environ.get("ARROS_FLIGHT_PASSWORD"), roots)
         write_result(result, args.format, args.output)
         return 0
-    root = Path(args.dir or _load(args).archive.dir)
-    write_result(run_query(root, args.sql), args.format, args.output)
+    archive = _load(args).archive
+    remote = (args.archive, archive) if args.archive else None
+    write_result(run_query(Path(args.dir or archive.dir), args.sql, remote), args.format, args.output)
     return 0
 
 

@@ -335,6 +335,9 @@ class UplinkConfig:
     buffer: int = 2 * 1024**3  # bytes on disk under state_dir/uplinks/NAME
     when_full: str = "drop_oldest"  # or "stop": stop taking local messages until there is room
     max_rate: float = 0.0  # messages/s upstream; 0 = no limit
+    batch: str = "none"  # or "json" / "arrow": consecutive messages of one topic go up as one message
+    batch_max_messages: int = 100
+    batch_max_delay: float = 1.0  # seconds a batch waits to fill
 
 
 UPLINK_BROKER_KEYS = ("url", "client_id", "protocol", "username", "password", "tls_ca", "tls_cert", "tls_key",
@@ -342,7 +345,8 @@ UPLINK_BROKER_KEYS = ("url", "client_id", "protocol", "username", "password", "t
 
 
 def _uplink(sec: _Section, name: str, state_dir: str) -> UplinkConfig:
-    sec.only(*UPLINK_BROKER_KEYS, "topics", "prefix", "qos", "buffer", "when_full", "max_rate")
+    sec.only(*UPLINK_BROKER_KEYS, "topics", "prefix", "qos", "buffer", "when_full", "max_rate",
+             "batch", "batch_max_messages", "batch_max_delay")
     if not name.replace("_", "a").replace("-", "a").isalnum():
         raise ConfigError(sec.source, sec.path, "uplink names are letters, digits, _ and -")
     sec.required_string("url")
@@ -372,8 +376,18 @@ def _uplink(sec: _Section, name: str, state_dir: str) -> UplinkConfig:
     max_rate = float(sec.get("max_rate", (int, float), 0))
     if max_rate < 0:
         raise sec.error("max_rate", f"must be at least 0, got {max_rate}")
+    batch = sec.string("batch", "none")
+    if batch not in ("none", "json", "arrow"):
+        raise sec.error("batch", f"expected \"none\", \"json\" or \"arrow\", got {batch!r}")
+    batch_max_messages = sec.integer("batch_max_messages", UplinkConfig.batch_max_messages)
+    if not 1 <= batch_max_messages <= 10000:
+        raise sec.error("batch_max_messages", f"must be 1 to 10000, got {batch_max_messages}")
+    batch_max_delay = sec.duration("batch_max_delay", UplinkConfig.batch_max_delay)
+    if not 0 <= batch_max_delay <= 3600:
+        raise sec.error("batch_max_delay", f"must be 0 to 1h, got {batch_max_delay}")
     return UplinkConfig(name=name, broker=broker, topics=tuple(topics), prefix=prefix, qos=qos, buffer=buffer,
-                        when_full=when_full, max_rate=max_rate)
+                        when_full=when_full, max_rate=max_rate, batch=batch, batch_max_messages=batch_max_messages,
+                        batch_max_delay=batch_max_delay)
 
 
 @dataclass(frozen=True)

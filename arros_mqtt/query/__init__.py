@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from arros_mqtt.config import ArchiveConfig
 from arros_mqtt.core.errors import UserError
 from arros_mqtt.query.archive import archive_context, new_context, register_archives
 from arros_mqtt.query.read_only import message, plain_schema, plain_types, plan_read_only
@@ -19,9 +20,15 @@ __all__ = ["archive_context", "message", "new_context", "plain_schema", "plain_t
            "register_archives", "run_query"]  # the writers (Parquet, CSV) are in query.output: loaded only to write
 
 
-def run_query(root: Path, sql: str) -> pa.Table:
-    """The result of `sql` over the archives under `root`; UserError with a one-line reason."""
-    ctx, names = archive_context(root)
+def run_query(root: Path, sql: str, remote: tuple[str, ArchiveConfig] | None = None) -> pa.Table:
+    """The result of `sql` over the archives under `root`, or with `remote` (url, [archive]) over the
+    uploaded archive at an s3:// url; UserError with a one-line reason."""
+    if remote is not None:
+        from arros_mqtt.query.remote_archive import remote_archive_context
+
+        ctx, names = remote_archive_context(*remote)
+    else:
+        ctx, names = archive_context(root)
     df = plan_read_only(ctx, sql, names)
     try:
         table = df.to_arrow_table()

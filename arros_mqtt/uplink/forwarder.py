@@ -34,6 +34,7 @@ from paho.mqtt.properties import Properties
 
 from arros_mqtt.config import BrokerConfig, UplinkConfig
 from arros_mqtt.transport.paho_client import connect, new_client
+from arros_mqtt.uplink.batch import ENCODERS, runs
 from arros_mqtt.uplink.buffer import UplinkBuffer
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,8 @@ class Uplink:
         self.connected = threading.Event()
         self._stopping = threading.Event()
         self._lock = threading.Lock()
-        self._inflight: collections.OrderedDict[int, tuple[int, int]] = collections.OrderedDict()  # mid -> seq, ms
+        # mid -> (first seq, its received ms, records in the message)
+        self._inflight: collections.OrderedDict[int, tuple[int, int, int]] = collections.OrderedDict()
         self._next_seq = 0  # after the last record handed to the cloud client
         self._early: set[int] = set()  # mids confirmed before `publish` returned them to us
         self._unacked = threading.Condition(self._lock)
@@ -118,31 +120,55 @@ class Uplink:
 
     def _forward(self) -> None:
         budget = _RateLimit(self.config.max_rate)
+        batching = self.config.batch != "none"
         while not self._stopping.is_set():
             with self._lock:
                 room = WINDOW - len(self._inflight)
             if room <= 0 or not self.connected.is_set():
                 self._stopping.wait(0.01)
                 continue
-            records = self.buffer.take(min(room, TAKE, budget.allowance()))
+            if batching and (wait := self._batch_wait()) > 0:
+                self._stopping.wait(wait)
+                continue
+            count = min(room, TAKE, budget.allowance())
+            records = self.buffer.take(count * self.config.batch_max_messages if batching else count)
             if not records:
                 self.buffer.wait_for_records(0.05)
                 continue
-            for record in records:
-                self._publish(record)
-            budget.spend(len(records))
+            if batching:
+                encode = ENCODERS[self.config.batch]
+                batches = runs(records, self.config.batch_max_messages)
+                for batch in batches:
+                    self._publish(batch[0].topic, encode(batch), batch[0], batch[-1], len(batch))
+                budget.spend(len(batches))
+            else:
+                for record in records:
+                    self._publish(record.topic, record.payload, record, record, 1)
+                budget.spend(len(records))
         self.buffer.flush_cursor()
 
-    def _publish(self, record: Any) -> None:
-        """Not under our lock: paho calls `_on_publish` holding its own, which `publish` takes too."""
-        info = self._cloud.publish(self._prefix + record.topic, record.payload, self.config.qos)
+    def _batch_wait(self) -> float:
+        """Seconds to let a batch fill: 0 once `batch_max_messages` are unread or the oldest unread
+        record has waited `batch_max_delay`."""
+        if self.buffer.unread >= self.config.batch_max_messages:
+            return 0.0
+        oldest = self.buffer.unread_ms()
+        if oldest is None:
+            return 0.0  # nothing unread: take() waits for records
+        left = self.config.batch_max_delay - (time.time() - oldest / 1000)
+        return min(0.05, left) if left > 0 else 0.0
+
+    def _publish(self, topic: str, payload: bytes, first: Any, last: Any, count: int) -> None:
+        """Records `first`..`last` (`count` of them) as one message. Not under our lock: paho calls
+        `_on_publish` holding its own, which `publish` takes too."""
+        info = self._cloud.publish(self._prefix + topic, payload, self.config.qos)
         with self._lock:
-            self._next_seq = record.seq + 1
+            self._next_seq = last.seq + 1
             if info.mid not in self._early:
-                self._inflight[info.mid] = (record.seq, record.received_ms)
+                self._inflight[info.mid] = (first.seq, first.received_ms, count)
                 return
             self._early.discard(info.mid)  # confirmed before we got here
-            self.sent += 1
+            self.sent += count
             floor = next(iter(self._inflight.values()))[0] if self._inflight else self._next_seq
         self.buffer.confirm(floor)
 
@@ -150,10 +176,10 @@ class Uplink:
         """The cloud broker confirmed `mid`: the cursor moves to the first record still unconfirmed
         (records are handed out in order, so everything before it is confirmed)."""
         with self._lock:
-            if self._inflight.pop(mid, None) is None:
+            if (done := self._inflight.pop(mid, None)) is None:
                 self._early.add(mid)
                 return
-            self.sent += 1
+            self.sent += done[2]
             floor = next(iter(self._inflight.values()))[0] if self._inflight else self._next_seq
             self._unacked.notify_all()
         self.buffer.confirm(floor)

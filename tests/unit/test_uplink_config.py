@@ -21,6 +21,9 @@ def test_defaults_and_credentials_from_the_url():
     assert config.broker.tls and config.broker.port == 8883 and config.broker.username == "site"
     assert config.broker.client_id.endswith("-uplink-cloud")
     assert uplink().buffer == 2 * 1024**3
+    assert (config.batch, config.batch_max_messages, config.batch_max_delay) == ("none", 100, 1.0)
+    batched = uplink(batch="arrow", batch_max_messages=500, batch_max_delay="250ms")
+    assert (batched.batch, batched.batch_max_messages, batched.batch_max_delay) == ("arrow", 500, 0.25)
 
 
 @pytest.mark.parametrize(("keys", "message"), [
@@ -34,6 +37,9 @@ def test_defaults_and_credentials_from_the_url():
     ({"prefix": "a/#"}, "uplinks.cloud.prefix: invalid topic prefix"),
     ({"tls_cert": "/nonexistent.pem"}, "uplinks.cloud.tls_cert: file '/nonexistent.pem' not found"),
     ({"speed": 1}, "uplinks.cloud.speed: unknown key"),
+    ({"batch": "csv"}, "uplinks.cloud.batch: expected \"none\", \"json\" or \"arrow\", got 'csv'"),
+    ({"batch_max_messages": 0}, "uplinks.cloud.batch_max_messages: must be 1 to 10000, got 0"),
+    ({"batch_max_delay": "2h"}, "uplinks.cloud.batch_max_delay: must be 0 to 1h"),
 ])
 def test_bad_uplinks_name_the_key(keys, message):
     with pytest.raises(ConfigError, match="^a.toml: " + message.replace("(", r"\(").replace("[", r"\[")):

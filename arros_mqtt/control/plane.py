@@ -148,6 +148,9 @@ class ControlPlane:
         self._sync_topic = f"{self.prefix}/members/{self.member}/catalog-sync" if self._presence is not None else None
         self._sync_deadline: float | None = None  # waiting for the sync message until then (engine thread)
         self._seen: set[str] = set()  # names of the retained catalogue entries read since the last connect
+        self.catalogue_read = threading.Event()  # set once the retained catalogue was read (at once outside a group)
+        if self._sync_topic is None:
+            self.catalogue_read.set()
         if self._presence is not None:
             self.client.will_set(self._presence.topic, self._presence.offline, qos=1, retain=True)
         self._ops: dict[str, Callable[[Request], Any]] = {
@@ -562,6 +565,7 @@ class ControlPlane:
         if self._sync_deadline is None:
             return
         self._sync_deadline = None
+        self.catalogue_read.set()
         for subscription in list(self.engine.subscriptions.values()):
             if subscription.config.origin == "control" and subscription.name not in self._seen:
                 self._publish_entry(subscription)

@@ -3,7 +3,8 @@ processes: while one member is killed (-9), a subscription is dropped and anothe
 control topic and rows are published (its persistent session queues a share of them); when it comes
 back it runs the new definition, also on the queued rows, the dropped one is gone (from its engine and its
 store), its old entries are not republished over the newer ones, and the results of the replaced
-subscription equal DuckDB's, each exactly once."""
+subscription equal DuckDB's, each exactly once. And a returning member publishes its own entry over an
+older retained one, and the entries the broker no longer retains."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from tests.integration.test_cluster import (
     results,
     wait_until,
 )
-from tests.support import start_arros, stop_process, unique, wait_for_log
+from tests.support import running_service, start_arros, stop_process, unique, wait_for_log
 
 OLD_SQL = "SELECT machine, seq FROM t WHERE seq % 2 = 0"
 NEW_SQL = "SELECT machine, seq, temp FROM t WHERE seq % 3 = 0"
@@ -151,3 +152,47 @@ def test_a_member_that_was_down_takes_the_drops_and_replaces_it_missed(mosquitto
     assert catalogue["hot"][0]["origin"] == "config" and "version" not in catalogue["hot"][0]
     text = Path(logs[2]).read_text()  # it read the catalogue before it took its queued share of the stream
     assert text.index("dropped: the group dropped it") < text.index(f"as {base}-m1 (session present: True)")
+
+
+def publish_retained(port: int, topic: str, payload: bytes) -> None:
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=unique("ret-"), protocol=mqtt.MQTTv5)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        client.publish(topic, payload, qos=1, retain=True).wait_for_publish(10)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def test_a_returning_member_republishes_its_newer_entries_and_the_ones_the_broker_lost(mosquitto, tmp_path):
+    base, group = unique(), unique("g")
+    prefix = f"{base}/arros"
+    tables = tmp_path / "machines.csv"
+    tables.write_text(MACHINES)
+
+    def member(i: int):
+        return running_service(member_config(base, mosquitto.url, group, i, tmp_path / f"state-{i}", tables),
+                               tmp_path, None)
+
+    client = ControlClient(BrokerConfig(url=mosquitto.url), prefix, timeout=10)
+    with member(0), member(1):
+        for name in ("ours", "lost"):
+            created = replies_by_member(client, {"op": "create", "name": name, "sql": OLD_SQL,
+                                                 "output": f"{base}/{name}/{{machine}}"})
+            assert all(r["ok"] for r in created.values()), created
+    versions = retained_catalogue(mosquitto.port, prefix, ["ours", "lost"])
+    # meanwhile: an older definition of "ours" is retained over the newest, and "lost" is no longer retained
+    older = {**versions["ours"][0], "sql": GONE_SQL, "version": "2000-01-01T00:00:00.000Z/zz"}
+    publish_retained(mosquitto.port, f"{prefix}/catalog/ours", orjson.dumps(older))
+    publish_retained(mosquitto.port, f"{prefix}/catalog/lost", b"")
+    with member(1) as back:
+        wait_until(lambda: {"ours", "lost"} <= set(retained_catalogue(mosquitto.port, prefix, ["ours", "lost"],
+                                                                      timeout=1)), timeout=15)
+        wait_until(lambda: retained_catalogue(mosquitto.port, prefix, ["ours"])["ours"][0]["sql"] == OLD_SQL,
+                   timeout=15)
+        running = {name: back.engine.subscriptions[name].config.sql for name in ("ours", "lost")}
+        catalogue = retained_catalogue(mosquitto.port, prefix, ["ours", "lost"])
+    assert running == {"ours": OLD_SQL, "lost": OLD_SQL}  # the older retained definition did not replace it
+    assert catalogue["ours"][0]["version"] == back.control.store.entries["ours"].version
+    assert catalogue["lost"][0]["sql"] == OLD_SQL and catalogue["lost"][0]["version"].endswith(("/m0", "/m1"))

@@ -8,7 +8,8 @@ and the others never see a half-made change. Every request gets exactly one repl
 
 It also keeps the catalogue (`{prefix}/catalog/{name}`, retained), publishes statuses
 (`{prefix}/status/{name}`), stores run-time subscriptions under `state_dir` and enforces the
-`[control]` limits.
+`[control]` limits. In a `[cluster]` group it reconciles this member's run-time subscriptions with the
+retained catalogue on each connect: the newer version or tombstone wins (versions.py, docs/cluster.md).
 """
 
 from __future__ import annotations

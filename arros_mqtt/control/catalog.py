@@ -49,13 +49,16 @@ def shape_of(subscription: Subscription) -> dict[str, Any]:
     }
 
 
-def catalog_entry(subscription: Subscription, created_at: str | None) -> dict[str, Any]:
+def catalog_entry(subscription: Subscription, created_at: str | None, version: str | None = None) -> dict[str, Any]:
+    """`created_at` and `version` (control/versions.py): a run-time subscription's."""
     config = subscription.config
     entry: dict[str, Any] = {"name": config.name, "origin": config.origin, **definition_of(config)}
     shape = shape_of(subscription)
     entry.update(kind=shape["kind"], stream=shape["stream"], tables=shape["tables"], columns=shape["columns"])
     if created_at is not None:
         entry["created_at"] = created_at
+    if version is not None:
+        entry["version"] = version
     return entry
 
 

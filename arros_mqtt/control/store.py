@@ -32,6 +32,7 @@ class StoredSubscription:
     definition: dict[str, Any]  # the keys of a `[subscriptions.NAME]` table
     created_at: str  # RFC 3339 UTC
     paused: str | None = None  # the reason, when paused
+    version: str | None = None  # "{created_at}/{member}" in the catalogue (versions.py); None: stored before
 
 
 def definition_of(config: SubscriptionConfig) -> dict[str, Any]:
@@ -67,7 +68,7 @@ class SubscriptionStore:
         try:
             data = orjson.loads(self.path.read_bytes())
             entries = {item["name"]: StoredSubscription(item["name"], dict(item["definition"]), item["created_at"],
-                                                        item.get("paused"))
+                                                        item.get("paused"), item.get("version"))
                        for item in data["subscriptions"]}
             config_paused = {item["name"]: (str(item["sql"]), str(item["paused"]))
                              for item in data.get("config_paused", [])}
@@ -107,7 +108,7 @@ class SubscriptionStore:
         payload = orjson.dumps({
             "version": VERSION,
             "subscriptions": [{"name": e.name, "definition": e.definition, "created_at": e.created_at,
-                               "paused": e.paused} for e in entries.values()],
+                               "paused": e.paused, "version": e.version} for e in entries.values()],
             "config_paused": [{"name": name, "sql": sql, "paused": reason}
                               for name, (sql, reason) in config_paused.items()],
         }, option=orjson.OPT_INDENT_2)

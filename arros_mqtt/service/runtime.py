@@ -150,10 +150,18 @@ class Service:
             self.flight.start()
         deadline = time.monotonic() + connect_wait
         self._engine_thread.start()
-        self.transport.start(self.batcher.add, connect_wait)
+        # a group member reads the retained catalogue before its share of a stream arrives (the messages its
+        # session queued while it was down), so they run the group's newest definitions (docs/cluster.md)
+        control_first = self.control is not None and self.config.cluster.group is not None \
+            and self.config.broker is not None
+        if control_first:
+            self.control.start(connect_wait)
+            self.control.catalogue_read.wait(max(0.0, deadline - time.monotonic()))
+        self.transport.start(self.batcher.add, max(0.0, deadline - time.monotonic()) if control_first
+                             else connect_wait)
         if self.connectors is not None:
             self.connectors.start()
-        if self.control is not None:
+        if self.control is not None and not control_first:
             self.control.start(max(0.0, deadline - time.monotonic()))
         for uplink in self.uplinks:
             uplink.start()

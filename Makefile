@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 DEMO_ARGS ?=          # e.g. make demo DEMO_ARGS="--seconds 30 --rate 10"
 
 .PHONY: demo test test-fast test-slow faults lint bench bench-quick bench-ingest bench-archive bench-plc bench-windows \
-	bench-brokers bench-decode bench-durability mosquitto chromium spb-venv sparkplug-proto flight-sql-proto clean
+	bench-brokers bench-decode bench-durability mosquitto azurite chromium spb-venv sparkplug-proto flight-sql-proto clean
 
 $(BIN)/arros: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ $(BIN)/arros: pyproject.toml
 
 mosquitto:
 	@scripts/ensure-mosquitto.sh
+
+# Azurite (npm) into .azurite/: the Azure Blob server of the az:// archive upload tests
+azurite:
+	@scripts/ensure-azurite.sh
 
 # Debian's chromium + chromium-driver: the web console's browser tests (tests/integration/test_web_browser.py)
 chromium:
@@ -43,13 +47,13 @@ demo: $(BIN)/arros
 # `timed CMD`: run CMD, then print "tests took Ns" whatever its outcome, and exit with its status
 timed = start=$$(date +%s); $(1); status=$$?; echo "tests took $$(( $$(date +%s) - start ))s"; exit $$status
 
-test: $(BIN)/arros mosquitto chromium spb-venv
+test: $(BIN)/arros mosquitto azurite chromium spb-venv
 	@$(call timed,$(BIN)/pytest -q)
 
 test-fast: $(BIN)/arros
 	@$(call timed,$(BIN)/pytest -q tests/unit)
 
-test-slow: $(BIN)/arros mosquitto spb-venv
+test-slow: $(BIN)/arros mosquitto azurite spb-venv
 	$(BIN)/pytest -q -m slow
 
 # Long fault runs (kill -9 at 10k msg/s, several restarts): the slow-marked tests of tests/faults
@@ -89,4 +93,4 @@ bench-durability: $(BIN)/arros mosquitto
 	$(BIN)/python benchmarks/durability.py
 
 clean:
-	rm -rf $(VENV) .venv-spb .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .venv-spb .azurite .pytest_cache .ruff_cache *.egg-info

@@ -62,8 +62,9 @@ def _parser() -> argparse.ArgumentParser:
                        'GROUP BY machine"')
     query.add_argument("-c", "--config", help="config file whose [archive] dir to read (default ./archive)")
     query.add_argument("--dir", help="archive folder (overrides the config's [archive] dir)")
-    query.add_argument("--archive", metavar="URL", help="read the uploaded archive at s3://bucket/prefix instead "
-                       "(endpoint_override, region and keys from the config's [archive])")
+    query.add_argument("--archive", metavar="URL", help="read the uploaded archive at s3://, gs:// or "
+                       "az://bucket/prefix instead (endpoint_override and credentials from the config's [archive] "
+                       "or the environment)")
     query.add_argument("--format", choices=("table", "csv", "json", "parquet"), default="table",
                        help="output format (json: one object per line)")
     query.add_argument("--output", help="write to this file instead of stdout (required for parquet)")

@@ -24,6 +24,7 @@ from arros_mqtt.core.arrow_types import parse_arrow_type
 from arros_mqtt.core.durations import parse_duration
 from arros_mqtt.core.errors import ConfigError
 from arros_mqtt.core.names import NAME_RULE, valid_name
+from arros_mqtt.core.object_url import FORMS, parse_object_url
 from arros_mqtt.core.topics import OutputTemplate, TopicPattern, reserved_output
 
 # The fixed columns of a `format = "sparkplug"` stream: one row per metric. Topic captures, `_topic` and
@@ -120,11 +121,17 @@ class ArchiveConfig:
     roll_interval: float = 300.0
     compression: str = "zstd"
     retention: float | None = None  # seconds; partitions older than this are deleted
-    upload: str | None = None  # "s3://bucket/prefix": each rolled file is uploaded (egress/archive_upload.py)
-    endpoint_override: str | None = None  # an S3-compatible endpoint, e.g. "http://127.0.0.1:9000"
-    region: str | None = None
-    access_key: str | None = None  # None: the standard AWS environment / credential chain
+    # "s3://bucket/prefix", "gs://bucket/prefix" or "az://container/prefix": each rolled file is uploaded
+    # (egress/archive_upload.py, through the filesystem of egress/object_store.py)
+    upload: str | None = None
+    endpoint_override: str | None = None  # e.g. "http://127.0.0.1:9000": an S3-compatible server, an emulator
+    region: str | None = None  # s3
+    access_key: str | None = None  # s3; None: the standard AWS environment / credential chain
     secret_key: str | None = None
+    anonymous: bool = False  # s3, gs: no credentials at all (public buckets, emulators)
+    account_name: str | None = None  # az; None: the URL's @ACCOUNT, or the AZURE_STORAGE_* environment
+    account_key: str | None = None  # az; None with no sas_token: the environment, then DefaultAzureCredential
+    sas_token: str | None = None  # az
     keep_local: bool = True  # False: a file is deleted locally once uploaded
 
 
@@ -701,8 +708,7 @@ def _cluster(sec: _Section) -> ClusterConfig:
 
 
 def _archive(sec: _Section) -> ArchiveConfig:
-    sec.only("dir", "roll_rows", "roll_interval", "compression", "retention", "upload", "endpoint_override",
-             "region", "access_key", "secret_key", "keep_local")
+    sec.only("dir", "roll_rows", "roll_interval", "compression", "retention", "upload", *_UPLOAD_KEYS)
     compression = sec.string("compression", "zstd")
     if compression not in ("zstd", "snappy", "gzip", "lz4", "brotli", "none"):
         raise sec.error("compression", f"unknown codec {compression!r} (zstd, snappy, gzip, lz4, brotli, none)")
@@ -719,20 +725,42 @@ def _archive(sec: _Section) -> ArchiveConfig:
     )
 
 
+# The [archive] keys that go with `upload`, and the kinds of store each applies to (docs/config.md)
+_UPLOAD_KEYS = {"endpoint_override": ("s3", "gs", "az"), "keep_local": ("s3", "gs", "az"),
+                "region": ("s3",), "access_key": ("s3",), "secret_key": ("s3",), "anonymous": ("s3", "gs"),
+                "account_name": ("az",), "account_key": ("az",), "sas_token": ("az",)}
+
+
 def _archive_upload(sec: _Section) -> dict[str, Any]:
     """The `upload` keys of [archive]: where rolled files go (docs/uplinks.md)."""
     upload = sec.string("upload")
-    if upload is not None:
-        parts = urlsplit(upload)
-        if parts.scheme != "s3" or not parts.netloc:
-            raise sec.error("upload", f"expected \"s3://bucket/prefix\", got {upload!r}")
-    elif used := [k for k in ("endpoint_override", "region", "access_key", "secret_key", "keep_local")
-                  if k in sec.data]:
-        raise sec.error(used[0], "applies only with upload = \"s3://bucket/prefix\"")
+    used = [key for key in _UPLOAD_KEYS if key in sec.data]
+    if upload is None:
+        if used:
+            raise sec.error(used[0], f"applies only with upload = {FORMS}")
+    else:
+        try:
+            kind = parse_object_url(upload).kind
+        except ValueError as exc:
+            raise sec.error("upload", str(exc)) from None
+        for key in used:
+            if kind not in _UPLOAD_KEYS[key]:
+                kinds = " and ".join(f"{k}://" for k in _UPLOAD_KEYS[key])
+                raise sec.error(key, f"applies only to {kinds} uploads, not {upload!r}")
     if (sec.string("access_key") is None) != (sec.string("secret_key") is None):
         raise sec.error("access_key", "access_key and secret_key must be given together")
+    if sec.string("account_key") is not None and sec.string("sas_token") is not None:
+        raise sec.error("sas_token", "give account_key or sas_token, not both")
+    if sec.boolean("anonymous", False) and sec.string("access_key") is not None:
+        raise sec.error("anonymous", "anonymous = true takes no access_key")
+    if (endpoint := sec.string("endpoint_override")) is not None:
+        parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/") or parts.query:
+            raise sec.error("endpoint_override", f"expected [http:// or https://]host[:port], got {endpoint!r}")
     return {"upload": upload, "endpoint_override": sec.string("endpoint_override"), "region": sec.string("region"),
             "access_key": sec.string("access_key"), "secret_key": sec.string("secret_key"),
+            "anonymous": sec.boolean("anonymous", False), "account_name": sec.string("account_name"),
+            "account_key": sec.string("account_key"), "sas_token": sec.string("sas_token"),
             "keep_local": sec.boolean("keep_local", True)}
 
 

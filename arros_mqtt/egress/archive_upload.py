@@ -1,16 +1,18 @@
-"""Archive files to object storage (`[archive] upload = "s3://bucket/prefix"`), in order, through outages.
+"""Archive files to object storage (`[archive] upload = "s3://…"`, "gs://…", "az://…"), in order, through outages.
 
 Each file the archive renames into place is queued (`enqueue`, on the engine thread); a thread of
-its own uploads the queue head through `pyarrow.fs.S3FileSystem` (AWS or any S3-compatible endpoint
-via `endpoint_override`; credentials from the config or the standard AWS environment and chain) to
-`{prefix}/{path under [archive] dir}`. An object appears only complete: the bytes go to a temporary
-key `{key}.uploading` (no `.parquet` suffix, so a reader's glob skips it) and are then moved
-(S3 server-side copy, then delete of the temporary key) to the final key; S3 makes a copied object
-visible whole. When the endpoint cannot be reached, the head is retried with backoff and nothing
-behind it is skipped, so files arrive in the order they were rolled. The queue is persisted in
-`{state_dir}/archive-upload.json` (rewritten atomically at each change), so a restart resumes it;
-a file queued again after a crash before its entry was removed is uploaded again to the same key
-(an overwrite, not a second copy). With `keep_local = false` a local file is deleted once uploaded.
+its own uploads the queue head through the `pyarrow.fs` filesystem of egress/object_store.py (S3 or
+S3-compatible, Google Cloud Storage, Azure Blob Storage; credentials from the config or the standard
+environment) to `{prefix}/{path under [archive] dir}`. An object appears only complete: the bytes go to
+a temporary key `{key}.uploading` (no `.parquet` suffix, so a reader's glob skips it) and are then moved
+to the final key (object_store.publish: a server-side copy, then delete of the temporary key); each of
+the three stores makes a copied object visible whole. The temporary key matters on Azure, where pyarrow
+creates the blob, empty, when the stream opens (seen with Azurite), so the final key would be listed early.
+When the endpoint cannot be reached, the head is retried with backoff and nothing behind it is
+skipped, so files arrive in the order they were rolled. The queue is persisted in
+`{state_dir}/archive-upload.json` (rewritten atomically at each change), so a restart resumes it; a file
+queued again after a crash before its entry was removed is uploaded again to the same key (an
+overwrite, not a second copy). With `keep_local = false` a local file is deleted once uploaded.
 """
 
 from __future__ import annotations
@@ -20,38 +22,22 @@ import logging
 import os
 import threading
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from arros_mqtt.config import ArchiveConfig
+from arros_mqtt.egress.object_store import open_store, publish
 
 log = logging.getLogger(__name__)
 RETRY_MIN, RETRY_MAX = 0.5, 30.0
 CHUNK = 8 * 1024 * 1024
 
 
-def s3_filesystem(archive: ArchiveConfig):
-    """The pyarrow S3 filesystem of `[archive]`: explicit keys or the standard AWS credential chain."""
-    from pyarrow import fs
-
-    options: dict = {"connect_timeout": 3.0, "request_timeout": 30.0,
-                     "retry_strategy": fs.AwsStandardS3RetryStrategy(max_attempts=2)}
-    if archive.endpoint_override:
-        endpoint = urlsplit(archive.endpoint_override if "://" in archive.endpoint_override
-                            else f"https://{archive.endpoint_override}")
-        options["endpoint_override"] = endpoint.netloc
-        options["scheme"] = endpoint.scheme
-    if archive.region:
-        options["region"] = archive.region
-    if archive.access_key is not None:
-        options["access_key"], options["secret_key"] = archive.access_key, archive.secret_key
-    return fs.S3FileSystem(**options)
-
-
 class ArchiveUploader:
     def __init__(self, archive: ArchiveConfig, root: Path, state_dir: str | Path) -> None:
         assert archive.upload is not None
-        target = urlsplit(archive.upload)
-        self.bucket_prefix = (target.netloc + "/" + target.path.strip("/")).rstrip("/")
+        # made here, so that a missing Azure account etc. fails the start in one line; the network is
+        # first used on the upload thread
+        self._fs, self._target = open_store(archive.upload, archive)
+        self.url = archive.upload
         self.archive = archive
         self.root = root
         self.keep_local = archive.keep_local
@@ -61,7 +47,6 @@ class ArchiveUploader:
         self._queue: list[str] = self._load()  # paths relative to `root`, oldest first
         self._lock = threading.Condition()
         self._stopping = threading.Event()
-        self._fs = None
         self._thread = threading.Thread(target=self._run, name="arros-archive-upload", daemon=True)
 
     @property
@@ -104,14 +89,14 @@ class ArchiveUploader:
                 self._upload(head)
             except Exception as exc:  # unreachable endpoint, denied, full: the head waits, in order
                 if self.error is None:
-                    log.warning("archive upload to s3://%s paused: %s (retrying; files stay queued)",
-                                self.bucket_prefix, exc)
+                    log.warning("archive upload to %s paused: %s (retrying; files stay queued)",
+                                self.url, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
                 self.error = str(exc)
                 self._stopping.wait(delay)
                 delay = min(RETRY_MAX, delay * 2)
                 continue
             if self.error is not None:
-                log.info("archive upload to s3://%s resumed", self.bucket_prefix)
+                log.info("archive upload to %s resumed", self.url)
             self.error, delay = None, RETRY_MIN
             self.uploaded += 1
             with self._lock:
@@ -126,17 +111,15 @@ class ArchiveUploader:
         if not local.exists():
             log.warning("archive upload: %s is gone locally; not uploaded", local)
             return
-        if self._fs is None:
-            self._fs = s3_filesystem(self.archive)
-        key = f"{self.bucket_prefix}/{relative}"
+        key = f"{self._target.root}/{relative}"
         temporary = f"{key}.uploading"
         with open(local, "rb") as source, self._fs.open_output_stream(temporary) as out:
             while chunk := source.read(CHUNK):
                 out.write(chunk)
-        self._fs.move(temporary, key)
+        publish(self._fs, temporary, key)
         size = self._fs.get_file_info(key).size
         if size != local.stat().st_size:
-            raise OSError(f"s3://{key} has {size} bytes, the local file {local.stat().st_size}")
+            raise OSError(f"{self._target.kind}://{key} has {size} bytes, the local file {local.stat().st_size}")
 
     def _load(self) -> list[str]:
         try:

@@ -22,7 +22,7 @@ __all__ = ["archive_context", "message", "new_context", "plain_schema", "plain_t
 
 def run_query(root: Path, sql: str, remote: tuple[str, ArchiveConfig] | None = None) -> pa.Table:
     """The result of `sql` over the archives under `root`, or with `remote` (url, [archive]) over the
-    uploaded archive at an s3:// url; UserError with a one-line reason."""
+    uploaded archive at an s3://, gs:// or az:// url; UserError with a one-line reason."""
     if remote is not None:
         from arros_mqtt.query.remote_archive import remote_archive_context
 

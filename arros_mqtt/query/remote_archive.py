@@ -1,4 +1,4 @@
-"""The uploaded archive as tables: `s3://bucket/prefix` read through `pyarrow.fs` (docs/cli.md `arros query`).
+"""The uploaded archive as tables: `s3://`, `gs://` or `az://bucket/prefix` read through `pyarrow.fs` (docs/cli.md).
 
 The same names as the local archive (`streams.NAME`, `subscriptions.NAME`, plain `NAME` when unique),
 each a pyarrow dataset over the complete `.parquet` objects (an `.uploading` one is not yet complete),
@@ -17,21 +17,17 @@ from pyarrow import fs
 from arros_mqtt.config import ArchiveConfig
 from arros_mqtt.core.errors import UserError
 from arros_mqtt.egress.archive_layout import FILE_SUFFIX, KINDS, PARTITION_COLUMNS
-from arros_mqtt.egress.archive_upload import s3_filesystem
+from arros_mqtt.egress.object_store import open_store
 from arros_mqtt.query.archive import new_context
-
-
-def bucket_path(url: str) -> str:
-    """`s3://bucket/prefix` -> `bucket/prefix`; UserError for anything else."""
-    if not url.startswith("s3://") or not url[5:].strip("/"):
-        raise UserError(f"--archive expects s3://bucket/prefix, got {url!r}")
-    return url[5:].strip("/")
 
 
 def remote_archive_context(url: str, archive: ArchiveConfig) -> tuple[SessionContext, list[str]]:
     """A context with every table of the uploaded archive at `url`; the table names it has."""
-    base = bucket_path(url)
-    filesystem = s3_filesystem(archive)
+    try:
+        filesystem, target = open_store(url, archive)
+    except UserError as exc:
+        raise UserError(f"--archive: {exc}") from None
+    base = target.root
     try:
         files = [info.path for info in filesystem.get_file_info(fs.FileSelector(base, recursive=True,
                                                                                 allow_not_found=True))

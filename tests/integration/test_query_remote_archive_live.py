@@ -82,5 +82,7 @@ secret_key = "testing"
 
 def test_a_bad_url_is_one_line(tmp_path, capsys):
     (tmp_path / "arros.toml").write_text("")
-    assert main(["query", "-c", str(tmp_path / "arros.toml"), "--archive", "gs://b/p", "SELECT 1"]) != 0
-    assert "--archive expects s3://bucket/prefix" in capsys.readouterr().err
+    assert main(["query", "-c", str(tmp_path / "arros.toml"), "--archive", "ftp://b/p", "SELECT 1"]) != 0
+    err = capsys.readouterr().err
+    assert "--archive: expected \"s3://bucket/prefix\", \"gs://bucket/prefix\" or \"az://container/prefix\"" in err
+    assert len(err.strip().splitlines()) == 1

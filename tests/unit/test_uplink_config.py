@@ -56,7 +56,7 @@ def test_archive_upload_keys():
                                         "keep_local": False}}).archive
     assert (archive.upload, archive.endpoint_override, archive.keep_local) == ("s3://bucket/site",
                                                                                "http://127.0.0.1:9000", False)
-    for bad, message in [({"upload": "gs://b"}, "archive.upload: expected"),
+    for bad, message in [({"upload": "ftp://b"}, "archive.upload: expected"),
                          ({"keep_local": False}, "archive.keep_local: applies only with upload"),
                          ({"upload": "s3://b", "access_key": "k"}, "archive.access_key: access_key and secret_key")]:
         with pytest.raises(ConfigError, match=message):

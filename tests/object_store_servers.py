@@ -9,6 +9,7 @@ never in CI) turns that into a skip.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import platform
 import subprocess
@@ -104,6 +105,20 @@ class FakeGcs(LocalServer):
 
     def archive_keys(self) -> str:
         return f'endpoint_override = "{self.endpoint}"\nanonymous = true\n'
+
+    def service_account_file(self, path: Path) -> Path:
+        """A service-account key file as GOOGLE_APPLICATION_CREDENTIALS names one: a fresh RSA key (Google's
+        client signs its own JWTs with it; the emulator accepts any), the token URI on this server."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+        path.write_text(json.dumps({"type": "service_account", "project_id": "arros-test", "private_key_id": "k1",
+                                    "private_key": pem, "client_email": "arros@arros-test.iam.gserviceaccount.com",
+                                    "client_id": "1", "token_uri": f"{self.endpoint}/token"}))
+        return path
 
 
 class Azurite(LocalServer):

@@ -16,7 +16,7 @@ import pytest
 from pyarrow import fs
 
 from arros_mqtt.cli import main
-from tests.integration.test_uplink_archive_upload_live import feed, wait_rows
+from tests.integration.test_uplink_archive_upload_live import feed
 from tests.object_store_servers import SERVERS, LocalServer
 from tests.support import running_service, unique
 
@@ -61,6 +61,14 @@ def download(bucket: fs.FileSystem, keys: list[str], into: Path) -> None:
             target.write_bytes(source.read())
 
 
+def wait_rows(service, count: int) -> None:
+    """Until the stream has taken `count` rows (bounded); a failure says how many it had."""
+    deadline = time.monotonic() + 60
+    while service.pipeline.stats["s"].rows < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert service.pipeline.stats["s"].rows >= count, f"{service.pipeline.stats['s'].rows} of {count} rows"
+
+
 def rows(folder: Path) -> list[tuple]:
     return duckdb.sql(f"SELECT device, date, hour, n FROM read_parquet('{folder}/**/*.parquet', "
                       "hive_partitioning = true) ORDER BY n").fetchall()
@@ -81,9 +89,10 @@ def test_files_queue_while_the_store_is_down_and_arrive_once_when_it_is_up(kind,
             deadline = time.monotonic() + 30
             while uploader.error is None and time.monotonic() < deadline:
                 time.sleep(0.1)
-            assert uploader.error is not None and uploader.uploaded == 0
+            assert uploader.error is not None and uploader.uploaded == 0, (uploader.error, uploader.uploaded)
         queued = orjson.loads((tmp_path / "state" / "archive-upload.json").read_bytes())
-        assert sorted(queued) == local_files(archive) and len(queued) >= 5  # every file, queued across the stop
+        assert sorted(queued) == local_files(archive), (queued, local_files(archive))  # queued across the stop
+        assert len(queued) >= 5, queued
 
         server.start()
         bucket = server.filesystem()
@@ -94,7 +103,7 @@ def test_files_queue_while_the_store_is_down_and_arrive_once_when_it_is_up(kind,
             service.archive.commit("streams")  # roll the open files now
             assert service.archive.uploader.wait_idle(60), service.archive.uploader.error
         keys = objects(bucket)
-        assert keys == [f"{BUCKET}/site-7/{path}" for path in local_files(archive)]  # each once, no .uploading
+        assert keys == [f"{BUCKET}/site-7/{path}" for path in local_files(archive)], keys  # each once, no .uploading
         uploaded = sorted(n for key in keys for n in pq.read_table(key, filesystem=bucket).column("n").to_pylist())
         assert uploaded == list(range(1600))
         download(bucket, keys, tmp_path / "downloaded")
@@ -102,8 +111,14 @@ def test_files_queue_while_the_store_is_down_and_arrive_once_when_it_is_up(kind,
         assert len(rows(archive)) == 1600
 
         # `arros query --archive URL`: the same answers as DuckDB over the local copies
-        (tmp_path / "arros.toml").write_text(text if kind == "gs" else f'[archive]\ndir = "{archive}"\n')
-        if kind == "az":  # the credentials and endpoint from the standard environment this time
+        # The credentials from the standard environment this time (and Azure's endpoint too)
+        if kind == "gs":
+            (tmp_path / "arros.toml").write_text(f'[archive]\ndir = "{archive}"\nupload = "gs://{BUCKET}/site-7"\n'
+                                                 f'endpoint_override = "{server.endpoint}"\n')
+            monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS",
+                               str(server.service_account_file(tmp_path / "service-account.json")))
+        else:
+            (tmp_path / "arros.toml").write_text(f'[archive]\ndir = "{archive}"\n')
             monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", server.connection_string)
         url = f"{kind}://{BUCKET}/site-7"
         sql = "SELECT device, count(*) AS c, sum(n) AS total, min(hour) AS h FROM s GROUP BY device ORDER BY device"
@@ -122,7 +137,8 @@ def test_files_queue_while_the_store_is_down_and_arrive_once_when_it_is_up(kind,
             service.archive.commit("streams")
             assert service.archive.uploader.wait_idle(60), service.archive.uploader.error
         new_keys = [key for key in objects(bucket) if key not in keys]
-        assert len(new_keys) >= 2 and set(local_files(archive)) == before
+        assert len(new_keys) >= 2, new_keys
+        assert set(local_files(archive)) == before, sorted(set(local_files(archive)) - before)
         added = sorted(n for key in new_keys for n in pq.read_table(key, filesystem=bucket).column("n").to_pylist())
         assert added == list(range(1600, 2000))
     finally:

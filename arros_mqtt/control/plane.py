@@ -135,7 +135,8 @@ class ControlPlane:
         self._sync_topic = sync_topic(self.prefix, self.member) \
             if self._presence is not None and self.member is not None else None
         self.reconciler = Reconciler(self.prefix, self._sync_topic, self.engine, self.store, self.limits,
-                                     self.created_at, self._build, self._store, self._publish_entry)
+                                     self.created_at, self._build, self._store, self._publish_entry,
+                                     self._clear_status)
         self.catalogue_read = self.reconciler.catalogue_read  # set once the retained catalogue was read
         if self._presence is not None:
             self.client.will_set(self._presence.topic, self._presence.offline, qos=1, retain=True)
@@ -369,6 +370,7 @@ class ControlPlane:
         self.created_at.pop(name, None)
         if self.group is not None:  # a member that is down learns of the drop from the tombstone
             self._publish_tombstone(name)
+            self._clear_status(name)
         else:
             self.client.publish(catalog_topic(self.prefix, name), b"", qos=1, retain=True)
         return {"name": name, "dropped": True}
@@ -404,7 +406,8 @@ class ControlPlane:
             config = subscription.config
             rows.append({"name": name, "origin": config.origin, "kind": subscription.shape.kind,
                          "stream": subscription.shape.stream, "output": config.output.text if config.output else None,
-                         "paused": name in self.engine.paused, "rows_out": subscription.stats.rows_out})
+                         "paused": name in self.engine.paused, "rows_in": subscription.stats.rows_in,
+                         "rows_out": subscription.stats.rows_out})
         return {"subscriptions": rows}
 
     def _describe(self, request: Request) -> dict[str, Any]:
@@ -514,9 +517,19 @@ class ControlPlane:
     def _publish_status(self, subscription: Subscription) -> None:
         status = self._status(subscription)
         topic = status_topic(self.prefix, subscription.name)
-        if self.member is not None:  # one status per member of a group: on its own topic, with its name
-            topic, status["member"] = member_status_topic(self.prefix, subscription.name, self.member), self.member
-        self.client.publish(topic, orjson.dumps(status))
+        if self.member is None:
+            self.client.publish(topic, orjson.dumps(status))
+            return
+        # one status per member of a group, on its own topic, with its name; retained, so a reader sees every
+        # member's last one at once, a gone member's too (groupstatus.py)
+        status["member"] = self.member
+        self.client.publish(member_status_topic(self.prefix, subscription.name, self.member), orjson.dumps(status),
+                            retain=True)
+
+    def _clear_status(self, name: str) -> None:
+        """A dropped subscription's retained status in a group (outside one, statuses are not retained)."""
+        if self.member is not None:
+            self.client.publish(member_status_topic(self.prefix, name, self.member), b"", qos=1, retain=True)
 
     def _version(self, subscription: Subscription) -> str | None:
         stored = self.store.entries.get(subscription.name)

@@ -63,9 +63,9 @@ def publish_tombstone(client: Any, prefix: str, name: str, member: str | None, e
 
 @dataclass
 class Reconciler:
-    """What reconciling needs of the control plane: its engine, store, limits and `created_at`, and three of
-    its steps (`build` a subscription to run, raising ControlError; `store` one, raising ControlError;
-    `publish_entry` of a live one)."""
+    """What reconciling needs of the control plane: its engine, store, limits and `created_at`, and four of
+    its steps (`build` a subscription to run, raising ControlError; `store_entry`, raising ControlError;
+    `publish_entry` of a live one; `dropped`: a subscription dropped here, to clear what it published)."""
 
     prefix: str
     sync_topic: str | None  # None: not in a group (nothing to wait for, nothing to reconcile)
@@ -76,6 +76,7 @@ class Reconciler:
     build: Callable[[SubscriptionConfig], Subscription]
     store_entry: Callable[[StoredSubscription], None]
     publish_entry: Callable[[Subscription], Any]
+    dropped: Callable[[str], None] = lambda _name: None
 
     def __post_init__(self) -> None:
         self.deadline: float | None = None  # waiting for the sync message until then
@@ -205,4 +206,5 @@ class Reconciler:
         self.engine.pending.pop(name, None)
         self.limits.forget(name)
         self.created_at.pop(name, None)
+        self.dropped(name)
         log.info("run-time subscription %s dropped: the group dropped it while this member was away", name)

@@ -15,10 +15,12 @@ from typing import Any
 import orjson
 
 from arros_mqtt.config import BrokerConfig, Config, load_config
+from arros_mqtt.control.groupstatus import Share, merged, shares, where
 
 EXIT_ERROR_REPLY = 1
 EXIT_NO_REPLY = 3
-ACTIONS = ("create", "replace", "drop", "pause", "resume", "list", "describe", "explain")
+ACTIONS = ("create", "replace", "drop", "pause", "resume", "list", "describe", "status", "explain")
+OPS = {"status": "describe"}  # actions that send another op
 
 
 def add_sub_command(commands: argparse._SubParsersAction) -> None:
@@ -47,9 +49,12 @@ def add_sub_command(commands: argparse._SubParsersAction) -> None:
         parser.add_argument("--archive", action="store_true", default=None)
         parser.add_argument("--late-output", dest="late_output", help="topic template for late rows")
     for action, text in (("drop", "drop a run-time subscription"), ("pause", "stop running a subscription"),
-                         ("resume", "run a paused subscription again"), ("describe", "definition and status")):
+                         ("resume", "run a paused subscription again"), ("describe", "definition and status"),
+                         ("status", "a subscription's counters; in a group merged and per member")):
         actions.add_parser(action, parents=[common], help=text).add_argument("name")
-    actions.add_parser("list", parents=[common], help="every live subscription")
+    listing = actions.add_parser("list", parents=[common], help="every live subscription")
+    listing.add_argument("--members", action="store_true",
+                         help="in a group: one row per subscription and member instead of one per subscription")
     explain = actions.add_parser("explain", parents=[common], help="how a subscription or a query would run")
     explain.add_argument("name", nargs="?")
     explain.add_argument("--sql", help="explain this query instead of a subscription")
@@ -64,12 +69,13 @@ def run_sub(args: argparse.Namespace) -> int:
     broker, prefix = _target(args)
     body = _request(args)
     try:
-        answers = ControlClient(broker, prefix, args.timeout).request_all(body)
+        answers = ControlClient(broker, prefix, args.timeout).request_all(body, statuses=args.action in
+                                                                          ("list", "status"))
     except NoReply as exc:
         print(f"arros: {exc}", file=sys.stderr)
         return EXIT_NO_REPLY
     if answers.replies[0].get("member") is not None:
-        return _print_group(args.action, answers, args.json)
+        return _print_group(args.action, answers, args.json, getattr(args, "members", False))
     reply = answers.replies[0]
     if args.json:
         print(orjson.dumps(reply, option=orjson.OPT_INDENT_2).decode())
@@ -78,34 +84,79 @@ def run_sub(args: argparse.Namespace) -> int:
         print(f"arros: error: {error.get('code')}: {error.get('message')}", file=sys.stderr)
         return EXIT_ERROR_REPLY
     if not args.json:
-        print(render(args.action, reply.get("result")))
+        result = reply.get("result")
+        print(render_status(result["status"]) if args.action == "status" else render(args.action, result))
     return 0
 
 
-def _print_group(action: str, answers: Any, as_json: bool) -> int:
-    """A group's replies: one per member (`list` as one table with a MEMBER column); error if any member
-    refused or did not answer."""
+def _print_group(action: str, answers: Any, as_json: bool, members: bool = False) -> int:
+    """A group's replies: one per member; `list` and `status` merged over the members (their last retained
+    statuses for members gone or not answering, groupstatus.py), `list --members` one row per subscription and
+    member; error if any member refused or did not answer."""
     replies = sorted(answers.replies, key=lambda r: str(r.get("member")))
+    ok = [r for r in replies if r.get("ok")]
+    found = _shares(action, ok, answers) if action in ("list", "status") else []
     if as_json:
-        print(orjson.dumps({"replies": replies, "missing": answers.missing}, option=orjson.OPT_INDENT_2).decode())
+        document: dict[str, Any] = {"replies": replies, "missing": answers.missing, "offline": answers.offline}
+        if found:
+            document["merged"] = merged(found)
+        print(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
     failed = [r for r in replies if not r.get("ok")]
     for reply in failed:
         error = reply.get("error") or {}
         print(f"arros: error: member {reply['member']}: {error.get('code')}: {error.get('message')}", file=sys.stderr)
     for member in answers.missing:
         print(f"arros: error: member {member} did not answer", file=sys.stderr)
-    ok = [r for r in replies if r.get("ok")]
     if not as_json and ok:
         if action == "list":
-            rows = [(s["name"], r["member"], s["origin"], s["kind"], s["stream"], s["output"] or "-",
-                     "paused" if s["paused"] else "running", str(s["rows_out"]))
-                    for r in ok for s in r["result"]["subscriptions"]]
-            rows.sort()
-            print(_table(("NAME", "MEMBER", "ORIGIN", "KIND", "STREAM", "OUTPUT", "STATE", "ROWS_OUT"), rows))
+            print(_member_table(found) if members else _merged_table(merged(found)))
+        elif action == "status":
+            print(render_status(merged(found)[0]) if found else "")
+            print(_member_table(found, status=True))
         else:
             print(render(action, ok[0]["result"]))
             print(f"members: {', '.join(str(r['member']) for r in ok)}")
     return EXIT_ERROR_REPLY if failed or answers.missing else 0
+
+
+def _shares(action: str, ok: list[dict[str, Any]], answers: Any) -> list[Share]:
+    if action == "list":
+        answered = {str(r["member"]): r["result"]["subscriptions"] for r in ok}
+    else:  # `status`: a `describe` reply per member
+        answered = {str(r["member"]): [{**r["result"]["status"], **{key: r["result"].get(key) for key in
+                                                                     ("origin", "kind", "output")},
+                                        "stream": r["result"]["stream"]["name"]}] for r in ok}
+    return shares(answered, answers.statuses, set(answers.offline), set(answers.missing))
+
+
+def _merged_table(statuses: list[dict[str, Any]]) -> str:
+    rows = [(s["name"], str(s.get("origin")), str(s.get("kind")), str(s.get("stream")), s.get("output") or "-",
+             s["state"], str(len(s["members"])), where(s), str(s.get("rows_in", "-")), str(s.get("rows_out", "-")))
+            for s in statuses]
+    return _table(("NAME", "ORIGIN", "KIND", "STREAM", "OUTPUT", "STATE", "MEMBERS", "WHERE", "ROWS_IN",
+                   "ROWS_OUT"), rows)
+
+
+def _member_table(found: list[Share], status: bool = False) -> str:
+    if status:
+        rows = [(share.member, share.state, *(str(share.status.get(k, "-")) for k in
+                                              ("rows_in", "rows_out", "errors", "late_rows")),
+                 str(share.status.get("at") or "-")) for share in found]
+        return _table(("MEMBER", "STATE", "ROWS_IN", "ROWS_OUT", "ERRORS", "LATE_ROWS", "AT"), rows)
+    rows = [(share.name, share.member, str(share.status.get("origin")), str(share.status.get("kind")),
+             str(share.status.get("stream", "-")), share.status.get("output") or "-", share.state,
+             str(share.status.get("rows_in", "-")), str(share.status.get("rows_out", "-"))) for share in found]
+    return _table(("NAME", "MEMBER", "ORIGIN", "KIND", "STREAM", "OUTPUT", "STATE", "ROWS_IN", "ROWS_OUT"), rows)
+
+
+def render_status(status: dict[str, Any]) -> str:
+    """A status (one member's, or a group's merged one) as `key: value` lines."""
+    lines = []
+    for key, value in status.items():
+        if isinstance(value, list):
+            value = ", ".join(map(str, value)) or "-"
+        lines.append(f"{key + ':':<20} {'-' if value is None else value}")
+    return "\n".join(lines)
 
 
 def _target(args: argparse.Namespace) -> tuple[BrokerConfig, str]:
@@ -122,7 +173,7 @@ def _target(args: argparse.Namespace) -> tuple[BrokerConfig, str]:
 
 
 def _request(args: argparse.Namespace) -> dict[str, Any]:
-    body: dict[str, Any] = {"op": args.action}
+    body: dict[str, Any] = {"op": OPS.get(args.action, args.action)}
     if getattr(args, "name", None) is not None:
         body["name"] = args.name
     if args.action in ("create", "replace"):
@@ -138,8 +189,9 @@ def render(action: str, result: Any) -> str:
     """A reply's result as text for a terminal."""
     if action == "list":
         rows = [(s["name"], s["origin"], s["kind"], s["stream"], s["output"] or "-",
-                 "paused" if s["paused"] else "running", str(s["rows_out"])) for s in result["subscriptions"]]
-        return _table(("NAME", "ORIGIN", "KIND", "STREAM", "OUTPUT", "STATE", "ROWS_OUT"), rows)
+                 "paused" if s["paused"] else "running", str(s.get("rows_in", "-")), str(s["rows_out"]))
+                for s in result["subscriptions"]]
+        return _table(("NAME", "ORIGIN", "KIND", "STREAM", "OUTPUT", "STATE", "ROWS_IN", "ROWS_OUT"), rows)
     if action == "drop":
         return f"dropped {result['name']}"
     if action in ("pause", "resume"):

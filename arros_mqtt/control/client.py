@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -37,17 +37,37 @@ class GroupReplies:
 
     replies: list[dict[str, Any]]
     missing: list[str]  # members online that did not answer within the timeout
+    offline: list[str] = field(default_factory=list)  # members whose retained presence says offline
+    statuses: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (name, member): its status
 
 
-def _note_member(online: set[str], member: str, payload: bytes) -> None:
+def _note_member(online: set[str], member: str, payload: bytes, offline: set[str] | None = None) -> None:
+    """`offline`: also collect the members whose presence says offline (a cleared one is neither)."""
     try:
         presence = orjson.loads(payload) if payload else {}
     except orjson.JSONDecodeError:
         return
     if isinstance(presence, dict) and presence.get("online") is True:
         online.add(member)
+        if offline is not None:
+            offline.discard(member)
     else:
         online.discard(member)
+        if offline is not None and isinstance(presence, dict) and presence.get("online") is False:
+            offline.add(member)
+
+
+def _note_status(statuses: dict[tuple[str, str], dict[str, Any]], rest: str, payload: bytes) -> None:
+    """A member's status at `{prefix}/status/{name}/{member}` (`rest`: `{name}/{member}`); empty: cleared."""
+    name, _, member = rest.partition("/")
+    try:
+        status = orjson.loads(payload) if payload else None
+    except orjson.JSONDecodeError:
+        return
+    if isinstance(status, dict):
+        statuses[(name, member)] = status
+    else:
+        statuses.pop((name, member), None)
 
 
 class ControlClient:
@@ -63,12 +83,17 @@ class ControlClient:
         """Send one request and return the (first) reply object; NoReply on timeout."""
         return self.request_all(body).replies[0]
 
-    def request_all(self, body: dict[str, Any]) -> GroupReplies:
+    def request_all(self, body: dict[str, Any], statuses: bool = False) -> GroupReplies:
         """Send one request; the replies of every member online (one reply outside a group). NoReply when
-        none came in time; members that did not answer in time are `missing`."""
+        none came in time; members that did not answer in time are `missing`. `statuses`: also read the
+        group's retained per-member statuses (`{prefix}/status/+/+`), for a merged view (groupstatus.py)."""
         correlation = uuid.uuid4().bytes
         replies: list[dict[str, Any]] = []
         online: set[str] = set()
+        offline: set[str] = set()
+        latest: dict[tuple[str, str], dict[str, Any]] = {}
+        lock = threading.Lock()  # `latest` is written on paho's thread
+        status_prefix = f"{self.prefix}/status/"
         got_reply, subscribed = threading.Event(), threading.Event()
         members_prefix = f"{self.prefix}/members/"
         if not self.v5:
@@ -76,7 +101,12 @@ class ControlClient:
 
         def on_message(_client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
             if message.topic.startswith(members_prefix):
-                _note_member(online, message.topic[len(members_prefix):], message.payload)
+                with lock:
+                    _note_member(online, message.topic[len(members_prefix):], message.payload, offline)
+                return
+            if message.topic.startswith(status_prefix):
+                with lock:
+                    _note_status(latest, message.topic[len(status_prefix):], message.payload)
                 return
             if self.v5:
                 if getattr(message.properties, "CorrelationData", None) != correlation:
@@ -100,6 +130,8 @@ class ControlClient:
 
         def on_connect(c: mqtt.Client, _present: bool) -> None:
             c.subscribe(f"{members_prefix}+", qos=1)
+            if statuses:
+                c.subscribe(f"{status_prefix}+/+", qos=0)
             reply_mid[0] = c.subscribe(self.reply_topic, qos=1)[1]
 
         connect(client, self.broker, persistent=False, on_connect=on_connect)
@@ -117,7 +149,9 @@ class ControlClient:
                               f"to {self.broker.url} with [control] prefix = \"{self.prefix}\"?")
             taken = list(replies)
             answered = {r.get("member") for r in taken}
-            return GroupReplies(taken, sorted(online - answered) if None not in answered else [])
+            with lock:
+                missing = sorted(online - answered) if None not in answered else []
+                return GroupReplies(taken, missing, sorted(offline - answered), dict(latest))
         finally:
             client.disconnect()
             client.loop_stop()

@@ -9,7 +9,7 @@ and the others never see a half-made change. Every request gets exactly one repl
 It also keeps the catalogue (`{prefix}/catalog/{name}`, retained), publishes statuses
 (`{prefix}/status/{name}`), stores run-time subscriptions under `state_dir` and enforces the
 `[control]` limits. In a `[cluster]` group it reconciles this member's run-time subscriptions with the
-retained catalogue on each connect: the newer version or tombstone wins (versions.py, docs/cluster.md).
+retained catalogue on each connect: the newer version or tombstone wins (reconcile.py, docs/cluster.md).
 """
 
 from __future__ import annotations
@@ -62,20 +62,9 @@ from arros_mqtt.control.protocol import (
     valid_reply_topic,
     validate,
 )
+from arros_mqtt.control.reconcile import Reconciler, publish_tombstone, sync_topic
 from arros_mqtt.control.store import StoredSubscription, SubscriptionStore, definition_of, now_rfc3339
-from arros_mqtt.control.versions import (
-    ADOPT,
-    DROP,
-    REPUBLISH,
-    TAKE,
-    TOMBSTONE_SECONDS,
-    decide,
-    entry_version,
-    is_tombstone,
-    stored_version,
-    tombstone,
-    version_of,
-)
+from arros_mqtt.control.versions import stored_version, version_of
 from arros_mqtt.core.errors import ConfigError, SqlError
 from arros_mqtt.engine import PER_ROW, Engine, Result, Subscription
 from arros_mqtt.transport.paho_client import connect, new_client, send_at_once
@@ -85,8 +74,6 @@ MAX_IN_FLIGHT = 1000  # requests waiting for the engine; past this the network t
 BUSY_SECONDS = 30.0  # ... at most this long, then the request is answered `limit_exceeded`
 CHECK_SECONDS = 0.5  # how often state-size limits are checked
 PAUSED_BY_REQUEST = "paused by request"
-SYNC_SECONDS = 10.0  # in a group: the longest wait for the retained catalogue before publishing our own entries
-ADOPTED_KEYS = ("sql", "output", "format", "qos", "retain", "batch", "timestamps", "archive", "late_output")
 
 
 @dataclass(frozen=True)
@@ -144,14 +131,13 @@ class ControlPlane:
         self._presence = member_presence(self.prefix, self.group, self.member) \
             if self.group is not None and self.member is not None and not self._local else None
         # in a group, a (re)connected member reads the retained catalogue before it publishes its own run-time
-        # entries (an older one must not overwrite a newer one): a message to itself on this topic, sent after
-        # the SUBACK, arrives after the retained entries the broker queued for that SUBSCRIBE (versions.py)
-        self._sync_topic = f"{self.prefix}/members/{self.member}/catalog-sync" if self._presence is not None else None
-        self._sync_deadline: float | None = None  # waiting for the sync message until then (engine thread)
-        self._seen: set[str] = set()  # names of the retained catalogue entries read since the last connect
-        self.catalogue_read = threading.Event()  # set once the retained catalogue was read (at once outside a group)
-        if self._sync_topic is None:
-            self.catalogue_read.set()
+        # entries, and the newer version or tombstone wins (reconcile.py)
+        self._sync_topic = sync_topic(self.prefix, self.member) \
+            if self._presence is not None and self.member is not None else None
+        self.reconciler = Reconciler(self.prefix, self._sync_topic, self.engine, self.store, self.limits,
+                                     self.created_at, self._build, self._store, self._publish_entry,
+                                     self._clear_status)
+        self.catalogue_read = self.reconciler.catalogue_read  # set once the retained catalogue was read
         if self._presence is not None:
             self.client.will_set(self._presence.topic, self._presence.offline, qos=1, retain=True)
         self._ops: dict[str, Callable[[Request], Any]] = {
@@ -235,7 +221,7 @@ class ControlPlane:
         client.subscribe(topics)
         if self._presence is not None:
             client.publish(self._presence.topic, self._presence.online, qos=1, retain=True)
-        self.host.call_on_engine(self._publish_catalog)
+        self.host.call_on_engine(self.reconciler.publish_catalog)
 
     def _on_subscribe(self, *_: object) -> None:
         self.subscribed.set()
@@ -247,12 +233,12 @@ class ControlPlane:
             if not self._stopping.is_set():
                 self._on_request(message)
         elif message.topic == self._sync_topic:
-            self.host.call_on_engine(self._catalog_synced)
+            self.host.call_on_engine(self.reconciler.synced)
         elif message.payload:  # a retained catalogue entry: clear it if it names no live subscription
             name, entry = message.topic.rsplit("/", 1)[-1], message.payload
             if self.group is not None:  # in a group: another member's; run it too if it was there before us
                 if message.retain:
-                    self.host.call_on_engine(lambda: self._reconcile(name, entry))
+                    self.host.call_on_engine(lambda: self.reconciler.reconcile(name, entry))
             else:
                 self.host.call_on_engine(lambda: self._clear_if_stale(name))
 
@@ -384,6 +370,7 @@ class ControlPlane:
         self.created_at.pop(name, None)
         if self.group is not None:  # a member that is down learns of the drop from the tombstone
             self._publish_tombstone(name)
+            self._clear_status(name)
         else:
             self.client.publish(catalog_topic(self.prefix, name), b"", qos=1, retain=True)
         return {"name": name, "dropped": True}
@@ -419,7 +406,8 @@ class ControlPlane:
             config = subscription.config
             rows.append({"name": name, "origin": config.origin, "kind": subscription.shape.kind,
                          "stream": subscription.shape.stream, "output": config.output.text if config.output else None,
-                         "paused": name in self.engine.paused, "rows_out": subscription.stats.rows_out})
+                         "paused": name in self.engine.paused, "rows_in": subscription.stats.rows_in,
+                         "rows_out": subscription.stats.rows_out})
         return {"subscriptions": rows}
 
     def _describe(self, request: Request) -> dict[str, Any]:
@@ -529,9 +517,19 @@ class ControlPlane:
     def _publish_status(self, subscription: Subscription) -> None:
         status = self._status(subscription)
         topic = status_topic(self.prefix, subscription.name)
-        if self.member is not None:  # one status per member of a group: on its own topic, with its name
-            topic, status["member"] = member_status_topic(self.prefix, subscription.name, self.member), self.member
-        self.client.publish(topic, orjson.dumps(status))
+        if self.member is None:
+            self.client.publish(topic, orjson.dumps(status))
+            return
+        # one status per member of a group, on its own topic, with its name; retained, so a reader sees every
+        # member's last one at once, a gone member's too (groupstatus.py)
+        status["member"] = self.member
+        self.client.publish(member_status_topic(self.prefix, subscription.name, self.member), orjson.dumps(status),
+                            retain=True)
+
+    def _clear_status(self, name: str) -> None:
+        """A dropped subscription's retained status in a group (outside one, statuses are not retained)."""
+        if self.member is not None:
+            self.client.publish(member_status_topic(self.prefix, name, self.member), b"", qos=1, retain=True)
 
     def _version(self, subscription: Subscription) -> str | None:
         stored = self.store.entries.get(subscription.name)
@@ -543,130 +541,7 @@ class ControlPlane:
         return entry
 
     def _publish_tombstone(self, name: str) -> None:
-        """Retained for TOMBSTONE_SECONDS (MQTT 5; under 3.1.1 until something replaces it)."""
-        properties = None
-        if self.v5 and not self._local:
-            properties = Properties(PacketTypes.PUBLISH)
-            properties.MessageExpiryInterval = TOMBSTONE_SECONDS
-        payload = orjson.dumps(tombstone(name, version_of(now_rfc3339(), self.member)))
-        self.client.publish(catalog_topic(self.prefix, name), payload, qos=1, retain=True, properties=properties)
-
-    def _publish_catalog(self) -> None:
-        """On each connect. In a group the run-time entries wait for the retained catalogue (`_catalog_synced`)."""
-        if self._sync_topic is not None:
-            self._seen = set()
-            self._sync_deadline = time.monotonic() + SYNC_SECONDS
-        for subscription in list(self.engine.subscriptions.values()):
-            if self._sync_topic is None or subscription.config.origin != "control":
-                self._publish_entry(subscription)
-
-    def _catalog_synced(self) -> None:
-        """The retained catalogue is read: publish our run-time entries that it did not have at all (the ones it
-        had were reconciled one by one)."""
-        if self._sync_deadline is None:
-            return
-        self._sync_deadline = None
-        self.catalogue_read.set()
-        for subscription in list(self.engine.subscriptions.values()):
-            if subscription.config.origin == "control" and subscription.name not in self._seen:
-                self._publish_entry(subscription)
-
-    def _reconcile(self, name: str, payload: bytes) -> None:
-        """A retained entry of the group's catalogue against this member's own (it joined, or was down): the newer
-        definition or tombstone wins (versions.py); config-file subscriptions are each member's own."""
-        self._seen.add(name)
-        try:
-            entry = orjson.loads(payload)
-        except orjson.JSONDecodeError as exc:
-            log.warning("the group's catalogue entry %s is not JSON (%s); ignored", name, exc)
-            return
-        if not isinstance(entry, dict) or entry.get("origin") != "control":
-            return  # a config-file subscription: each member's config file has it, or not
-        running = self.engine.subscriptions.get(name)
-        if running is not None and running.config.origin != "control":
-            return
-        own = self.store.entries.get(name)
-        config = None
-        if not is_tombstone(entry):
-            try:
-                config = parse_subscription({k: entry[k] for k in ADOPTED_KEYS if k in entry}, name, "catalogue")
-                check_outputs(config, self.prefix)
-            except (ConfigError, ControlError) as exc:
-                log.warning("the group's run-time subscription %s does not run on this member: %s", name, exc)
-                return
-        same = config is not None and own is not None and definition_of(config) == own.definition
-        action = decide(own, entry, same)
-        if action == ADOPT and config is not None:
-            self._adopt(name, entry, config)
-        elif action == TAKE and config is not None:
-            self._take(name, entry, config)
-        elif action == DROP:
-            self._forget(name)
-        elif action == REPUBLISH and running is not None:
-            log.info("run-time subscription %s: this member's definition is newer than the catalogue's; "
-                     "republished", name)
-            self._publish_entry(running)
-
-    def _adopt(self, name: str, entry: dict[str, Any], config: SubscriptionConfig) -> None:
-        """A group's run-time subscription this member lacks (it joined, or was down, when the subscription
-        was created): created here from its retained catalogue entry, so every member runs it."""
-        if name in self.engine.subscriptions or name in self.engine.pending:
-            return
-        try:
-            self.limits.check_create(len(self.engine.subscriptions))
-            subscription = self._build(config)
-        except ControlError as exc:
-            log.warning("the group's run-time subscription %s does not run on this member: %s", name, exc)
-            return
-        if self._keep(name, entry, subscription):
-            self.engine.install(subscription)
-            log.info("run-time subscription %s taken from the group's catalogue", name)
-
-    def _take(self, name: str, entry: dict[str, Any], config: SubscriptionConfig) -> None:
-        """The catalogue's definition is newer than ours (replaced while this member was down): it replaces ours."""
-        try:
-            subscription = self._build(config)
-        except ControlError as exc:
-            log.warning("run-time subscription %s was replaced in the group, but the new definition does not run "
-                        "on this member (%s); it goes on running the old one", name, exc)
-            return
-        if not self._keep(name, entry, subscription):
-            return
-        if name in self.engine.subscriptions:
-            self.engine.install(subscription, replace=True)
-        else:
-            self.engine.pending.pop(name, None)
-            self.engine.install(subscription)
-        self.limits.forget(name)
-        log.info("run-time subscription %s replaced by the group's newer definition", name)
-
-    def _keep(self, name: str, entry: dict[str, Any], subscription: Subscription) -> bool:
-        """Store a definition taken from the catalogue, with the entry's version; False (released): not stored."""
-        created = entry.get("created_at") if isinstance(entry.get("created_at"), str) else now_rfc3339()
-        try:
-            self._store(StoredSubscription(name, definition_of(subscription.config), created,
-                                           version=entry_version(entry) or version_of(created, None)))
-        except ControlError as exc:
-            self.engine.release(subscription)
-            log.warning("the group's run-time subscription %s does not run on this member: %s", name, exc)
-            return False
-        self.created_at[name] = created
-        return True
-
-    def _forget(self, name: str) -> None:
-        """Dropped in the group while this member was down (a newer tombstone): dropped here too."""
-        try:
-            self.store.remove(name)
-        except OSError as exc:
-            log.error("run-time subscription %s was dropped in the group, but %s cannot be written (%s); it runs",
-                      name, self.store.path, exc)
-            return
-        if name in self.engine.subscriptions:
-            self.engine.remove(name)
-        self.engine.pending.pop(name, None)
-        self.limits.forget(name)
-        self.created_at.pop(name, None)
-        log.info("run-time subscription %s dropped: the group dropped it while this member was away", name)
+        publish_tombstone(self.client, self.prefix, name, self.member, expires=self.v5 and not self._local)
 
     def _clear_if_stale(self, name: str) -> None:
         if name not in self.engine.subscriptions:
@@ -678,10 +553,7 @@ class ControlPlane:
         return result.subscription.name not in self.engine.paused and self.limits.admit(result)
 
     def _check(self, publish_statuses: bool) -> None:
-        if self._sync_deadline is not None and time.monotonic() > self._sync_deadline:
-            log.warning("the broker did not echo %s within %.0f s; publishing the run-time catalogue entries "
-                        "without it", self._sync_topic, SYNC_SECONDS)
-            self._catalog_synced()
+        self.reconciler.check_deadline()
         self.limits.check_state(list(self.engine.subscriptions.values()), self.engine.paused)
         if publish_statuses:
             for subscription in list(self.engine.subscriptions.values()):

@@ -144,7 +144,7 @@ def test_control_requests_reach_every_member(mosquitto, tmp_path):
             assert "windows and running aggregates in a [cluster] group are not supported yet" \
                 in reply["error"]["message"]
 
-        listed = arros_command("sub", "list", "--broker", mosquitto.url, "--prefix", prefix)
+        listed = arros_command("sub", "list", "--members", "--broker", mosquitto.url, "--prefix", prefix)
         assert listed.returncode == 0, listed.stderr
         lines = [line.split() for line in listed.stdout.splitlines()]
         assert lines[0][:2] == ["NAME", "MEMBER"]

@@ -40,9 +40,13 @@ def test_sub_commands_against_a_running_service(mosquitto, tmp_path):
         listed = sub("list")
         assert listed.returncode == 0
         lines = listed.stdout.splitlines()
-        assert lines[0].split() == ["NAME", "ORIGIN", "KIND", "STREAM", "OUTPUT", "STATE", "ROWS_OUT"]
+        assert lines[0].split() == ["NAME", "ORIGIN", "KIND", "STREAM", "OUTPUT", "STATE", "ROWS_IN", "ROWS_OUT"]
         assert lines[2].split() == ["hot", "control", "per_row", "telemetry", f"{prefix}/hot/{{machine}}", "running",
-                                    "2"]
+                                    "3", "2"]
+        status = sub("status", "hot")
+        assert status.returncode == 0 and "rows_in:" in status.stdout
+        fields = {k: v.strip() for k, v in (line.split(":", 1) for line in status.stdout.splitlines())}
+        assert (fields["name"], fields["rows_in"], fields["rows_out"], fields["paused"]) == ("hot", "3", "2", "False")
         as_json = orjson.loads(sub("list", "--json").stdout)
         assert as_json["ok"] and [s["name"] for s in as_json["result"]["subscriptions"]] == ["base", "hot"]
 

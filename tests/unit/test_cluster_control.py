@@ -53,12 +53,22 @@ def rows(member: str, rows_out: int) -> dict:
          "paused": False, "rows_out": rows_out}]}}
 
 
-def test_list_prints_one_row_per_member(capsys):
+def test_list_members_prints_one_row_per_member(capsys):
+    code = _print_group("list", GroupReplies([rows("m1", 7), rows("m0", 5)], []), as_json=False, members=True)
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert out[0].split() == ["NAME", "MEMBER", "ORIGIN", "KIND", "STREAM", "OUTPUT", "STATE", "ROWS_IN", "ROWS_OUT"]
+    assert [line.split()[:2] + line.split()[-1:] for line in out[1:]] == [["hot", "m0", "5"], ["hot", "m1", "7"]]
+
+
+def test_list_prints_one_merged_row_per_subscription(capsys):
     code = _print_group("list", GroupReplies([rows("m1", 7), rows("m0", 5)], []), as_json=False)
     out = capsys.readouterr().out.splitlines()
     assert code == 0
-    assert out[0].split() == ["NAME", "MEMBER", "ORIGIN", "KIND", "STREAM", "OUTPUT", "STATE", "ROWS_OUT"]
-    assert [line.split()[:2] + line.split()[-1:] for line in out[1:]] == [["hot", "m0", "5"], ["hot", "m1", "7"]]
+    assert out[0].split() == ["NAME", "ORIGIN", "KIND", "STREAM", "OUTPUT", "STATE", "MEMBERS", "WHERE", "ROWS_IN",
+                              "ROWS_OUT"]
+    assert [line.split() for line in out[1:]] == [["hot", "config", "per_row", "t", "o/{machine}", "running", "2",
+                                                   "m0,m1", "-", "12"]]
 
 
 def test_a_refusing_or_silent_member_fails_the_command(capsys):

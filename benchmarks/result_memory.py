@@ -116,7 +116,8 @@ def main() -> None:
     args = parser.parse_args()
     runs = []
     for mode in args.modes.split(","):
-        run = measure(mode, args.rows, args.pad, args.output_memory, not args.no_subscriber, Path(tempfile.gettempdir()))
+        run = measure(mode, args.rows, args.pad, args.output_memory, not args.no_subscriber,
+                      Path(tempfile.gettempdir()))
         runs.append(run)
         print(f"{mode:9} {run['results']:>7,} results of {args.pad} B ({run['result_mb']} MB), subscriber "
               f"{'yes' if run['subscriber'] else 'no '}: RSS {run['rss_before_mb']} -> peak {run['rss_peak_mb']} MB "

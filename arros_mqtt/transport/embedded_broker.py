@@ -8,8 +8,9 @@ Backpressure: `MicroBatcher.add` blocks only while the engine is a whole buffer 
 least 100k messages, or 4 x batch_max_bytes, at least 16 MiB, of payload) behind. The hook then blocks
 the broker's loop until the engine takes its next batch (a batch's processing time: milliseconds), so
 amqtt stops reading sockets and devices' TCP windows fill: the same backpressure paho's network thread
-gives in client mode. It cannot deadlock: the engine never waits for the loop (`publish` only queues),
-and `stop` closes the batcher, after which `add` never blocks. amqtt offers no other backpressure: it
+gives in client mode. It cannot deadlock: the engine waits for the loop only in `wait_for_room` (results
+past `output_memory`), and then the batcher's `add` does not block (`MicroBatcher.unbounded`); `stop`
+closes the batcher, after which `add` never blocks. amqtt offers no other backpressure: it
 does not wait for hooks, so a hook that awaited instead would only pile up tasks without slowing any
 client.
 

@@ -21,9 +21,11 @@ instead of growing memory (one socket read may overshoot the bound).
 from __future__ import annotations
 
 import bisect
+import contextlib
 import itertools
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 ADAPTIVE, DELAY = "adaptive", "delay"
@@ -63,6 +65,7 @@ class MicroBatcher:
         self.blocked_seconds = 0.0  # time producers spent waiting for room (backpressure)
         self.blocked = False  # a producer is waiting right now
         self._closed = False
+        self._unbounded = 0  # inside `unbounded()`: `add` does not block
         self._woken = False
         self._cond = threading.Condition()
 
@@ -107,6 +110,19 @@ class MicroBatcher:
             self._woken = True
             self._cond.notify_all()
 
+    @contextlib.contextmanager
+    def unbounded(self) -> Iterator[None]:
+        """While the engine waits for the producers' thread (embedded mode: for the broker's loop to take
+        results), `add` does not block, else each would wait for the other."""
+        with self._cond:
+            self._unbounded += 1
+            self._cond.notify_all()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._unbounded -= 1
+
     def close(self) -> None:
         """No more waiting: `take` returns everything buffered, `add` no longer blocks."""
         with self._cond:
@@ -138,7 +154,8 @@ class MicroBatcher:
             return list(self._opened)
 
     def _full(self) -> bool:
-        return (self._pending >= self.max_pending or self._pending_bytes >= self.max_pending_bytes) and not self._closed
+        return (self._pending >= self.max_pending or self._pending_bytes >= self.max_pending_bytes) \
+            and not self._closed and not self._unbounded
 
     def _wait_for_room(self) -> None:
         started = time.monotonic()

@@ -25,7 +25,7 @@ from arros_mqtt.egress.deadletter import (
     deadletter_rows,
     deadletter_topic,
 )
-from arros_mqtt.egress.encode import encode_results
+from arros_mqtt.egress.encode import encode_slices
 from arros_mqtt.egress.packet_size import MQTT_MAX_PACKET, publish_packet_size
 from arros_mqtt.engine import WINDOWED, Engine, Result
 from arros_mqtt.ingress.batcher import RawBatch
@@ -54,6 +54,7 @@ class Pipeline:
         self.engine = engine
         self.publish = publish
         self.packet_limit: Callable[[], int] = lambda: MQTT_MAX_PACKET  # the broker's (client mode: the sink's)
+        self.wait_for_room: Callable[[], None] = lambda: None  # between slices of a result (embedded mode)
         # subscriptions without `qos`: windows go exactly once (QoS 2 through the output journal) where
         # that holds (client mode with the log), everything else QoS 1
         self.window_qos = 2 if config.durability.wal and config.broker is not None else 1
@@ -192,18 +193,20 @@ class Pipeline:
         template = sub.late_output if result.late else sub.output
         if template is None:
             return
-        messages = encode_results(result.table, sub, template)
         qos = sub.qos
         if qos is None:
             qos = self.window_qos if result.subscription.shape.kind == WINDOWED else 1
         limit = self.packet_limit()
         published = 0
-        for topic, payload in messages:
-            if len(payload) + len(topic) + 64 >= limit and publish_packet_size(topic, payload, qos) > limit:
-                self._deadletter_oversized(result, topic, payload, limit)
-                continue
-            self.publish(topic, payload, qos, sub.retain)
-            published += 1
+        for messages in encode_slices(result.table, sub, template):  # bounded memory: a slice at a time
+            for topic, payload in messages:
+                if len(payload) + len(topic) + 64 >= limit and publish_packet_size(topic, payload, qos) > limit:
+                    self._deadletter_oversized(result, topic, payload, limit)
+                    continue
+                self.publish(topic, payload, qos, sub.retain)
+                published += 1
+            del messages
+            self.wait_for_room()
         result.subscription.stats.messages_out += published
         result.subscription.stats.last_emit = time.time()
 

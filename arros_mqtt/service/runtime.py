@@ -85,6 +85,8 @@ class Service:
         self.batcher = MicroBatcher(list(config.streams), engine_cfg.batch_max_rows, engine_cfg.batch_max_delay,
                                     max_bytes=engine_cfg.batch_max_bytes, mode=engine_cfg.batching,
                                     linger=engine_cfg.batch_linger)
+        if hasattr(self.transport, "wait_for_room"):  # embedded mode: results bounded by output_memory
+            self.pipeline.wait_for_room = lambda: self.transport.wait_for_room(self.batcher.unbounded)
         self._closers: list[Callable[[], None]] = []
         self._stopping = threading.Event()
         self._engine_calls: queue.SimpleQueue[tuple[Callable[[], Any], Future]] = queue.SimpleQueue()

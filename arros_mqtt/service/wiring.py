@@ -57,7 +57,8 @@ def default_transport(config: Config, position: LogPosition | None = None) -> Tr
     if config.broker is None:
         from arros_mqtt.transport.embedded_broker import EmbeddedTransport
 
-        return EmbeddedTransport(config.embedded, streams, config.source, host_presence(streams))
+        return EmbeddedTransport(config.embedded, streams, config.source, host_presence(streams),
+                                 config.durability.output_memory)
     from arros_mqtt.service.client_transport import ClientTransport
 
     return ClientTransport(config.broker, streams, host_presence(streams), config.durability,

@@ -67,3 +67,8 @@ class ArrosBroker(Broker):
 def delivering(broker: Broker) -> bool:
     """The broker still has messages to route or deliveries running (amqtt has no public "flush")."""
     return not broker._broadcast_queue.empty() or any(not task.done() for task in broker._tasks_queue)
+
+
+def backlog(broker: Broker) -> int:
+    """Messages handed to the broker and not yet routed (its broadcast queue): what our drain waits on."""
+    return broker._broadcast_queue.qsize()

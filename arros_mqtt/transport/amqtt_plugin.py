@@ -12,6 +12,12 @@ on the broker's loop, which hands each message to `context.broadcast_message` (a
 for retained results). A task per message, as `asyncio.run_coroutine_threadsafe` would make, costs
 more than the broker's own routing.
 
+Both hand-overs are bounded: the drain hands amqtt a chunk only while fewer than `MAX_BACKLOG` messages
+wait in amqtt's broadcast queue (it awaits, the loop goes on), and `wait_for_room` lets the engine
+thread wait, between slices of a result, until the outbox holds less than `[durability] output_memory`
+(the broker's loop is never blocked for it). Without these a round's 100,000 results of 2 kB sat in the
+outbox and amqtt's queue at once (+1 GB RSS).
+
 `WillAclPlugin` closes a hole of amqtt 0.12: a client's Last Will is broadcast (and retained) at an
 abnormal disconnect without any topic ACL check, so a device could forge an alert or a catalogue entry.
 It drops, at CONNECT, a will whose topic the topic ACL plugins would refuse the client to publish
@@ -38,6 +44,9 @@ from arros_mqtt.transport.stream_router import Sink, StreamRouter
 
 log = logging.getLogger(__name__)
 DRAIN_CHUNK = 500  # messages handed to the broker before the drain task lets other tasks run
+MAX_BACKLOG = 1000  # messages amqtt may have waiting for its routing before the drain waits
+BACKLOG_POLL = 0.002  # seconds between looks at amqtt's backlog while it is over MAX_BACKLOG
+MESSAGE_OVERHEAD = 64  # bytes counted per queued message besides topic and payload
 _MAX_CACHED_TOPICS = 100_000  # topics whose in-process receivers are remembered (then the cache starts over)
 
 
@@ -64,6 +73,9 @@ class ArrosBrokerPlugin(BasePlugin[BrokerContext]):
         self._local_for: dict[str, list[Callable[[str, bytes], None]]] = {}  # topic -> its receivers (a cache)
         self._outbox: deque[tuple[str, bytes, int, bool]] = deque()
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)  # notified when the drain took messages
+        self._outbox_bytes = 0
+        self._backlog: Callable[[], int] = lambda: 0  # amqtt's unrouted messages (amqtt_internals.backlog)
         self._wake_pending = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drain_task: asyncio.Future[None] | None = None
@@ -71,8 +83,21 @@ class ArrosBrokerPlugin(BasePlugin[BrokerContext]):
         self.broadcast = 0  # ... of which handed to the broker
         self.errors = 0
 
-    def attach(self, router: StreamRouter, deliver: Sink, loop: asyncio.AbstractEventLoop) -> None:
+    def attach(self, router: StreamRouter, deliver: Sink, loop: asyncio.AbstractEventLoop,
+               backlog: Callable[[], int] | None = None) -> None:
         self._router, self._deliver, self._loop = router, deliver, loop
+        if backlog is not None:
+            self._backlog = backlog
+
+    @property
+    def outbox_bytes(self) -> int:
+        return self._outbox_bytes
+
+    def wait_for_room(self, limit: int, timeout: float) -> bool:
+        """On the engine thread (never the broker's loop): until the outbox holds less than `limit` bytes;
+        False after `timeout` seconds."""
+        with self._room:
+            return self._room.wait_for(lambda: self._outbox_bytes < limit, timeout)
 
     def detach(self) -> None:
         """Stop passing messages to the engine (at shutdown); publishing still works."""
@@ -127,6 +152,7 @@ class ArrosBrokerPlugin(BasePlugin[BrokerContext]):
         """Thread-safe: queue a message for the broker's loop; never waits for the loop."""
         with self._lock:
             self._outbox.append((topic, payload, qos, retain))
+            self._outbox_bytes += len(topic) + len(payload) + MESSAGE_OVERHEAD
             self.queued += 1
             wake = not self._wake_pending
             self._wake_pending = True
@@ -138,11 +164,15 @@ class ArrosBrokerPlugin(BasePlugin[BrokerContext]):
 
     async def _drain(self) -> None:
         while True:
+            while self._backlog() >= MAX_BACKLOG:  # amqtt routes slower than we hand over: let it catch up
+                await asyncio.sleep(BACKLOG_POLL)
             with self._lock:
                 if not self._outbox:
                     self._wake_pending = False
                     return
                 chunk = [self._outbox.popleft() for _ in range(min(DRAIN_CHUNK, len(self._outbox)))]
+                self._outbox_bytes -= sum(len(t) + len(p) + MESSAGE_OVERHEAD for t, p, _, _ in chunk)
+                self._room.notify_all()
             for topic, payload, qos, retain in chunk:
                 try:
                     # QoS 1 results go out at each subscriber's QoS (amqtt's rule for client messages too);

@@ -8,8 +8,9 @@ Backpressure: `MicroBatcher.add` blocks only while the engine is a whole buffer 
 least 100k messages, or 4 x batch_max_bytes, at least 16 MiB, of payload) behind. The hook then blocks
 the broker's loop until the engine takes its next batch (a batch's processing time: milliseconds), so
 amqtt stops reading sockets and devices' TCP windows fill: the same backpressure paho's network thread
-gives in client mode. It cannot deadlock: the engine never waits for the loop (`publish` only queues),
-and `stop` closes the batcher, after which `add` never blocks. amqtt offers no other backpressure: it
+gives in client mode. It cannot deadlock: the engine waits for the loop only in `wait_for_room` (results
+past `output_memory`), and then the batcher's `add` does not block (`MicroBatcher.unbounded`); `stop`
+closes the batcher, after which `add` never blocks. amqtt offers no other backpressure: it
 does not wait for hooks, so a hook that awaited instead would only pile up tasks without slowing any
 client.
 
@@ -20,6 +21,7 @@ messages/s (see docs/brokers.md), and keeps nothing across restarts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
 import socket
@@ -33,7 +35,7 @@ import yaml
 
 from arros_mqtt.config import EmbeddedConfig, StreamConfig
 from arros_mqtt.core.errors import ConfigError, ExternalError
-from arros_mqtt.transport.amqtt_internals import ArrosBroker, delivering
+from arros_mqtt.transport.amqtt_internals import ArrosBroker, backlog, delivering
 from arros_mqtt.transport.amqtt_plugin import ArrosBrokerPlugin, WillAclPlugin
 from arros_mqtt.transport.presence import Presence
 from arros_mqtt.transport.stream_router import Sink, StreamRouter
@@ -42,6 +44,7 @@ log = logging.getLogger(__name__)
 PLUGIN_PATH = f"{ArrosBrokerPlugin.__module__}.{ArrosBrokerPlugin.__name__}"
 WILL_ACL_PATH = f"{WillAclPlugin.__module__}.{WillAclPlugin.__name__}"  # Last Wills obey the topic ACL
 ANONYMOUS_AUTH = "amqtt.plugins.authentication.AnonymousAuthPlugin"
+ROOM_WAIT = 10.0  # seconds the engine waits at most for the outbox to go below output_memory
 SETTLE_SECONDS = 0.05  # a drained broker must stay drained this long (its routing step is a task of its own)
 
 
@@ -152,8 +155,9 @@ class EmbeddedTransport:
     """The `Transport` of embedded mode: an amqtt broker on `[embedded] listen`, run in a thread."""
 
     def __init__(self, embedded: EmbeddedConfig, streams: list[StreamConfig], source: str = "<config>",
-                 presence: Presence | None = None) -> None:
+                 presence: Presence | None = None, output_memory: int = 64 * 1024 * 1024) -> None:
         self.embedded = embedded
+        self.output_memory = output_memory  # results waiting for the broker's loop before the engine waits
         self._presence = presence  # retained online message at start, offline at a clean close
         self.amqtt_config = amqtt_config(embedded, source)
         self._router = StreamRouter(streams)
@@ -205,6 +209,19 @@ class EmbeddedTransport:
         if self.plugin is not None:
             self.plugin.publish(topic, payload, qos, retain)
 
+    def wait_for_room(self, unblocked: Callable[[], contextlib.AbstractContextManager]) -> None:
+        """On the engine thread, between slices of a result: wait until the outbox holds less than
+        `output_memory` (the broker's loop takes it), at most ROOM_WAIT seconds (a loop that stopped
+        draining must not stop the engine). `unblocked()` is held while waiting: the micro-batcher
+        then never blocks the loop, so the two cannot wait for each other."""
+        plugin = self.plugin
+        if plugin is None or plugin.outbox_bytes < self.output_memory or not self._thread.is_alive():
+            return
+        with unblocked():
+            if not plugin.wait_for_room(self.output_memory, ROOM_WAIT):
+                log.warning("embedded broker: %d bytes of results wait for the broker's loop after %.0f s; "
+                            "going on", plugin.outbox_bytes, ROOM_WAIT)
+
     def stop_receiving(self) -> None:
         """Devices stay connected until `close`, but nothing new reaches the engine."""
         if self.plugin is not None:
@@ -244,7 +261,7 @@ class EmbeddedTransport:
         self._shutdown = asyncio.Event()
         self._broker = ArrosBroker(self.amqtt_config, loop=self._loop)
         self.plugin = next(p for p in self._broker.plugins_manager.plugins if isinstance(p, ArrosBrokerPlugin))
-        self.plugin.attach(self._router, self._deliver, self._loop)
+        self.plugin.attach(self._router, self._deliver, self._loop, lambda: backlog(self._broker))
         for will_acl in (p for p in self._broker.plugins_manager.plugins if isinstance(p, WillAclPlugin)):
             will_acl.attach(self._broker.plugins_manager)
         await self._broker.start()
